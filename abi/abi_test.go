@@ -1,0 +1,217 @@
+package abi_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/abi/abitest"
+)
+
+var update = flag.Bool("update", false, "rewrite the encoded lines of testdata/*.vec from their decoded form")
+
+func TestVectors(t *testing.T) {
+	vs, err := abitest.Load("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		rewrite(t, vs)
+		if vs, err = abitest.Load("testdata"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range vs {
+		t.Run(v.Name, func(t *testing.T) {
+			if got := v.Encode(); !bytes.Equal(got, v.Encoded) {
+				t.Fatalf("%s:%d: encode\n got %x\nwant %x", v.File, v.Line, got, v.Encoded)
+			}
+			switch v.Kind {
+			case "batch":
+				b, err := abi.DecodeBatch(v.Encoded)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(normBatch(*b), normBatch(v.Batch)) {
+					t.Fatalf("decode\n got %+v\nwant %+v", *b, v.Batch)
+				}
+			case "headers":
+				hs, err := abi.DecodeHeaders(v.Encoded, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(hs, v.Headers) && !(len(hs) == 0 && len(v.Headers) == 0) {
+					t.Fatalf("decode\n got %+v\nwant %+v", hs, v.Headers)
+				}
+			case "entries":
+				rest := v.Encoded
+				for i, want := range v.Entries {
+					k, val, r, err := abi.NextEntry(rest)
+					if err != nil {
+						t.Fatalf("entry %d: %v", i, err)
+					}
+					if !bytes.Equal(k, want[0]) || !bytes.Equal(val, want[1]) {
+						t.Fatalf("entry %d: got %x=%x want %x=%x", i, k, val, want[0], want[1])
+					}
+					rest = r
+				}
+				if len(rest) != 0 {
+					t.Fatalf("%d bytes left after the entries", len(rest))
+				}
+			}
+		})
+	}
+}
+
+// normBatch makes empty and nil header lists compare equal; keys and values
+// keep their nil-versus-empty distinction, which is the point of the test.
+func normBatch(b abi.Batch) abi.Batch {
+	recs := make([]abi.Record, len(b.Records))
+	for i, r := range b.Records {
+		if len(r.Headers) == 0 {
+			r.Headers = nil
+		}
+		recs[i] = r
+	}
+	b.Records = recs
+	if len(b.Topics) == 0 {
+		b.Topics = nil
+	}
+	if len(b.Records) == 0 {
+		b.Records = nil
+	}
+	return b
+}
+
+func rewrite(t *testing.T, vs []abitest.Vector) {
+	byFile := map[string]map[string][]byte{}
+	for _, v := range vs {
+		if byFile[v.File] == nil {
+			byFile[v.File] = map[string][]byte{}
+		}
+		byFile[v.File][v.Name] = v.Encode()
+	}
+	for file, enc := range byFile {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(data), "\n")
+		name := ""
+		for i, l := range lines {
+			f := strings.Fields(l)
+			if len(f) == 2 && f[0] == "vector" {
+				name = f[1]
+			}
+			if len(f) >= 1 && f[0] == "encoded" {
+				lines[i] = "encoded " + hex.EncodeToString(enc[name])
+			}
+		}
+		if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestNullAndEmptyAreDistinct(t *testing.T) {
+	enc := abi.EncodeBatch(nil, &abi.Batch{Records: []abi.Record{
+		{Topic: "t", Key: nil, Value: []byte{}},
+		{Topic: "t", Key: []byte{}, Value: nil},
+	}})
+	b, err := abi.DecodeBatch(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0, r1 := b.Records[0], b.Records[1]
+	if r0.Key != nil || r0.Value == nil || r1.Key == nil || r1.Value != nil {
+		t.Fatalf("null/empty lost: %#v %#v", r0, r1)
+	}
+}
+
+func TestDecodeErrorsNameThePlace(t *testing.T) {
+	full := abi.EncodeBatch(nil, &abi.Batch{Records: []abi.Record{{Topic: "clicks", Key: []byte("k"), Value: []byte("value")}}})
+	tests := []struct {
+		name string
+		buf  []byte
+		want string
+	}{
+		{"short header", full[:5], "batch header"},
+		{"truncated value", full[:len(full)-6], "record 0 value"},
+		{"trailing bytes", append(append([]byte(nil), full...), 0), "trailing bytes"},
+		{"bad topic index", func() []byte {
+			b := append([]byte(nil), full...)
+			b[abi.BatchHeaderSize+2+len("clicks")+1] = 9
+			return b
+		}(), "topic index 9"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := abi.DecodeBatch(tc.buf)
+			var de *abi.DecodeError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a DecodeError mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReaderReuseAllocatesNothing(t *testing.T) {
+	enc := abi.EncodeBatch(nil, &abi.Batch{Records: []abi.Record{
+		{Topic: "clicks", Key: []byte("a"), Value: []byte("1")},
+		{Topic: "clicks", Key: []byte("b"), Value: []byte("2")},
+	}})
+	var r abi.BatchReader
+	var rec abi.Record
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := r.Reset(enc); err != nil {
+			t.Fatal(err)
+		}
+		for r.Next(&rec) == nil {
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch, want 0", allocs)
+	}
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	vs, err := abitest.Load("testdata")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, v := range vs {
+		f.Add(v.Encoded)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		batch, err := abi.DecodeBatch(b)
+		if err != nil {
+			return
+		}
+		// What decodes must re-encode to the same bytes.
+		if got := abi.EncodeBatch(nil, batch); !bytes.Equal(got, b) {
+			t.Fatalf("re-encode differs:\n in %x\nout %x", b, got)
+		}
+	})
+}
+
+func FuzzDecodeHeaders(f *testing.F) {
+	f.Add(abi.AppendHeaders(nil, []abi.Header{{Key: "a", Value: nil}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hs, err := abi.DecodeHeaders(b, nil)
+		if err != nil {
+			return
+		}
+		if got := abi.AppendHeaders(nil, hs); !bytes.Equal(got, b) {
+			t.Fatalf("re-encode differs:\n in %x\nout %x", b, got)
+		}
+	})
+}
+
+var _ = io.EOF

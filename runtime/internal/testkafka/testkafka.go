@@ -1,0 +1,95 @@
+// Package testkafka picks the Kafka cluster that a test runs against, so that one
+// suite runs unchanged against the embedded kfake broker and a real Apache Kafka.
+//
+// With STREAMRT_TEST_BROKERS unset or empty, each call to Brokers starts a fresh
+// in-process kfake cluster on a loopback port and closes it when the test ends.
+// With STREAMRT_TEST_BROKERS=host:port[,host:port], tests share that cluster; they
+// keep apart by naming their topics and groups with Name.
+package testkafka
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// EnvBrokers names the environment variable that selects a real cluster.
+const EnvBrokers = "STREAMRT_TEST_BROKERS"
+
+// Real reports whether tests run against a real cluster rather than kfake.
+func Real() bool { return strings.TrimSpace(os.Getenv(EnvBrokers)) != "" }
+
+// Brokers returns seed brokers for the test: the real cluster's, or those of a
+// kfake cluster started for this test alone and closed by t.Cleanup.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	if Real() {
+		return strings.Split(strings.TrimSpace(os.Getenv(EnvBrokers)), ",")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+var seq atomic.Int64
+
+// Name returns a name unique to this test process, for topics, groups and apps
+// that must not collide with other tests on a shared cluster.
+func Name(t testing.TB, base string) string {
+	return fmt.Sprintf("%s-%d-%d", base, time.Now().UnixNano()%1_000_000_000, seq.Add(1))
+}
+
+// Client returns a plain franz-go client for the test's cluster, closed by t.Cleanup.
+func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// CreateTopic creates topic with the given partition count, failing the test on error.
+func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, brokers))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create topic %q: %v", topic, err)
+	}
+}
+
+// ReadAll consumes topic from the start until n records arrived or the deadline
+// passes, and returns what it read.
+func ReadAll(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) []*kgo.Record {
+	t.Helper()
+	cl := Client(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Instance is one guest instance, owned by one task. It is not safe for
+// concurrent use: wazero instances are single-threaded, like the guests.
+type Instance struct {
+	m      *Module
+	mod    api.Module
+	mem    api.Memory
+	fns    struct{ version, buffer, process api.Function }
+	stack  [2]uint64
+	output *tail
+	broken error
+}
+
+// Instantiate creates a fresh instance and runs its initialisers
+// (_initialize, then streamrt_init) under the engine's deadline.
+func (m *Module) Instantiate(ctx context.Context) (*Instance, error) {
+	out := &tail{max: 4096}
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous, so a module can have an instance per task
+		WithStartFunctions().
+		WithStdout(out).
+		WithStderr(out)
+	mod, err := m.engine.rt.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil {
+		return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("does not instantiate: %v", err)}
+	}
+	inst := &Instance{m: m, mod: mod, mem: mod.Memory(), output: out}
+	inst.fns.version = mod.ExportedFunction(abi.ExportABIVersion)
+	inst.fns.buffer = mod.ExportedFunction(abi.ExportBuffer)
+	inst.fns.process = mod.ExportedFunction(abi.ExportProcess)
+	for _, name := range []string{abi.ExportInitialize, abi.ExportInit} {
+		fn := mod.ExportedFunction(name)
+		if fn == nil {
+			continue
+		}
+		cctx, cancel := m.engine.callCtx(ctx)
+		err := fn.CallWithStack(cctx, inst.stack[:])
+		cancel()
+		if err != nil {
+			mod.Close(ctx)
+			return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("%s failed: %v", name, inst.describe(err))}
+		}
+		if name == abi.ExportInit && int32(inst.stack[0]) != 0 {
+			mod.Close(ctx)
+			return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("%s returned %d%s", name, int32(inst.stack[0]), out.suffix())}
+		}
+	}
+	return inst, nil
+}
+
+// Module returns the module the instance runs.
+func (i *Instance) Module() *Module { return i.m }
+
+// Process runs streamrt_process on one encoded batch, with h serving the
+// guest's host calls. A *CallError wrapping ErrTrap or ErrDeadline means the
+// instance is unusable (Broken reports it) and must be replaced; one wrapping
+// ErrBatchFailed means the guest refused the batch and the instance lives on.
+// When ctx itself ends, Process returns ctx's error.
+func (i *Instance) Process(ctx context.Context, h Host, batch []byte) error {
+	if i.broken != nil {
+		return i.broken
+	}
+	i.output.reset()
+	cctx, cancel := i.m.engine.callCtx(ctx)
+	defer cancel()
+	cctx = withHost(cctx, h)
+	i.stack[0] = uint64(len(batch))
+	if err := i.fns.buffer.CallWithStack(cctx, i.stack[:]); err != nil {
+		return i.fail(ctx, err)
+	}
+	ptr := uint32(i.stack[0])
+	if ptr == 0 || !i.mem.Write(ptr, batch) {
+		return &CallError{Module: i.m.name, Kind: ErrBatchFailed,
+			Detail: fmt.Sprintf("%s could not provide %d bytes for the batch%s", abi.ExportBuffer, len(batch), i.output.suffix())}
+	}
+	i.stack[0], i.stack[1] = uint64(ptr), uint64(len(batch))
+	if err := i.fns.process.CallWithStack(cctx, i.stack[:]); err != nil {
+		return i.fail(ctx, err)
+	}
+	if rc := int32(i.stack[0]); rc != 0 {
+		return &CallError{Module: i.m.name, Kind: ErrBatchFailed, Detail: fmt.Sprintf("%s returned %d%s", abi.ExportProcess, rc, i.output.suffix())}
+	}
+	return nil
+}
+
+// Broken returns the error that made the instance unusable, or nil.
+func (i *Instance) Broken() error { return i.broken }
+
+// MemorySize returns the guest's current linear memory size in bytes.
+func (i *Instance) MemorySize() uint32 { return i.mem.Size() }
+
+// Close releases the instance.
+func (i *Instance) Close(ctx context.Context) error { return i.mod.Close(ctx) }
+
+func (i *Instance) fail(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		i.broken = ctx.Err()
+		return ctx.Err()
+	}
+	kind := ErrTrap
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
+		kind = ErrDeadline
+	}
+	ce := &CallError{Module: i.m.name, Kind: kind, Detail: i.describe(err), Cause: err}
+	i.broken = ce
+	return ce
+}
+
+// describe turns a wazero error into one line, with what the guest printed
+// (a Go guest prints its panic message before exiting).
+func (i *Instance) describe(err error) string {
+	var exit *sys.ExitError
+	msg := err.Error()
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			msg = fmt.Sprintf("stopped after %v", i.m.engine.deadline)
+		default:
+			msg = fmt.Sprintf("exited with code %d", exit.ExitCode())
+		}
+	} else if j := strings.Index(msg, "\nwasm stack trace:"); j >= 0 {
+		msg = msg[:j]
+	}
+	return msg + i.output.suffix()
+}
+
+// tail keeps the last max bytes a guest wrote to stdout and stderr.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) reset() {
+	t.mu.Lock()
+	t.buf = t.buf[:0]
+	t.mu.Unlock()
+}
+
+// suffix renders the captured output for an error message, or "".
+func (t *tail) suffix() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.TrimSpace(string(t.buf))
+	if s == "" {
+		return ""
+	}
+	if first, _, ok := strings.Cut(s, "\n\ngoroutine "); ok {
+		s = first // a Go panic: its message, not every goroutine's stack
+	}
+	return " (guest output: " + strings.ReplaceAll(s, "\n", " | ") + ")"
+}

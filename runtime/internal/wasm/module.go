@@ -1,0 +1,151 @@
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Module is a compiled, validated module version. It is safe for concurrent
+// use; instantiate it once per task.
+type Module struct {
+	engine   *Engine
+	compiled wazero.CompiledModule
+	name     string
+	version  string
+	hasInit  bool
+	hasWASI  bool
+}
+
+// Name returns the label the module was compiled under, such as its file.
+func (m *Module) Name() string { return m.name }
+
+// Version returns the module's content address: the hex sha256 of its bytes.
+func (m *Module) Version() string { return m.version }
+
+// Version returns the content address of a module's bytes.
+func Version(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
+}
+
+type export struct {
+	name            string
+	params, results []api.ValueType
+	required        bool
+}
+
+var exports = []export{
+	{abi.ExportABIVersion, nil, []api.ValueType{i32}, true},
+	{abi.ExportBuffer, []api.ValueType{i32}, []api.ValueType{i32}, true},
+	{abi.ExportProcess, []api.ValueType{i32, i32}, []api.ValueType{i32}, true},
+	{abi.ExportInit, nil, []api.ValueType{i32}, false},
+	{abi.ExportInitialize, nil, nil, false},
+}
+
+// Compile compiles and validates wasm, naming it name in errors. It refuses a
+// module that is not Wasm, imports what the host does not provide, lacks a
+// required export or memory, or was built for another ABI version; the error
+// wraps ErrInvalidModule and says which. Validation instantiates the module
+// once to ask its ABI version and run its initialisers.
+func (e *Engine) Compile(ctx context.Context, name string, wasm []byte) (*Module, error) {
+	refuse := func(format string, args ...any) error {
+		return &ModuleError{Module: name, Reason: fmt.Sprintf(format, args...)}
+	}
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil, refuse("not a WebAssembly module (no \\0asm header)")
+	}
+	compiled, err := e.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, refuse("does not compile: %v", err)
+	}
+	m := &Module{engine: e, compiled: compiled, name: name, version: Version(wasm)}
+	if err := m.validate(ctx); err != nil {
+		compiled.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Module) validate(ctx context.Context) error {
+	refuse := func(format string, args ...any) error {
+		return &ModuleError{Module: m.name, Reason: fmt.Sprintf(format, args...)}
+	}
+	for _, f := range m.compiled.ImportedFunctions() {
+		mod, fn, _ := f.Import()
+		switch {
+		case mod == abi.ImportModule:
+			hf, ok := hostFuncs[fn]
+			if !ok {
+				return refuse("imports %s.%s, which host ABI v%d does not provide", mod, fn, abi.Version)
+			}
+			if !slices.Equal(f.ParamTypes(), hf.params) || !slices.Equal(f.ResultTypes(), hf.results) {
+				return refuse("imports %s.%s with signature %s, want %s", mod, fn, sig(f.ParamTypes(), f.ResultTypes()), sig(hf.params, hf.results))
+			}
+		case strings.HasPrefix(mod, abi.ImportModulePrefix):
+			v, _ := strconv.Atoi(strings.TrimPrefix(mod, abi.ImportModulePrefix))
+			return refuse("was built for host ABI v%d (imports %s), this host speaks ABI v%d (%s)", v, mod, abi.Version, abi.ImportModule)
+		case mod == "wasi_snapshot_preview1":
+			m.hasWASI = true
+		default:
+			return refuse("imports %s.%s from unknown module %q", mod, fn, mod)
+		}
+	}
+	if _, ok := m.compiled.ExportedMemories()[abi.ExportMemory]; !ok {
+		return refuse("does not export its memory as %q", abi.ExportMemory)
+	}
+	fns := m.compiled.ExportedFunctions()
+	var missing []string
+	for _, x := range exports {
+		f, ok := fns[x.name]
+		if !ok {
+			if x.required {
+				missing = append(missing, x.name)
+			}
+			continue
+		}
+		if !slices.Equal(f.ParamTypes(), x.params) || !slices.Equal(f.ResultTypes(), x.results) {
+			return refuse("exports %s with signature %s, want %s", x.name, sig(f.ParamTypes(), f.ResultTypes()), sig(x.params, x.results))
+		}
+		if x.name == abi.ExportInit {
+			m.hasInit = true
+		}
+	}
+	if len(missing) > 0 {
+		return refuse("lacks required export(s) %s (see abi/ABI.md)", strings.Join(missing, ", "))
+	}
+	inst, err := m.Instantiate(ctx)
+	if err != nil {
+		return err
+	}
+	defer inst.Close(ctx)
+	if err := inst.fns.version.CallWithStack(ctx, inst.stack[:1]); err != nil {
+		return refuse("%s trapped: %v", abi.ExportABIVersion, err)
+	}
+	if v := int32(inst.stack[0]); v != abi.Version {
+		return refuse("was built for host ABI v%d (%s returned %d), this host speaks ABI v%d", v, abi.ExportABIVersion, v, abi.Version)
+	}
+	return nil
+}
+
+// Close releases the compiled code. Instances made from it must be closed first.
+func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+
+func sig(params, results []api.ValueType) string {
+	name := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return name(params) + " -> " + name(results)
+}
