@@ -10,7 +10,9 @@ package testkafka
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,4 +94,21 @@ func ReadAll(t testing.TB, brokers []string, topic string, n int, timeout time.D
 		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
 	}
 	return out
+}
+
+// BrokersAt starts a kfake cluster listening on addr, for tests that start
+// the broker after the runtime.
+func BrokersAt(t testing.TB, addr string) []string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p))
+	if err != nil {
+		t.Fatalf("start kfake on %s: %v", addr, err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
 }

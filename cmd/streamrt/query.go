@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/streamrt/streamrt/runtime/config"
+)
+
+// maxQueryBody bounds what query reads of a response.
+const maxQueryBody = 64 << 20
+
+func cmdQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	f := newFlags("query", "query [-a URL] STORE KEY", `Print the value of KEY in STORE of a running app, followed by a newline, by
+asking any of its instances: GET URL/v1/stores/STORE/keys/KEY, with STORE and
+KEY path-escaped. An error from the app, such as a missing key (404), is
+printed to standard error and exits 1. Flags go before STORE and KEY.`)
+	addr := f.String("addr", "http://"+config.DefaultHTTP, "base `URL` of an instance's query API")
+	f.alias("a", "addr")
+	timeout := f.Duration("timeout", 10*time.Second, "give up after `D`")
+	if code, ok := f.parse(args, stdout, stderr); !ok {
+		return code
+	}
+	if f.NArg() != 2 {
+		return f.usageError(stderr, "want STORE and KEY, got %d arguments", f.NArg())
+	}
+	if *timeout <= 0 {
+		return f.usageError(stderr, "--timeout must be positive")
+	}
+	base := strings.TrimRight(*addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	target := base + "/v1/stores/" + url.PathEscape(f.Arg(0)) + "/keys/" + url.PathEscape(f.Arg(1))
+
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "streamrt query: %v\n", err)
+		return exitFail
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "streamrt query: %v\n", err)
+		return exitFail
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQueryBody))
+	if err != nil {
+		fmt.Fprintf(stderr, "streamrt query: read response: %v\n", err)
+		return exitFail
+	}
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "streamrt query: %s (%s)\n", errorMessage(body), resp.Status)
+		return exitFail
+	}
+	if _, err := stdout.Write(append(body, '\n')); err != nil {
+		fmt.Fprintf(stderr, "streamrt query: write: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// errorMessage returns the message of an {"error": "..."} body, or the body
+// itself if it is not one.
+func errorMessage(body []byte) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	if s := strings.TrimSpace(string(body)); s != "" {
+		return s
+	}
+	return "no error message"
+}

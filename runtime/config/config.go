@@ -1,0 +1,277 @@
+// Package config loads and validates the configuration of one streamrt app.
+//
+// A configuration is a YAML file, overridden by environment variables
+// (STREAMRT_<KEY>, nested keys joined by a double underscore:
+// STREAMRT_QUERY__MAX_KEY_BYTES), overridden in turn by flags that the CLI
+// passes to Load. The layers are merged with koanf, decoded into Config with
+// every key checked, given their defaults and validated once; every problem
+// found is reported, each as an *Error naming the file, the key and the
+// reason.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+)
+
+// Guarantee is the delivery guarantee of an app.
+type Guarantee string
+
+// Delivery guarantees.
+const (
+	AtLeastOnce Guarantee = "at_least_once"
+	ExactlyOnce Guarantee = "exactly_once"
+)
+
+// StartOffset is where a consumer group with no committed offset starts.
+type StartOffset string
+
+// Start offsets.
+const (
+	StartEarliest StartOffset = "earliest"
+	StartLatest   StartOffset = "latest"
+)
+
+// ErrorPolicy says what a stage does with a record its module fails on.
+type ErrorPolicy string
+
+// Error policies.
+const (
+	PolicyFail       ErrorPolicy = "fail"        // stop the stage
+	PolicySkip       ErrorPolicy = "skip"        // log the error and go on
+	PolicyDeadLetter ErrorPolicy = "dead_letter" // produce the record to the dead-letter topic and go on
+)
+
+// Defaults for keys absent from every source.
+const (
+	DefaultHTTP              = "127.0.0.1:7070"
+	DefaultGuarantee         = AtLeastOnce
+	DefaultPartitions        = 4
+	DefaultReplicationFactor = -1 // the broker's default
+	DefaultCommitInterval    = 100 * time.Millisecond
+	DefaultStartOffset       = StartEarliest
+	DefaultMaxKeyBytes       = 4096
+	DefaultErrorPolicy       = PolicyFail
+	DefaultBatchSize         = 500
+	DefaultMemoryLimit       = 64 << 20
+	DefaultBatchDeadline     = 5 * time.Second
+)
+
+// Limits checked by Validate.
+const (
+	MaxBatchSize     = 100_000
+	MinMemoryLimit   = 1 << 20
+	MaxMemoryLimit   = 4 << 30
+	MaxQueryKeyBytes = 1 << 20 // upper bound of query.max_key_bytes
+	MaxStoreName     = 255     // bytes
+	maxTopicName     = 249     // Kafka's limit
+)
+
+// EnvPrefix starts the name of every environment variable that overrides a
+// key: STREAMRT_BROKERS overrides brokers.
+const EnvPrefix = "STREAMRT_"
+
+// Config is the configuration of one app. Parse and Load return it with
+// defaults applied, Module and StateDir absolute, and validated.
+type Config struct {
+	// File is the absolute path of the configuration file; empty when the
+	// configuration was parsed from bytes with no file name.
+	File string `koanf:"-"`
+
+	App      string   `koanf:"app"`
+	Brokers  []string `koanf:"brokers"`
+	StateDir string   `koanf:"state_dir"`
+	// CacheDir keeps compiled modules and Go guest builds, keyed by content,
+	// so they can be shared by the apps of one machine; default
+	// <state_dir>/cache.
+	CacheDir          string        `koanf:"cache_dir"`
+	HTTP              string        `koanf:"http"`
+	Guarantee         Guarantee     `koanf:"guarantee"`
+	Partitions        int32         `koanf:"partitions"`
+	ReplicationFactor int16         `koanf:"replication_factor"`
+	CommitInterval    time.Duration `koanf:"commit_interval"`
+	StartOffset       StartOffset   `koanf:"start_offset"`
+	Query             Query         `koanf:"query"`
+	Stages            []Stage       `koanf:"stages"`
+
+	name    string            // File as the caller named it, for errors
+	sources map[string]string // YAML path -> env var or flag that set it
+}
+
+// Query configures interactive queries.
+type Query struct {
+	MaxKeyBytes int `koanf:"max_key_bytes"`
+}
+
+// Stage configures one stage: a module, its input topics, its stores and its
+// named outputs.
+type Stage struct {
+	Name            string            `koanf:"name"`
+	Module          string            `koanf:"module"` // a .wasm file or a Go guest package directory
+	Inputs          []string          `koanf:"inputs"`
+	Stores          []string          `koanf:"stores"`
+	Outputs         map[string]string `koanf:"outputs"` // output name -> topic
+	ErrorPolicy     ErrorPolicy       `koanf:"error_policy"`
+	DeadLetterTopic string            `koanf:"dead_letter_topic"`
+	BatchSize       int               `koanf:"batch_size"`
+	MemoryLimit     int64             `koanf:"memory_limit"` // bytes
+	BatchDeadline   time.Duration     `koanf:"batch_deadline"`
+}
+
+// Stage returns the stage named name.
+func (c *Config) Stage(name string) (*Stage, bool) {
+	for i := range c.Stages {
+		if c.Stages[i].Name == name {
+			return &c.Stages[i], true
+		}
+	}
+	return nil, false
+}
+
+// Load reads the YAML file at path, applies the environment's STREAMRT_*
+// variables and then overrides, and returns the validated configuration.
+//
+// overrides maps dotted keys to values as a flag would give them, for example
+// "brokers" to "a:9092,b:9092" or "state_dir" to "/tmp/s"; problems with them
+// are reported under the flag's name (--state-dir). Relative paths from the
+// file are resolved against the file's directory, those from the environment
+// and overrides against the working directory.
+func Load(path string, overrides map[string]string) (*Config, error) {
+	data, err := file.Provider(path).ReadBytes()
+	if err != nil {
+		return nil, &Error{File: path, Reason: "cannot read: " + pathErrText(err), Err: err}
+	}
+	return Parse(data, path, os.Environ(), overrides)
+}
+
+// Parse is Load for a file already read. data is the YAML; file names it for
+// errors and anchors its relative paths (the working directory if empty);
+// environ lists environment variables as os.Environ does (nil for none).
+func Parse(data []byte, file string, environ []string, overrides map[string]string) (*Config, error) {
+	p := &problems{file: file, sources: make(map[string]string)}
+	ko := koanf.New(".")
+	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		p.errs = append(p.errs, &Error{File: file, Reason: "invalid YAML: " + yamlErrText(err), Err: err})
+		return nil, p.err()
+	}
+	envProvider := env.Provider(".", env.Opt{
+		Prefix:        EnvPrefix,
+		EnvironFunc:   func() []string { return environ },
+		TransformFunc: envKey(p.sources),
+	})
+	if err := ko.Load(envProvider, nil); err != nil {
+		return nil, fmt.Errorf("streamrt: read environment: %w", err)
+	}
+	for _, k := range sortedKeys(overrides) {
+		flag := "--" + strings.ReplaceAll(k, "_", "-")
+		p.sources[k] = flag
+		if !overridable[k] {
+			p.add(k, fmt.Sprintf("unknown key %q", k))
+			continue
+		}
+		if err := ko.Set(k, overrides[k]); err != nil {
+			return nil, fmt.Errorf("streamrt: override %s: %w", k, err)
+		}
+	}
+
+	c := &Config{name: file, sources: p.sources}
+	if file != "" {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, fmt.Errorf("streamrt: config file %s: %w", file, err)
+		}
+		c.File = abs
+	}
+	d := decoder{p: p}
+	d.config(ko.Raw(), c)
+	c.resolve()
+	c.validate(p)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// overridable lists the keys that the environment and flags can set: every
+// scalar, not the stages.
+var overridable = map[string]bool{
+	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true,
+	"guarantee": true, "partitions": true, "replication_factor": true,
+	"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
+}
+
+// envKey maps STREAMRT_QUERY__MAX_KEY_BYTES to query.max_key_bytes, recording
+// the variable's name in sources. Variables that name no overridable key are
+// ignored rather than refused, since other tools share the prefix
+// (STREAMRT_TEST_BROKERS); so are empty ones, so that VAR= unsets a key.
+func envKey(sources map[string]string) func(k, v string) (string, any) {
+	return func(k, v string) (string, any) {
+		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, EnvPrefix)), "__", ".")
+		if !overridable[key] || v == "" {
+			return "", nil
+		}
+		sources[key] = k
+		return key, v
+	}
+}
+
+// resolve fills the defaults that depend on other keys and makes paths
+// absolute: paths from the file against its directory, others against the
+// working directory.
+func (c *Config) resolve() {
+	fileDir := "."
+	if c.File != "" {
+		fileDir = filepath.Dir(c.File)
+	}
+	if c.StateDir == "" && validName(c.App) == "" {
+		c.StateDir = filepath.Join(".streamrt", c.App)
+	}
+	if c.StateDir != "" {
+		base := fileDir
+		if _, ok := c.sources["state_dir"]; ok {
+			base = "."
+		}
+		c.StateDir = absPath(base, c.StateDir)
+	}
+	if c.CacheDir != "" {
+		base := fileDir
+		if _, ok := c.sources["cache_dir"]; ok {
+			base = "."
+		}
+		c.CacheDir = absPath(base, c.CacheDir)
+	} else if c.StateDir != "" {
+		c.CacheDir = filepath.Join(c.StateDir, "cache")
+	}
+	for i := range c.Stages {
+		s := &c.Stages[i]
+		if s.Module != "" {
+			s.Module = absPath(fileDir, s.Module)
+		}
+		if s.ErrorPolicy == PolicyDeadLetter && s.DeadLetterTopic == "" &&
+			validName(c.App) == "" && validName(s.Name) == "" {
+			s.DeadLetterTopic = c.App + "-" + s.Name + "-dlq"
+		}
+	}
+}
+
+// absPath resolves p against base and cleans it. An error of filepath.Abs
+// (the working directory is gone) leaves the path relative; Validate then
+// reports whatever fails to open.
+func absPath(base, p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
+}

@@ -1,0 +1,376 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The keys each mapping accepts, in the order the schema documents them.
+var (
+	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "guarantee", "partitions",
+		"replication_factor", "commit_interval", "start_offset", "query", "stages"}
+	queryKeys = []string{"max_key_bytes"}
+	stageKeys = []string{"name", "module", "inputs", "stores", "outputs", "error_policy",
+		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline"}
+)
+
+// decoder turns the merged configuration map into a Config. Every key is
+// checked, absent keys take their defaults, and a value of the wrong shape
+// is reported and left at its default, so that decoding always finishes and
+// reports every problem.
+//
+// The map holds what the YAML parser and the environment produce: strings,
+// ints, floats, bools, []any and map[string]any. Numbers, durations and sizes
+// are accepted as strings too, since the environment and flags give nothing
+// else.
+type decoder struct{ p *problems }
+
+func (d decoder) config(m map[string]any, c *Config) {
+	d.unknown(m, "", configKeys)
+	c.App = d.str(m, "", "app", "")
+	c.Brokers = d.strList(m, "", "brokers", true)
+	c.StateDir = d.str(m, "", "state_dir", "")
+	c.CacheDir = d.str(m, "", "cache_dir", "")
+	c.HTTP = d.str(m, "", "http", DefaultHTTP)
+	c.Guarantee = Guarantee(d.str(m, "", "guarantee", string(DefaultGuarantee)))
+	c.Partitions = int32(d.integer(m, "", "partitions", DefaultPartitions, math.MinInt32, math.MaxInt32))
+	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", DefaultReplicationFactor, math.MinInt16, math.MaxInt16))
+	c.CommitInterval = d.duration(m, "", "commit_interval", DefaultCommitInterval)
+	c.StartOffset = StartOffset(d.str(m, "", "start_offset", string(DefaultStartOffset)))
+
+	c.Query.MaxKeyBytes = DefaultMaxKeyBytes
+	if q, ok := d.mapping(m, "", "query"); ok {
+		d.unknown(q, "query", queryKeys)
+		c.Query.MaxKeyBytes = int(d.integer(q, "query", "max_key_bytes", DefaultMaxKeyBytes, math.MinInt32, math.MaxInt32))
+	}
+
+	v, ok := m["stages"]
+	if !ok || v == nil {
+		return
+	}
+	list, ok := v.([]any)
+	if !ok {
+		d.p.add("stages", "must be a list of stages, got "+describe(v))
+		return
+	}
+	c.Stages = make([]Stage, len(list))
+	for i, item := range list {
+		path := fmt.Sprintf("stages[%d]", i)
+		sm, ok := item.(map[string]any)
+		if !ok {
+			d.p.add(path, "must be a mapping with name, module, inputs…, got "+describe(item))
+			continue
+		}
+		d.stage(sm, path, &c.Stages[i])
+	}
+}
+
+func (d decoder) stage(m map[string]any, path string, s *Stage) {
+	d.unknown(m, path, stageKeys)
+	s.Name = d.str(m, path, "name", "")
+	s.Module = d.str(m, path, "module", "")
+	s.Inputs = d.strList(m, path, "inputs", false)
+	s.Stores = d.strList(m, path, "stores", false)
+	if om, ok := d.mapping(m, path, "outputs"); ok && len(om) > 0 {
+		s.Outputs = make(map[string]string, len(om))
+		for _, name := range sortedKeys(om) {
+			key := path + ".outputs." + name
+			switch t := om[name].(type) {
+			case string:
+				s.Outputs[name] = t
+			default:
+				d.p.add(key, "must be a topic name, got "+describe(t))
+			}
+		}
+	}
+	s.ErrorPolicy = ErrorPolicy(d.str(m, path, "error_policy", string(DefaultErrorPolicy)))
+	s.DeadLetterTopic = d.str(m, path, "dead_letter_topic", "")
+	s.BatchSize = int(d.integer(m, path, "batch_size", DefaultBatchSize, math.MinInt32, math.MaxInt32))
+	s.MemoryLimit = d.byteSize(m, path, "memory_limit", DefaultMemoryLimit)
+	s.BatchDeadline = d.duration(m, path, "batch_deadline", DefaultBatchDeadline)
+}
+
+// unknown reports the keys of m that are not in known, suggesting the known
+// key closest to a misspelt one.
+func (d decoder) unknown(m map[string]any, path string, known []string) {
+	for _, k := range sortedKeys(m) {
+		if slices.Contains(known, k) {
+			continue
+		}
+		reason := "unknown key"
+		if s := closest(k, known); s != "" {
+			reason += fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		d.p.add(join(path, k), reason)
+	}
+}
+
+// value returns m[key] and its path; ok is false if the key is absent or null.
+func value(m map[string]any, path, key string) (v any, full string, ok bool) {
+	v, ok = m[key]
+	return v, join(path, key), ok && v != nil
+}
+
+func (d decoder) mapping(m map[string]any, path, key string) (map[string]any, bool) {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return nil, false
+	}
+	mm, ok := v.(map[string]any)
+	if !ok {
+		d.p.add(full, "must be a mapping, got "+describe(v))
+	}
+	return mm, ok
+}
+
+func (d decoder) str(m map[string]any, path, key, def string) string {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return def
+	}
+	s, ok := v.(string)
+	if !ok {
+		d.p.add(full, "must be a string, got "+describe(v)+" (quote it)")
+		return def
+	}
+	return s
+}
+
+// strList decodes a list of strings. With commas, a single string is split at
+// commas, as the environment and flags give lists.
+func (d decoder) strList(m map[string]any, path, key string, commas bool) []string {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return nil
+	}
+	switch t := v.(type) {
+	case string:
+		if !commas {
+			break
+		}
+		var out []string
+		for s := range strings.SplitSeq(t, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []any:
+		if len(t) == 0 {
+			return nil
+		}
+		// A bad item is reported and kept as "", so that later items keep
+		// their index and Validate finds the list's length unchanged.
+		out := make([]string, len(t))
+		for i, item := range t {
+			s, ok := item.(string)
+			if !ok {
+				d.p.add(fmt.Sprintf("%s[%d]", full, i), "must be a string, got "+describe(item))
+			}
+			out[i] = s
+		}
+		return out
+	}
+	if commas {
+		d.p.add(full, "must be a list or a comma-separated string, got "+describe(v))
+	} else {
+		d.p.add(full, "must be a list, got "+describe(v))
+	}
+	return nil
+}
+
+// integer decodes an integer that must fit in [lo, hi], the bounds of the
+// field's type; Validate checks the narrower bounds of the key.
+func (d decoder) integer(m map[string]any, path, key string, def, lo, hi int64) int64 {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return def
+	}
+	var n int64
+	var err error
+	switch t := v.(type) {
+	case int:
+		n = int64(t)
+	case int64:
+		n = t
+	case uint64:
+		if t > math.MaxInt64 {
+			err = strconv.ErrRange
+		}
+		n = int64(t)
+	case float64:
+		if t != math.Trunc(t) || t < math.MinInt64 || t >= math.MaxInt64 {
+			err = strconv.ErrSyntax
+		}
+		n = int64(t)
+	case string:
+		n, err = strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	default:
+		err = strconv.ErrSyntax
+	}
+	switch {
+	case errors.Is(err, strconv.ErrRange) || err == nil && (n < lo || n > hi):
+		d.p.add(full, fmt.Sprintf("must be between %d and %d, got %s", lo, hi, describe(v)))
+		return def
+	case err != nil:
+		d.p.add(full, "must be an integer, got "+describe(v))
+		return def
+	}
+	return n
+}
+
+func (d decoder) duration(m map[string]any, path, key string, def time.Duration) time.Duration {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return def
+	}
+	s, ok := v.(string)
+	if !ok {
+		d.p.add(full, "must be a duration with a unit, such as 100ms or 5s, got "+describe(v))
+		return def
+	}
+	dur, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		d.p.add(full, "must be a duration with a unit, such as 100ms or 5s, got "+describe(v))
+		return def
+	}
+	return dur
+}
+
+func (d decoder) byteSize(m map[string]any, path, key string, def int64) int64 {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return def
+	}
+	var n int64
+	var err error
+	switch t := v.(type) {
+	case int:
+		n = int64(t)
+	case int64:
+		n = t
+	case string:
+		n, err = parseByteSize(t)
+	default:
+		err = errors.New("not a size")
+	}
+	if err != nil {
+		d.p.add(full, "must be a size such as 64MiB (units B, KiB, MiB, GiB, KB, MB, GB), got "+describe(v))
+		return def
+	}
+	return n
+}
+
+// byteUnits maps size suffixes to their multipliers.
+var byteUnits = map[string]int64{
+	"": 1, "B": 1,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+	"KB": 1e3, "kB": 1e3, "MB": 1e6, "GB": 1e9,
+}
+
+// parseByteSize parses a whole number of bytes with an optional unit:
+// "64MiB", "512 KB", "1048576".
+func parseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	if i < 0 {
+		i = len(s)
+	}
+	if i == 0 {
+		return 0, strconv.ErrSyntax
+	}
+	mult, ok := byteUnits[strings.TrimSpace(s[i:])]
+	if !ok {
+		return 0, strconv.ErrSyntax
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n > math.MaxInt64/mult {
+		return 0, strconv.ErrRange
+	}
+	return n * mult, nil
+}
+
+// formatByteSize renders n in the largest binary unit that divides it.
+func formatByteSize(n int64) string {
+	switch {
+	case n != 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// describe renders a decoded value for an error message.
+func describe(v any) string {
+	switch t := v.(type) {
+	case string:
+		return strconv.Quote(t)
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprint(v)
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// closest returns the key of known nearest to k if it is a plausible typo
+// (at most two edits away), else "".
+func closest(k string, known []string) string {
+	best, bestDist := "", 3
+	for _, c := range known {
+		if dist := editDistance(k, c); dist < bestDist {
+			best, bestDist = c, dist
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

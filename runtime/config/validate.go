@@ -1,0 +1,257 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Validate checks every value and returns all problems found, each an *Error,
+// joined. Load and Parse call it; call it yourself only on a Config built or
+// changed in code. It checks that each stage's module exists, so it touches
+// the file system, and changes nothing.
+func (c *Config) Validate() error {
+	p := &problems{file: c.name, sources: c.sources}
+	c.validate(p)
+	return p.err()
+}
+
+func (c *Config) validate(p *problems) {
+	if c.App == "" {
+		p.add("app", "required")
+	} else if why := validName(c.App); why != "" {
+		p.add("app", why)
+	}
+
+	if len(c.Brokers) == 0 {
+		p.add("brokers", "at least one broker is required")
+	}
+	for i, b := range c.Brokers {
+		if why := hostPort(b); why != "" {
+			p.add(fmt.Sprintf("brokers[%d]", i), why)
+		}
+	}
+	if c.StateDir == "" && validName(c.App) == "" { // else it has no default
+		p.add("state_dir", "required")
+	}
+	if why := hostPort(c.HTTP); why != "" {
+		p.add("http", why)
+	}
+	if c.Guarantee != AtLeastOnce && c.Guarantee != ExactlyOnce {
+		p.add("guarantee", fmt.Sprintf("must be %s or %s, got %q", AtLeastOnce, ExactlyOnce, c.Guarantee))
+	}
+	if c.Partitions < 1 {
+		p.add("partitions", fmt.Sprintf("must be at least 1, got %d", c.Partitions))
+	}
+	if c.ReplicationFactor < 1 && c.ReplicationFactor != -1 {
+		p.add("replication_factor", fmt.Sprintf("must be at least 1, or -1 for the broker's default, got %d", c.ReplicationFactor))
+	}
+	if c.CommitInterval <= 0 {
+		p.add("commit_interval", fmt.Sprintf("must be positive, got %s", c.CommitInterval))
+	}
+	if c.StartOffset != StartEarliest && c.StartOffset != StartLatest {
+		p.add("start_offset", fmt.Sprintf("must be %s or %s, got %q", StartEarliest, StartLatest, c.StartOffset))
+	}
+	if n := c.Query.MaxKeyBytes; n < 1 || n > MaxQueryKeyBytes {
+		p.add("query.max_key_bytes", fmt.Sprintf("must be between 1 and %d, got %d", MaxQueryKeyBytes, n))
+	}
+
+	if len(c.Stages) == 0 {
+		p.add("stages", "at least one stage is required")
+	}
+	stageAt := make(map[string]int)    // stage name -> index
+	storeAt := make(map[string]string) // store name -> key that named it first
+	for i := range c.Stages {
+		s := &c.Stages[i]
+		path := fmt.Sprintf("stages[%d]", i)
+		switch why := validName(s.Name); {
+		case s.Name == "":
+			p.add(path+".name", "required")
+		case why != "":
+			p.add(path+".name", why)
+		default:
+			if j, dup := stageAt[s.Name]; dup {
+				p.add(path+".name", fmt.Sprintf("duplicate stage name %q (also stages[%d])", s.Name, j))
+			} else {
+				stageAt[s.Name] = i
+			}
+		}
+		s.validate(p, path, storeAt)
+	}
+}
+
+func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {
+	if s.Module == "" {
+		p.add(path+".module", "required")
+	} else if why, err := checkModule(s.Module); why != "" {
+		p.addErr(path+".module", why, err)
+	}
+
+	if len(s.Inputs) == 0 {
+		p.add(path+".inputs", "at least one input topic is required")
+	}
+	seen := make(map[string]bool)
+	for i, t := range s.Inputs {
+		key := fmt.Sprintf("%s.inputs[%d]", path, i)
+		if why := validTopic(t); why != "" {
+			p.add(key, why)
+		} else if seen[t] {
+			p.add(key, fmt.Sprintf("duplicate input topic %q", t))
+		}
+		seen[t] = true
+	}
+
+	for i, name := range s.Stores {
+		key := fmt.Sprintf("%s.stores[%d]", path, i)
+		switch {
+		case name == "" || len(name) > MaxStoreName:
+			p.add(key, fmt.Sprintf("store name must be 1 to %d bytes, got %d", MaxStoreName, len(name)))
+		case storeAt[name] != "":
+			p.add(key, fmt.Sprintf("duplicate store %q (also %s)", name, storeAt[name]))
+		default:
+			storeAt[name] = key
+		}
+	}
+
+	for _, name := range sortedKeys(s.Outputs) {
+		key := path + ".outputs." + name
+		if name == "" {
+			p.add(key, "output name must not be empty")
+		} else if why := validTopic(s.Outputs[name]); why != "" {
+			p.add(key, why)
+		}
+	}
+
+	switch s.ErrorPolicy {
+	case PolicyDeadLetter:
+		if why := validTopic(s.DeadLetterTopic); why != "" {
+			p.add(path+".dead_letter_topic", why)
+		}
+	case PolicyFail, PolicySkip:
+		if s.DeadLetterTopic != "" {
+			p.add(path+".dead_letter_topic", fmt.Sprintf("only allowed with error_policy %s, not %s", PolicyDeadLetter, s.ErrorPolicy))
+		}
+	default:
+		p.add(path+".error_policy", fmt.Sprintf("must be %s, %s or %s, got %q", PolicyFail, PolicySkip, PolicyDeadLetter, s.ErrorPolicy))
+	}
+
+	if s.BatchSize < 1 || s.BatchSize > MaxBatchSize {
+		p.add(path+".batch_size", fmt.Sprintf("must be between 1 and %d, got %d", MaxBatchSize, s.BatchSize))
+	}
+	if s.MemoryLimit < MinMemoryLimit || s.MemoryLimit > MaxMemoryLimit {
+		p.add(path+".memory_limit", fmt.Sprintf("must be between %s and %s, got %s",
+			formatByteSize(MinMemoryLimit), formatByteSize(MaxMemoryLimit), formatByteSize(s.MemoryLimit)))
+	}
+	if s.BatchDeadline <= 0 {
+		p.add(path+".batch_deadline", fmt.Sprintf("must be positive, got %s", s.BatchDeadline))
+	}
+}
+
+// checkModule checks that path is a .wasm file or a directory holding a Go
+// package, and says why not.
+func checkModule(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Sprintf("cannot use %s: %s", path, pathErrText(err)), err
+	}
+	if !fi.IsDir() {
+		if filepath.Ext(path) != ".wasm" {
+			return fmt.Sprintf("%s is neither a .wasm file nor a Go package directory", path), nil
+		}
+		return "", nil
+	}
+	gofiles, err := filepath.Glob(filepath.Join(path, "*.go"))
+	if err != nil {
+		return "", nil
+	}
+	for _, f := range gofiles {
+		if !strings.HasSuffix(f, "_test.go") {
+			return "", nil
+		}
+	}
+	return fmt.Sprintf("directory %s holds no Go package (no .go files); want a .wasm file or a Go guest package directory", path), nil
+}
+
+// validName checks an app or stage name, which becomes part of consumer
+// group, topic and directory names; it returns why the name is refused.
+func validName(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case s == "." || s == "..":
+		return fmt.Sprintf("must not be %q", s)
+	case len(s) > maxTopicName:
+		return fmt.Sprintf("must be at most %d characters, got %d", maxTopicName, len(s))
+	}
+	for _, r := range s {
+		if !nameChar(r) {
+			return fmt.Sprintf("%q: only letters, digits, '.', '_' and '-' are allowed", s)
+		}
+	}
+	return ""
+}
+
+// validTopic checks a Kafka topic name; it returns why the name is refused.
+func validTopic(s string) string {
+	switch {
+	case s == "":
+		return "topic name must not be empty"
+	case s == "." || s == "..":
+		return fmt.Sprintf("topic name must not be %q", s)
+	case len(s) > maxTopicName:
+		return fmt.Sprintf("topic name must be at most %d characters, got %d", maxTopicName, len(s))
+	}
+	for _, r := range s {
+		if !nameChar(r) {
+			return fmt.Sprintf("invalid topic name %q: only letters, digits, '.', '_' and '-' are allowed", s)
+		}
+	}
+	return ""
+}
+
+func nameChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' ||
+		r == '.' || r == '_' || r == '-'
+}
+
+// hostPort checks a host:port address; it returns why it is refused.
+func hostPort(addr string) string {
+	if addr == "" {
+		return "must be host:port, got \"\""
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("must be host:port, got %q", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("port must be a number from 0 to 65535, got %q", addr)
+	}
+	return ""
+}
+
+// pathErrText is the cause of a file system error without the path, which
+// the message already names.
+func pathErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// yamlErrText is a YAML parser's message without its "yaml: " prefix, on one
+// line.
+func yamlErrText(err error) string {
+	s := strings.TrimPrefix(err.Error(), "yaml: ")
+	s = strings.TrimPrefix(s, "unmarshal errors:\n  ")
+	s = notMapping.ReplaceAllString(s, "the document must be a mapping of keys, got !!$1")
+	return strings.ReplaceAll(s, "\n  ", "; ")
+}
+
+var notMapping = regexp.MustCompile(`cannot unmarshal !!(\w+) into map\[string\]interface \{\}`)

@@ -1,0 +1,504 @@
+// Package engine is the host's processing loop: it consumes a stage's input
+// topics through one consumer group, groups records into tasks (stage,
+// partition), runs each task's records through its guest instance in batches,
+// and commits the outputs, the state and the input offsets together.
+//
+// The at-least-once commit protocol, per commit interval:
+//  1. produce every output record of the cycle and wait for all acks;
+//  2. commit each task's Pebble batch, which holds the state changes and the
+//     next input offsets they reflect, atomically;
+//  3. commit the same offsets to the consumer group.
+//
+// A crash before 2 replays the cycle (outputs may repeat, state does not move);
+// a crash between 2 and 3 loses nothing either, because a task resumes from its
+// local checkpoint, which is ahead of the group's offsets.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/metrics"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TaskError stops a task whose stage's error policy is fail.
+type TaskError struct {
+	Stage     string
+	Topic     string
+	Partition int32
+	Offset    int64
+	Reason    string
+}
+
+func (e *TaskError) Error() string {
+	return fmt.Sprintf("stage %q stopped at %s/%d offset %d: %s", e.Stage, e.Topic, e.Partition, e.Offset, e.Reason)
+}
+
+// Stage is what the engine needs to run one configured stage.
+type Stage struct {
+	Config config.Stage
+	Module *wasm.Module
+}
+
+type output struct{ name, topic string }
+
+type stage struct {
+	name          string
+	cfg           config.Stage
+	module        atomic.Pointer[wasm.Module]
+	topicIndex    map[string]uint16
+	outputs       []output
+	memoryLimit   int64
+	maxBatchBytes int
+}
+
+type taskID struct {
+	stage     string
+	partition int32
+}
+
+// Engine runs an app's stages. Create it with New and run it with Run.
+type Engine struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	db      *state.DB
+	metrics *metrics.Metrics
+	group   string
+	cl      *kgo.Client
+
+	stages  []*stage
+	byTopic map[string]*stage
+
+	mu       sync.Mutex // guards tasks and owned against the rebalance callbacks
+	tasks    map[taskID]*task
+	owned    map[string]map[int32]bool // input topic → partitions assigned here
+	assigned atomic.Bool               // the first assignment arrived
+}
+
+// New prepares an engine; it connects to nothing until Run.
+func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger, stages []Stage) (*Engine, error) {
+	e := &Engine{
+		cfg:     cfg,
+		log:     log,
+		db:      db,
+		metrics: m,
+		group:   cfg.App,
+		byTopic: map[string]*stage{},
+		tasks:   map[taskID]*task{},
+		owned:   map[string]map[int32]bool{},
+	}
+	for _, sc := range stages {
+		s := &stage{
+			name:        sc.Config.Name,
+			cfg:         sc.Config,
+			topicIndex:  map[string]uint16{},
+			memoryLimit: sc.Config.MemoryLimit,
+			// A batch takes at most a quarter of guest memory, leaving the
+			// guest room to decode it and work.
+			maxBatchBytes: int(sc.Config.MemoryLimit / 4),
+		}
+		s.module.Store(sc.Module)
+		for i, in := range sc.Config.Inputs {
+			if other, dup := e.byTopic[in]; dup {
+				return nil, fmt.Errorf("topic %q is an input of both stage %q and stage %q", in, other.name, s.name)
+			}
+			e.byTopic[in] = s
+			s.topicIndex[in] = uint16(i)
+		}
+		names := make([]string, 0, len(sc.Config.Outputs))
+		for name := range sc.Config.Outputs {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			s.outputs = append(s.outputs, output{name: name, topic: sc.Config.Outputs[name]})
+		}
+		e.stages = append(e.stages, s)
+	}
+	return e, nil
+}
+
+// Swap makes stage run module from its tasks' next batch on. Batches already
+// running finish on the module they started with, and each task commits or
+// replays whole batches, so no record is lost or processed twice.
+func (e *Engine) Swap(stageName string, m *wasm.Module) error {
+	for _, s := range e.stages {
+		if s.name == stageName {
+			s.module.Store(m)
+			e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
+			return nil
+		}
+	}
+	return fmt.Errorf("no stage %q", stageName)
+}
+
+// Module returns the module a stage currently runs.
+func (e *Engine) Module(stageName string) *wasm.Module {
+	for _, s := range e.stages {
+		if s.name == stageName {
+			return s.module.Load()
+		}
+	}
+	return nil
+}
+
+func (e *Engine) inputs() []string {
+	var ts []string
+	for _, s := range e.stages {
+		ts = append(ts, s.cfg.Inputs...)
+	}
+	return ts
+}
+
+// Run consumes and processes until ctx ends, then commits what it processed
+// and leaves the group. It returns nil on a clean stop.
+func (e *Engine) Run(ctx context.Context) error {
+	start := kgo.NewOffset().AtStart()
+	if e.cfg.StartOffset == config.StartLatest {
+		start = kgo.NewOffset().AtEnd()
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(e.cfg.Brokers...),
+		kgo.ConsumerGroup(e.group),
+		kgo.ConsumeTopics(e.inputs()...),
+		kgo.ConsumeResetOffset(start),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(e.onAssigned),
+		kgo.OnPartitionsRevoked(e.onRevoked),
+		kgo.OnPartitionsLost(e.onRevoked),
+		kgo.AdjustFetchOffsetsFn(e.localOffsets),
+		kgo.WithLogger(kgoLogger{e.log}),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	e.cl = cl
+	defer func() {
+		e.mu.Lock()
+		for id, t := range e.tasks {
+			t.close()
+			delete(e.tasks, id)
+		}
+		e.mu.Unlock()
+		cl.Close()
+	}()
+
+	lastCommit := time.Now()
+	var pending bool
+	for {
+		wait := time.Second
+		if pending {
+			wait = max(time.Millisecond, e.cfg.CommitInterval-time.Since(lastCommit))
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		fs := cl.PollRecords(pctx, 10_000)
+		cancel()
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			e.metrics.BrokerErrors.Inc()
+			e.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "err", err)
+		})
+		e.mu.Lock()
+		if err := e.processFetches(ctx, fs); err != nil {
+			e.mu.Unlock()
+			return err
+		}
+		pending = e.anyPending()
+		if pending && time.Since(lastCommit) >= e.cfg.CommitInterval {
+			if err := e.commit(context.WithoutCancel(ctx)); err != nil {
+				e.log.Error("commit failed; replaying the cycle", "err", err)
+			}
+			pending, lastCommit = false, time.Now()
+		}
+		e.mu.Unlock()
+		if !pending {
+			cl.AllowRebalance()
+		}
+	}
+	// Stopping: commit what was processed.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.anyPending() {
+		if err := e.commit(context.WithoutCancel(ctx)); err != nil {
+			e.log.Error("final commit failed; the last cycle will be replayed", "err", err)
+		}
+	}
+	cl.AllowRebalance()
+	return nil
+}
+
+// processFetches runs every task's new records, tasks in parallel.
+func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
+	work := map[*task][]*kgo.Record{}
+	var firstErr error
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 || firstErr != nil {
+			return
+		}
+		s := e.byTopic[p.Topic]
+		if s == nil {
+			return
+		}
+		t, err := e.task(ctx, s, p.Partition)
+		if err != nil {
+			firstErr = err
+			return
+		}
+		work[t] = append(work[t], p.Records...)
+		last := p.Records[len(p.Records)-1]
+		e.metrics.Lag.WithLabelValues(s.name, p.Topic, itoa(p.Partition)).Set(float64(p.HighWatermark - last.Offset - 1))
+	})
+	if firstErr != nil {
+		return firstErr
+	}
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	for t, recs := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := t.process(recs)
+			var te *TaskError
+			switch {
+			case err == nil:
+			case errors.As(err, &te):
+				t.log.Error("task stopped by its error policy (fail); it processes nothing more until restart", "err", err)
+				t.stopped = err
+				t.reset()
+				e.metrics.TasksStopped.WithLabelValues(t.stage.name).Inc()
+				e.cl.PauseFetchPartitions(map[string][]int32{recs[0].Topic: {t.partition}})
+			default:
+				errMu.Lock()
+				if firstErr == nil && ctx.Err() == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (e *Engine) task(ctx context.Context, s *stage, p int32) (*task, error) {
+	id := taskID{s.name, p}
+	if t, ok := e.tasks[id]; ok {
+		return t, nil
+	}
+	t, err := newTask(ctx, e, s, p)
+	if err != nil {
+		return nil, err
+	}
+	e.tasks[id] = t
+	return t, nil
+}
+
+func (e *Engine) anyPending() bool {
+	for _, t := range e.tasks {
+		if t.pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// commitTimeout bounds one commit cycle; past it the cycle is replayed.
+const commitTimeout = 30 * time.Second
+
+// commit runs the commit protocol described in the package comment. Callers
+// pass a context that shutdown does not cancel: a commit that started
+// completes or fails whole.
+func (e *Engine) commit(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	start := time.Now()
+	var (
+		produceErr error
+		errMu      sync.Mutex
+		out        int
+	)
+	for _, t := range e.tasks {
+		if !t.pending() {
+			continue
+		}
+		for _, r := range t.emits {
+			out++
+			e.metrics.RecordsOut.WithLabelValues(t.stage.name, r.Topic).Inc()
+			e.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+				if err != nil {
+					errMu.Lock()
+					if produceErr == nil {
+						produceErr = fmt.Errorf("produce to %q: %w", r.Topic, err)
+					}
+					errMu.Unlock()
+				}
+			})
+		}
+	}
+	if err := e.cl.Flush(ctx); err != nil && produceErr == nil {
+		produceErr = err
+	}
+	if produceErr != nil {
+		e.rewind()
+		return produceErr
+	}
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for _, t := range e.tasks {
+		if !t.pending() {
+			continue
+		}
+		if err := t.txn.Commit(); err != nil {
+			e.rewind()
+			return fmt.Errorf("stage %q partition %d: commit state: %w", t.stage.name, t.partition, err)
+		}
+		t.txn = nil
+		t.emits = t.emits[:0]
+		t.arena.chunk = t.arena.chunk[:0] // every record that used it was acknowledged
+		for topic, next := range t.next {
+			t.committed[topic] = next
+			if offsets[topic] == nil {
+				offsets[topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[topic][t.partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
+		}
+		clear(t.next)
+	}
+	// The local checkpoint is authoritative; the group's offsets only serve
+	// an instance that has no state for a partition.
+	e.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			e.log.Warn("committing offsets to the group failed; the local checkpoint stands", "err", err)
+		}
+	})
+	e.metrics.Commits.Inc()
+	e.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// rewind drops every task's uncommitted cycle and moves consumption back to
+// the last committed offsets, so the cycle is processed again.
+func (e *Engine) rewind() {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for _, t := range e.tasks {
+		if !t.pending() {
+			continue
+		}
+		for topic := range t.next {
+			if next, ok := t.committed[topic]; ok {
+				if set[topic] == nil {
+					set[topic] = map[int32]kgo.EpochOffset{}
+				}
+				set[topic][t.partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
+			}
+		}
+		t.reset()
+		t.closeInstance() // its guest memory saw the dropped batches
+	}
+	e.cl.SetOffsets(set)
+}
+
+// localOffsets replaces the group's committed offsets with the local
+// checkpoints where there are any, since state and checkpoint commit together.
+func (e *Engine) localOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, parts := range offsets {
+		for p := range parts {
+			next, found, err := e.db.Offset(e.group, topic, p)
+			if err != nil {
+				return nil, fmt.Errorf("read checkpoint of %s/%d: %w", topic, p, err)
+			}
+			if found {
+				parts[p] = kgo.NewOffset().At(next)
+			}
+		}
+	}
+	return offsets, nil
+}
+
+func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for topic, ps := range assigned {
+		if e.owned[topic] == nil {
+			e.owned[topic] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			e.owned[topic][p] = true
+		}
+		e.log.Info("partitions assigned", "topic", topic, "partitions", ps)
+	}
+	e.assigned.Store(true)
+}
+
+func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for topic, ps := range revoked {
+		for _, p := range ps {
+			delete(e.owned[topic], p)
+			if s := e.byTopic[topic]; s != nil {
+				id := taskID{s.name, p}
+				if t, ok := e.tasks[id]; ok {
+					t.close()
+					delete(e.tasks, id)
+				}
+			}
+		}
+		e.log.Info("partitions revoked", "topic", topic, "partitions", ps)
+	}
+}
+
+// Owns reports whether this instance is assigned partition p of topic.
+func (e *Engine) Owns(topic string, p int32) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.owned[topic][p]
+}
+
+// Status is the readiness of the engine, for /readyz.
+type Status struct {
+	Ready   bool     `json:"ready"`
+	Reasons []string `json:"reasons,omitempty"`
+	Stopped []string `json:"stopped_tasks,omitempty"`
+}
+
+// Status reports whether the engine has its assignment and which tasks the
+// fail policy stopped.
+func (e *Engine) Status() Status {
+	st := Status{Ready: e.assigned.Load()}
+	if !st.Ready {
+		st.Reasons = append(st.Reasons, "waiting for the consumer group assignment")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.tasks {
+		if t.stopped != nil {
+			st.Stopped = append(st.Stopped, t.stopped.Error())
+		}
+	}
+	sort.Strings(st.Stopped)
+	if len(st.Stopped) > 0 {
+		st.Ready = false
+		st.Reasons = append(st.Reasons, fmt.Sprintf("%d task(s) stopped by the fail error policy", len(st.Stopped)))
+	}
+	return st
+}
+
+func itoa(p int32) string { return fmt.Sprint(p) }

@@ -1,0 +1,250 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/metrics"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type stageOpts struct {
+	guest    string
+	policy   config.ErrorPolicy
+	memory   int64
+	deadline time.Duration
+	batch    int
+}
+
+// newTestTask returns a task of a one-stage app running the named test guest,
+// with input topic "in", store "seen", output "out" → topic "out-topic" and
+// dead-letter topic "dlq". No Kafka is involved: the test drives the task and
+// inspects its uncommitted cycle.
+func newTestTask(t *testing.T, o stageOpts) *task {
+	t.Helper()
+	if o.memory == 0 {
+		o.memory = 64 << 20
+	}
+	if o.deadline == 0 {
+		o.deadline = 5 * time.Second
+	}
+	if o.batch == 0 {
+		o.batch = 500
+	}
+	ctx := context.Background()
+	db, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cache, err := wasm.NewCache(filepath.Join(guesttest.CacheDir(), "wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: o.memory, Deadline: o.deadline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { we.Close(ctx) })
+	m, err := we.Compile(ctx, o.guest, guesttest.Build(t, o.guest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := config.Stage{
+		Name: "s", Inputs: []string{"in"}, Stores: []string{"seen", "counts"},
+		Outputs: map[string]string{"out": "out-topic"}, ErrorPolicy: o.policy, DeadLetterTopic: "dlq",
+		BatchSize: o.batch, MemoryLimit: o.memory, BatchDeadline: o.deadline,
+	}
+	cfg := &config.Config{App: "app", Partitions: 1, Stages: []config.Stage{sc}}
+	e, err := New(cfg, db, metrics.New(), slog.New(slog.DiscardHandler), []Stage{{Config: sc, Module: m}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := newTask(ctx, e, e.stages[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tk.close)
+	return tk
+}
+
+func records(kvs ...string) []*kgo.Record {
+	var out []*kgo.Record
+	for i := 0; i+1 < len(kvs); i += 2 {
+		out = append(out, &kgo.Record{Topic: "in", Partition: 0, Offset: int64(i / 2), Key: []byte(kvs[i]), Value: []byte(kvs[i+1]), Timestamp: time.UnixMilli(1_700_000_000_000 + int64(i))})
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func get(t *testing.T, tk *task, store, key string) (string, bool) {
+	t.Helper()
+	for _, ks := range tk.stores {
+		if ks.Store() == store {
+			v, found, err := tk.txn.Get(ks, []byte(key), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(v), found
+		}
+	}
+	t.Fatalf("no store %q", store)
+	return "", false
+}
+
+// Every kind of guest failure, one record each, among good records in one
+// batch: the good ones are processed once, each bad one is dead-lettered
+// with its error, and the bad ones' effects are gone.
+func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
+	// The deadline must leave the oom record time to exhaust its memory,
+	// which grows slowly under the race detector: hence a small limit.
+	tk := newTestTask(t, stageOpts{guest: "faulty", policy: config.PolicyDeadLetter, deadline: 3 * time.Second, memory: 16 << 20})
+	recs := records("a", "ok1", "b", "fail", "c", "panic", "d", "ok2", "e", "loop", "f", "oom", "g", "exit", "h", "ok3")
+	if err := tk.process(recs); err != nil {
+		t.Fatal(err)
+	}
+	type want struct{ topic, key, kind, errPart string }
+	wants := []want{
+		{"out-topic", "a", "", ""},
+		{"dlq", "b", "record", "bad record"},
+		{"dlq", "c", "record", "panic: "},
+		{"out-topic", "d", "", ""},
+		{"dlq", "e", "deadline", "stopped after 3s"},
+		{"dlq", "f", "trap", ""},
+		{"dlq", "g", "trap", "exited with code 3"},
+		{"out-topic", "h", "", ""},
+	}
+	if len(tk.emits) != len(wants) {
+		for _, r := range tk.emits {
+			t.Logf("emitted %s %s=%s %s", r.Topic, r.Key, r.Value, header(r, "streamrt.error"))
+		}
+		t.Fatalf("%d records emitted, want %d", len(tk.emits), len(wants))
+	}
+	for i, w := range wants {
+		r := tk.emits[i]
+		if r.Topic != w.topic || string(r.Key) != w.key {
+			t.Errorf("emit %d: got %s key %s, want %s key %s", i, r.Topic, r.Key, w.topic, w.key)
+			continue
+		}
+		if w.topic != "dlq" {
+			continue
+		}
+		if got := header(r, "streamrt.error.kind"); got != w.kind {
+			t.Errorf("emit %d (%s): kind %q, want %q (error %q)", i, r.Key, got, w.kind, header(r, "streamrt.error"))
+		}
+		if !strings.Contains(header(r, "streamrt.error"), w.errPart) {
+			t.Errorf("emit %d (%s): error %q lacks %q", i, r.Key, header(r, "streamrt.error"), w.errPart)
+		}
+		for k, v := range map[string]string{
+			"streamrt.stage":            "s",
+			"streamrt.source.topic":     "in",
+			"streamrt.source.partition": "0",
+			"streamrt.source.offset":    fmt.Sprint(recs[strings.Index("abcdefgh", w.key)].Offset),
+			"streamrt.module.version":   tk.stage.module.Load().Version(),
+		} {
+			if got := header(r, k); got != v {
+				t.Errorf("emit %d (%s): header %s = %q, want %q", i, r.Key, k, got, v)
+			}
+		}
+	}
+	for _, k := range []string{"a", "d", "h"} {
+		if _, ok := get(t, tk, "seen", k); !ok {
+			t.Errorf("good record %s left no state", k)
+		}
+	}
+	for _, k := range []string{"b", "c", "e", "f", "g"} {
+		if v, ok := get(t, tk, "seen", k); ok {
+			t.Errorf("failed record %s left state %q", k, v)
+		}
+	}
+	if tk.next["in"] != 8 {
+		t.Errorf("next offset %d, want 8", tk.next["in"])
+	}
+}
+
+// A record whose handler writes and emits and then fails is undone without
+// replaying the batch: the records around it keep their effects.
+func TestFailedRecordEffectsAreUndone(t *testing.T) {
+	tk := newTestTask(t, stageOpts{guest: "faulty", policy: config.PolicySkip})
+	if err := tk.process(records("a", "ok", "b", "putfail", "c", "ok")); err != nil {
+		t.Fatal(err)
+	}
+	if len(tk.emits) != 2 || string(tk.emits[0].Key) != "a" || string(tk.emits[1].Key) != "c" {
+		t.Fatalf("emits %v, want a and c", keys(tk.emits))
+	}
+	if _, ok := get(t, tk, "seen", "b"); ok {
+		t.Fatal("the failed record's put survived")
+	}
+	if tk.inst == nil {
+		t.Fatal("a record error replaced the instance; only traps should")
+	}
+}
+
+func TestFailPolicyStopsTheTask(t *testing.T) {
+	tk := newTestTask(t, stageOpts{guest: "faulty", policy: config.PolicyFail})
+	err := tk.process(records("a", "ok", "b", "fail", "c", "ok"))
+	var te *TaskError
+	if !errors.As(err, &te) {
+		t.Fatalf("got %v, want a TaskError", err)
+	}
+	if te.Offset != 1 || te.Topic != "in" || !strings.Contains(te.Reason, "bad record") {
+		t.Fatalf("TaskError %+v does not name offset 1 and the reason", te)
+	}
+}
+
+func TestRecordOverMemoryLimitIsRefusedUpFront(t *testing.T) {
+	tk := newTestTask(t, stageOpts{guest: "faulty", policy: config.PolicyDeadLetter, memory: 32 << 20})
+	big := strings.Repeat("x", 33<<20)
+	if err := tk.process(records("a", "ok", "b", big, "c", "ok")); err != nil {
+		t.Fatal(err)
+	}
+	if ks := keys(tk.emits); ks != "a,b,c" {
+		t.Fatalf("emits %s, want a,b,c", ks)
+	}
+	if kind := header(tk.emits[1], "streamrt.error.kind"); kind != "oversize" || !strings.Contains(header(tk.emits[1], "streamrt.error"), "exceeds the stage's guest memory limit of 33554432 bytes") {
+		t.Fatalf("oversize record dead-lettered with kind %q error %q", kind, header(tk.emits[1], "streamrt.error"))
+	}
+}
+
+func TestReadsSeeTheBatchsOwnWrites(t *testing.T) {
+	tk := newTestTask(t, stageOpts{guest: "counter", policy: config.PolicyFail, batch: 3})
+	var kvs []string
+	for i := 0; i < 10; i++ {
+		kvs = append(kvs, "k", "x")
+	}
+	if err := tk.process(records(kvs...)); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := get(t, tk, "counts", "k"); v != "10" {
+		t.Fatalf("count %q after 10 records in batches of 3, want 10", v)
+	}
+	if last := tk.emits[len(tk.emits)-1]; string(last.Value) != "10" {
+		t.Fatalf("last emitted count %q, want 10", last.Value)
+	}
+}
+
+func keys(rs []*kgo.Record) string {
+	var ks []string
+	for _, r := range rs {
+		ks = append(ks, string(r.Key))
+	}
+	return strings.Join(ks, ",")
+}

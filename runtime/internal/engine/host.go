@@ -1,0 +1,299 @@
+package engine
+
+import (
+	"bytes"
+	"log/slog"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// batchHost serves a task's guest during one batch call (wasm.Host). It is
+// reset before every call and used by one goroutine at a time.
+type batchHost struct {
+	t    *task
+	txn  *state.Txn
+	recs []*kgo.Record
+
+	// Effects are attributed to records so that one failed record can be
+	// undone: cur is the record whose effects are at the tail, starting at
+	// curMark in the txn and curEmit in the emit list.
+	cur         int32
+	curMark     state.Mark
+	curEmit     int
+	interleaved bool // effects of records were interleaved: undo by record is impossible
+
+	failed   map[int32]string // record index → last reported message
+	batchMsg string           // message explaining a failing batch
+
+	iters  []*iter
+	getBuf []byte
+}
+
+func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
+	h.txn, h.recs = txn, recs
+	h.cur, h.interleaved = abi.NoRecord, false
+	clear(h.failed)
+	h.batchMsg = ""
+}
+
+// closeIters closes iterators the guest left open; they live for one call.
+func (h *batchHost) closeIters() {
+	for i, it := range h.iters {
+		if it != nil {
+			it.it.Close()
+			h.iters[i] = nil
+		}
+	}
+	h.iters = h.iters[:0]
+}
+
+// attribute notes that record rec is about to cause an effect.
+func (h *batchHost) attribute(rec int32) {
+	if rec == h.cur || rec == abi.NoRecord {
+		return
+	}
+	if rec < h.cur || rec >= int32(len(h.recs)) {
+		h.interleaved = true
+		return
+	}
+	h.cur, h.curMark, h.curEmit = rec, h.txn.Mark(), len(h.t.emits)
+}
+
+func (h *batchHost) OpenStore(name string) (int32, abi.Code) {
+	for i, ks := range h.t.stores {
+		if ks.Store() == name {
+			return int32(i), abi.OK
+		}
+	}
+	return 0, abi.ErrUnknownStore
+}
+
+func (h *batchHost) store(handle int32) (state.Keyspace, bool) {
+	if handle < 0 || int(handle) >= len(h.t.stores) {
+		return state.Keyspace{}, false
+	}
+	return h.t.stores[handle], true
+}
+
+func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
+	ks, ok := h.store(store)
+	if !ok {
+		return nil, abi.ErrUnknownStore
+	}
+	v, found, err := h.txn.Get(ks, key, h.getBuf)
+	if err != nil {
+		h.t.log.Error("store read failed", "store", ks.Store(), "err", err)
+		return nil, abi.ErrInternal
+	}
+	if !found {
+		return nil, abi.ErrNotFound
+	}
+	h.getBuf = v
+	return v, abi.OK
+}
+
+func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
+	ks, ok := h.store(store)
+	if !ok {
+		return abi.ErrUnknownStore
+	}
+	if key == nil || value == nil {
+		return abi.ErrInvalid
+	}
+	h.attribute(rec)
+	if err := h.txn.Put(ks, key, value); err != nil {
+		h.t.log.Error("store write failed", "store", ks.Store(), "err", err)
+		return abi.ErrInternal
+	}
+	return abi.OK
+}
+
+func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
+	ks, ok := h.store(store)
+	if !ok {
+		return abi.ErrUnknownStore
+	}
+	h.attribute(rec)
+	if err := h.txn.Delete(ks, key); err != nil {
+		h.t.log.Error("store delete failed", "store", ks.Store(), "err", err)
+		return abi.ErrInternal
+	}
+	return abi.OK
+}
+
+func (h *batchHost) Range(store int32, start, end []byte) (int32, abi.Code) {
+	ks, ok := h.store(store)
+	if !ok {
+		return 0, abi.ErrUnknownStore
+	}
+	it, err := h.txn.NewIter(ks, start, end)
+	if err != nil {
+		h.t.log.Error("store range failed", "store", ks.Store(), "err", err)
+		return 0, abi.ErrInternal
+	}
+	h.iters = append(h.iters, &iter{it: it})
+	return int32(len(h.iters) - 1), abi.OK
+}
+
+func (h *batchHost) RangeNext(iter int32, buf []byte) (int, int, abi.Code) {
+	if iter < 0 || int(iter) >= len(h.iters) || h.iters[iter] == nil {
+		return 0, 0, abi.ErrBadIterator
+	}
+	it := h.iters[iter]
+	n := 0
+	for {
+		k, v, ok := it.peek()
+		if !ok {
+			return n, 0, abi.OK
+		}
+		size := abi.EntrySize(k, v)
+		if n+size > len(buf) {
+			if n == 0 {
+				return 0, size, abi.OK
+			}
+			return n, 0, abi.OK
+		}
+		n = len(abi.AppendEntry(buf[:n], k, v))
+		it.pending = false
+	}
+}
+
+// iter adds a one-entry lookahead to a store iterator, so that an entry that
+// does not fit the guest's buffer is handed out on the next call.
+type iter struct {
+	it      *state.Iter
+	pending bool
+	k, v    []byte
+}
+
+func (i *iter) peek() (k, v []byte, ok bool) {
+	if i.pending {
+		return i.k, i.v, true
+	}
+	k, v, ok = i.it.Next()
+	if !ok {
+		return nil, nil, false
+	}
+	// The iterator's slices are valid only until its next call; keep copies.
+	i.k, i.v, i.pending = append(i.k[:0], k...), append(i.v[:0], v...), true
+	return i.k, i.v, true
+}
+
+func (h *batchHost) RangeClose(iter int32) abi.Code {
+	if iter < 0 || int(iter) >= len(h.iters) || h.iters[iter] == nil {
+		return abi.ErrBadIterator
+	}
+	h.iters[iter].it.Close()
+	h.iters[iter] = nil
+	return abi.OK
+}
+
+func (h *batchHost) OpenOutput(name string) (int32, abi.Code) {
+	for i, o := range h.t.stage.outputs {
+		if o.name == name {
+			return int32(i), abi.OK
+		}
+	}
+	return 0, abi.ErrUnknownOut
+}
+
+func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) abi.Code {
+	if out < 0 || int(out) >= len(h.t.stage.outputs) {
+		return abi.ErrUnknownOut
+	}
+	if rec < abi.NoRecord || rec >= int32(len(h.recs)) {
+		return abi.ErrInvalid
+	}
+	var hs []kgo.RecordHeader
+	if len(headers) > 0 {
+		decoded, err := abi.DecodeHeaders(headers, nil)
+		if err != nil {
+			return abi.ErrInvalid
+		}
+		hs = make([]kgo.RecordHeader, len(decoded))
+		for i, d := range decoded {
+			hs[i] = kgo.RecordHeader{Key: d.Key, Value: h.t.arena.copy(d.Value)}
+		}
+	}
+	h.attribute(rec)
+	r := &kgo.Record{
+		Topic:   h.t.stage.outputs[out].topic,
+		Key:     h.t.arena.copy(key),
+		Value:   h.t.arena.copy(value),
+		Headers: hs,
+	}
+	switch {
+	case ts != abi.InheritTimestamp:
+		r.Timestamp = msTime(ts)
+	case rec >= 0:
+		r.Timestamp = h.recs[rec].Timestamp
+	default:
+		r.Timestamp = msTime(h.t.streamTime)
+	}
+	h.t.emits = append(h.t.emits, r)
+	return abi.OK
+}
+
+func (h *batchHost) Log(level int32, msg []byte) {
+	lvl := slog.LevelInfo
+	switch level {
+	case abi.LevelDebug:
+		lvl = slog.LevelDebug
+	case abi.LevelWarn:
+		lvl = slog.LevelWarn
+	case abi.LevelError:
+		lvl = slog.LevelError
+	}
+	h.t.log.Log(h.t.ctx, lvl, string(bytes.ToValidUTF8(msg, []byte("?"))), "guest", true)
+}
+
+func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {
+	if rec == abi.NoRecord {
+		h.batchMsg = string(msg)
+		return abi.OK
+	}
+	if rec < 0 || rec >= int32(len(h.recs)) {
+		return abi.ErrInvalid
+	}
+	switch {
+	case rec == h.cur && !h.interleaved:
+		if err := h.txn.RollbackTo(h.curMark); err != nil {
+			h.t.log.Error("undo failed record", "err", err)
+			h.interleaved = true // fall back to replaying the batch
+		}
+		h.t.emits = h.t.emits[:h.curEmit]
+	case rec < h.cur:
+		// Its effects are no longer at the tail; the batch is replayed
+		// record by record instead.
+		h.interleaved = true
+	}
+	if h.failed == nil {
+		h.failed = make(map[int32]string)
+	}
+	h.failed[rec] = string(msg)
+	return abi.OK
+}
+
+// arena hands out copies of guest bytes from large chunks, so that emitting a
+// record costs no allocation per key and value. Chunks are never reused: the
+// producer may hold the copies until they are acknowledged.
+type arena struct{ chunk []byte }
+
+const arenaChunk = 64 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) > arenaChunk/4 {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.chunk)-len(a.chunk) < len(b) {
+		a.chunk = make([]byte, 0, arenaChunk)
+	}
+	n := len(a.chunk)
+	a.chunk = append(a.chunk, b...)
+	return a.chunk[n:len(a.chunk):len(a.chunk)]
+}

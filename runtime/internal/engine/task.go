@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// task is the unit of work, state and assignment: one stage on one
+// partition. Only the engine's loop touches it, one goroutine at a time.
+type task struct {
+	// ctx bounds guest calls; it is not cancelled by shutdown, so a batch
+	// that started finishes (within the stage's deadline) rather than leaving
+	// half its effects. stop is the run's context, checked between batches.
+	ctx       context.Context
+	stop      context.Context
+	e         *Engine
+	stage     *stage
+	partition int32
+	log       *slog.Logger
+	stores    []state.Keyspace
+
+	inst *wasm.Instance
+	host batchHost
+
+	// Uncommitted work of the current commit cycle.
+	txn   *state.Txn
+	emits []*kgo.Record
+	arena arena
+	next  map[string]int64 // input topic → next offset, processed but not committed
+
+	committed  map[string]int64 // input topic → next offset, committed
+	streamTime int64
+	stopped    error // set by the fail policy; the task processes nothing more
+	buf        []byte
+}
+
+func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, error) {
+	t := &task{
+		ctx:        context.WithoutCancel(ctx),
+		stop:       ctx,
+		e:          e,
+		stage:      s,
+		partition:  partition,
+		log:        e.log.With("stage", s.name, "partition", partition),
+		next:       map[string]int64{},
+		committed:  map[string]int64{},
+		streamTime: -1,
+	}
+	t.host.t = t
+	for _, name := range s.cfg.Stores {
+		ks, err := e.db.Keyspace(name, partition)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q partition %d: %w", s.name, partition, err)
+		}
+		t.stores = append(t.stores, ks)
+	}
+	return t, nil
+}
+
+// pending reports whether the task has processed records not yet committed.
+func (t *task) pending() bool { return t.txn != nil }
+
+// process runs recs, all from this task's partition, through the guest in
+// batches, adding their effects to the current cycle.
+func (t *task) process(recs []*kgo.Record) error {
+	if t.stopped != nil {
+		return nil
+	}
+	if t.txn == nil {
+		t.txn = t.e.db.NewTxn()
+	}
+	for len(recs) > 0 && t.stop.Err() == nil {
+		n, bytes := 0, 0
+		for n < len(recs) && n < t.stage.cfg.BatchSize {
+			size := recordSize(recs[n])
+			if n > 0 && bytes+size > t.stage.maxBatchBytes {
+				break
+			}
+			bytes += size
+			n++
+		}
+		batch := recs[:n]
+		recs = recs[n:]
+		start := time.Now()
+		if err := t.runBatch(batch); err != nil {
+			return err
+		}
+		m := t.e.metrics
+		m.BatchSeconds.WithLabelValues(t.stage.name).Observe(time.Since(start).Seconds())
+		m.RecordsIn.WithLabelValues(t.stage.name).Add(float64(len(batch)))
+		for _, r := range batch {
+			t.next[r.Topic] = r.Offset + 1
+			t.txn.SetOffset(t.e.group, r.Topic, t.partition, r.Offset+1)
+		}
+	}
+	return nil
+}
+
+// runBatch calls the guest once for recs. When the call fails as a whole (a
+// trap, the deadline, a non-zero result, or record failures it cannot undo
+// one by one), it undoes the batch and runs each record alone, so that only
+// the records that fail get the error policy.
+func (t *task) runBatch(recs []*kgo.Record) error {
+	if len(recs) == 1 && recordSize(recs[0]) > int(t.stage.memoryLimit) {
+		return t.recordFailed(recs[0], "oversize", fmt.Sprintf("record of %d bytes exceeds the stage's guest memory limit of %d bytes", recordSize(recs[0]), t.stage.memoryLimit))
+	}
+	if err := t.ensureInstance(); err != nil {
+		return err
+	}
+	mark, emitMark := t.txn.Mark(), len(t.emits)
+	t.buf = t.encode(recs)
+	t.host.reset(t.txn, recs)
+	err := t.inst.Process(t.ctx, &t.host, t.buf)
+	t.host.closeIters()
+	if err == nil && !t.host.interleaved {
+		for i := range recs {
+			if msg, ok := t.host.failed[int32(i)]; ok {
+				if err := t.recordFailed(recs[i], "record", msg); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if rerr := t.txn.RollbackTo(mark); rerr != nil {
+		return fmt.Errorf("stage %q partition %d: undo failed batch: %w", t.stage.name, t.partition, rerr)
+	}
+	t.emits = t.emits[:emitMark]
+	kind := "batch"
+	if err != nil && t.inst.Broken() != nil {
+		kind = "trap"
+		if errors.Is(err, wasm.ErrDeadline) {
+			kind = "deadline"
+		}
+		t.closeInstance()
+		t.e.metrics.InstanceRestarts.WithLabelValues(t.stage.name).Inc()
+	}
+	if len(recs) > 1 {
+		t.log.Debug("batch failed; running its records one by one", "records", len(recs), "err", err)
+		for i := range recs {
+			if err := t.runBatch(recs[i : i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	msg := t.host.failed[0]
+	if msg == "" {
+		msg = t.host.batchMsg
+	}
+	if err != nil {
+		if msg == "" {
+			msg = err.Error()
+		} else {
+			msg = msg + " (" + err.Error() + ")"
+		}
+	}
+	return t.recordFailed(recs[0], kind, msg)
+}
+
+func (t *task) ensureInstance() error {
+	m := t.stage.module.Load()
+	if t.inst != nil && t.inst.Module() == m {
+		return nil
+	}
+	if t.inst != nil {
+		// A new module version was deployed: swap at this batch boundary.
+		t.log.Info("swapping module", "from", short(t.inst.Module().Version()), "to", short(m.Version()))
+		t.closeInstance()
+	}
+	inst, err := m.Instantiate(t.ctx)
+	if err != nil {
+		return fmt.Errorf("stage %q partition %d: %w", t.stage.name, t.partition, err)
+	}
+	t.inst = inst
+	return nil
+}
+
+func (t *task) closeInstance() {
+	if t.inst != nil {
+		t.inst.Close(context.Background())
+		t.inst = nil
+	}
+}
+
+// recordFailed applies the stage's error policy to one record.
+func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
+	s := t.stage
+	t.e.metrics.GuestErrors.WithLabelValues(s.name, kind, string(s.cfg.ErrorPolicy)).Inc()
+	attrs := []any{"topic", r.Topic, "offset", r.Offset, "kind", kind, "error", msg}
+	switch s.cfg.ErrorPolicy {
+	case config.PolicySkip:
+		t.log.Warn("record failed; skipped", attrs...)
+		return nil
+	case config.PolicyDeadLetter:
+		t.log.Warn("record failed; sent to the dead-letter topic", append(attrs, "dead_letter_topic", s.cfg.DeadLetterTopic)...)
+		hs := append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: "streamrt.error", Value: []byte(msg)},
+			kgo.RecordHeader{Key: "streamrt.error.kind", Value: []byte(kind)},
+			kgo.RecordHeader{Key: "streamrt.stage", Value: []byte(s.name)},
+			kgo.RecordHeader{Key: "streamrt.module.version", Value: []byte(t.stage.module.Load().Version())},
+			kgo.RecordHeader{Key: "streamrt.source.topic", Value: []byte(r.Topic)},
+			kgo.RecordHeader{Key: "streamrt.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+			kgo.RecordHeader{Key: "streamrt.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		)
+		t.emits = append(t.emits, &kgo.Record{Topic: s.cfg.DeadLetterTopic, Key: r.Key, Value: r.Value, Headers: hs, Timestamp: r.Timestamp})
+		return nil
+	default:
+		return &TaskError{Stage: s.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Reason: msg}
+	}
+}
+
+func (t *task) encode(recs []*kgo.Record) []byte {
+	for _, r := range recs {
+		if ts := r.Timestamp.UnixMilli(); ts > t.streamTime {
+			t.streamTime = ts
+		}
+	}
+	b := abi.AppendBatchHeader(t.buf[:0], len(recs), t.streamTime, t.stage.cfg.Inputs)
+	for _, r := range recs {
+		b = abi.AppendRecord(b, t.stage.topicIndex[r.Topic], r.Partition, r.Offset, r.Timestamp.UnixMilli(), r.Key, r.Value, len(r.Headers))
+		for _, h := range r.Headers {
+			b = abi.AppendHeader(b, h.Key, h.Value)
+		}
+	}
+	return b
+}
+
+// reset drops the uncommitted cycle.
+func (t *task) reset() {
+	if t.txn != nil {
+		t.txn.Discard()
+		t.txn = nil
+	}
+	t.emits = t.emits[:0]
+	clear(t.next)
+}
+
+func (t *task) close() {
+	t.reset()
+	t.closeInstance()
+}
+
+// recordSize is an upper bound of a record's size in a batch encoding.
+func recordSize(r *kgo.Record) int {
+	n := abi.RecordFixedSize + 12 + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += 8 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+func msTime(ms int64) time.Time { return time.UnixMilli(ms) }
+
+func short(version string) string {
+	if len(version) > 12 {
+		return version[:12]
+	}
+	return version
+}

@@ -1,0 +1,52 @@
+// Package metrics defines the runtime's Prometheus metrics. Each runtime has
+// its own registry, so several runtimes in one process (as in tests) do not
+// collide.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the runtime's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	RecordsIn        *prometheus.CounterVec   // stage
+	RecordsOut       *prometheus.CounterVec   // stage, topic
+	BatchSeconds     *prometheus.HistogramVec // stage
+	GuestErrors      *prometheus.CounterVec   // stage, kind, policy
+	InstanceRestarts *prometheus.CounterVec   // stage
+	ModuleSwaps      *prometheus.CounterVec   // stage
+	TasksStopped     *prometheus.CounterVec   // stage
+	Lag              *prometheus.GaugeVec     // stage, topic, partition
+	Commits          prometheus.Counter
+	CommitSeconds    prometheus.Histogram
+	BrokerErrors     prometheus.Counter
+	Queries          *prometheus.CounterVec // route, code
+}
+
+// New creates and registers the collectors, with Go runtime and process
+// collectors beside them.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Metrics{Registry: r}
+	m.RecordsIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_records_in_total", Help: "Input records processed by a stage."}, []string{"stage"})
+	m.RecordsOut = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_records_out_total", Help: "Records produced by a stage, dead letters included, per topic."}, []string{"stage", "topic"})
+	m.BatchSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "streamrt_batch_seconds", Help: "Time to run one batch through a stage's guest.", Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 12)}, []string{"stage"})
+	m.GuestErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_guest_errors_total", Help: "Records a stage's guest failed on, by kind (record, trap, deadline, oversize, batch) and the policy applied."}, []string{"stage", "kind", "policy"})
+	m.InstanceRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_instance_restarts_total", Help: "Guest instances replaced after a trap or deadline."}, []string{"stage"})
+	m.ModuleSwaps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_module_swaps_total", Help: "Module versions swapped in while running."}, []string{"stage"})
+	m.TasksStopped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_tasks_stopped_total", Help: "Tasks stopped by the fail error policy."}, []string{"stage"})
+	m.Lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamrt_task_lag_records", Help: "Records between a task's position and its input partition's high watermark, as of the last fetch."}, []string{"stage", "topic", "partition"})
+	m.Commits = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_commits_total", Help: "Commit cycles completed."})
+	m.CommitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamrt_commit_seconds", Help: "Time of a commit cycle: flush outputs, commit state, commit offsets.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 10)})
+	m.BrokerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_broker_errors_total", Help: "Fetch and connection errors from the Kafka cluster."})
+	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_queries_total", Help: "HTTP queries by route and status code."}, []string{"route", "code"})
+	for _, c := range []prometheus.Collector{m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.Queries,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	return m
+}

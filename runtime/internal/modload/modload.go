@@ -1,0 +1,149 @@
+// Package modload turns a stage's configured module into Wasm bytes: a .wasm
+// file is read as it is; a Go guest package directory is built with the local
+// Go toolchain for wasip1 in c-shared (reactor) mode, and the result cached by
+// the content hash of the package's files, so a restart does not rebuild.
+// Watch polls a module's source and hands over each new version, for live
+// swaps during development.
+package modload
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Load returns the Wasm bytes of the module at path, building it first when
+// path is a Go package directory. Builds are cached under cacheDir.
+func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("module %s: %w", path, err)
+		}
+		return b, nil
+	}
+	sum, err := Fingerprint(path)
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(cacheDir, "go-build", sum+".wasm")
+	if b, err := os.ReadFile(out); err == nil {
+		return b, nil
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("module %s is a Go package directory, and building it needs the go command: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	log.Info("building Go guest module", "dir", path)
+	start := time.Now()
+	tmp := out + ".tmp"
+	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-o", tmp, ".")
+	cmd.Dir = path
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("module %s: go build for wasip1 failed: %w\n%s", path, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	log.Info("built Go guest module", "dir", path, "took", time.Since(start).Round(time.Millisecond))
+	return os.ReadFile(out)
+}
+
+// Fingerprint returns a hash that changes when the module at path changes: of
+// the file, or of every file in a package directory (subdirectories, which
+// are other packages, excluded). The Go version is part of it, since a new
+// toolchain builds different code.
+func Fingerprint(path string) (string, error) {
+	h := sha256.New()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("module %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("module %s: %w", path, err)
+		}
+		h.Write(b)
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return "", fmt.Errorf("module %s: %w", path, err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	fmt.Fprintf(h, "go %s\ndir %s\n", goVersion(), path)
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(path, n))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("module %s: %w", path, err)
+		}
+		fmt.Fprintf(h, "%s %d\n", n, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+var goVersion = sync.OnceValue(func() string {
+	out, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+})
+
+// Watch polls the module at path every interval and calls onChange with the
+// bytes of each new version until ctx ends. A version that fails to load or
+// build is logged and skipped; the caller keeps running the last good one.
+func Watch(ctx context.Context, path, cacheDir string, interval time.Duration, log *slog.Logger, onChange func([]byte)) {
+	last, _ := Fingerprint(path)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sum, err := Fingerprint(path)
+		if err != nil || sum == last {
+			continue
+		}
+		last = sum
+		b, err := Load(ctx, path, cacheDir, log)
+		if err != nil {
+			log.Error("changed module does not load; still running the previous version", "module", path, "err", err)
+			continue
+		}
+		onChange(b)
+	}
+}

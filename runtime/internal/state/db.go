@@ -1,0 +1,268 @@
+package state
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Pebble settings for many small writes and point reads. The cache and
+// memtable budgets are per instance, shared by every store and partition.
+const (
+	cacheSize = 64 << 20
+	// A larger memtable than Pebble's 4 MiB default absorbs overwrites of hot
+	// keys (counters) before they reach L0, cutting flush and compaction work.
+	memTableSize = 32 << 20
+	// Up to four memtables may queue for flushing before writes stall, so a
+	// burst rides over a slow flush instead of blocking commits.
+	memTableStopWritesThreshold = 4
+	// Point reads dominate (get-then-put per record); a bloom filter lets most
+	// lookups of absent keys skip a table without reading its blocks.
+	bloomBitsPerKey = 10
+)
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// FS is the filesystem Pebble runs on; nil means the operating system's.
+	// Tests may pass vfs.NewMem().
+	FS vfs.FS
+
+	// Sync makes every commit (Txn.Commit, DropPartition) wait until the WAL
+	// is fsynced. Without it a commit survives a crash of the process, since
+	// its WAL write has reached the OS, but the latest commits may be lost to
+	// an OS crash or power failure. Offsets commit in the same batch as the
+	// state they produced, so such a loss rewinds both together and the lost
+	// records are consumed again: state is never ahead of or behind its
+	// checkpoint, only older.
+	Sync bool
+
+	// Logger receives Pebble's log lines, informational ones at Debug and
+	// errors at Error. Nil discards them.
+	Logger *slog.Logger
+}
+
+// DB is the state database of one streamrt instance. Its methods are safe for
+// concurrent use; a Txn it creates is not.
+type DB struct {
+	pdb *pebble.DB
+	wo  *pebble.WriteOptions
+
+	// mu guards closed. It is held only to check closed and take a reference
+	// in refs, never across a call, so calls may nest (a Scan callback may
+	// call Get) without deadlocking against a pending Close.
+	mu     sync.RWMutex
+	closed bool
+	// refs counts in-flight calls and open Txns: Pebble panics when used after
+	// Close, so Close waits for them.
+	refs sync.WaitGroup
+}
+
+// Open opens the state database in dir, creating it if needed.
+func Open(dir string, opts Options) (*DB, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	po := &pebble.Options{
+		FS:                          opts.FS,
+		CacheSize:                   cacheSize,
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: memTableStopWritesThreshold,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{logger.With("component", "pebble")},
+	}
+	// Deeper levels inherit L0's filter policy.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open state db %q: %w", dir, err)
+	}
+	return &DB{pdb: pdb, wo: &pebble.WriteOptions{Sync: opts.Sync}}, nil
+}
+
+// Close waits for in-flight calls to return and for every open Txn to be
+// committed or discarded, then closes the database. Calls that start once
+// Close has begun return ErrClosed, but a Txn opened before keeps working
+// until it ends, so a task can finish its batch during shutdown. A goroutine
+// holding an open Txn must therefore not call Close: it would wait forever.
+// Closing a closed DB returns ErrClosed.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return ErrClosed
+	}
+	db.closed = true
+	db.mu.Unlock()
+
+	db.refs.Wait()
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("close state db: %w", err)
+	}
+	return nil
+}
+
+// acquire takes a reference that keeps Pebble open until release.
+func (db *DB) acquire() error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.refs.Add(1)
+	return nil
+}
+
+func (db *DB) release() { db.refs.Done() }
+
+// Get returns a copy of the committed value of key in ks, which the caller
+// owns. It is safe to modify key after Get returns.
+func (db *DB) Get(ks Keyspace, key []byte) (value []byte, found bool, err error) {
+	if err := ks.check(); err != nil {
+		return nil, false, err
+	}
+	if err := db.acquire(); err != nil {
+		return nil, false, err
+	}
+	defer db.release()
+
+	v, closer, err := db.pdb.Get(ks.appendKey(nil, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get %v: %w", ks, err)
+	}
+	value = make([]byte, len(v))
+	copy(value, v)
+	if err := closer.Close(); err != nil {
+		return nil, false, fmt.Errorf("get %v: %w", ks, err)
+	}
+	return value, true, nil
+}
+
+// Scan calls fn for the committed keys of ks in [start, end), in ascending key
+// order, at most limit times; limit <= 0 means no limit. A nil start or end
+// leaves that side unbounded within ks. Scan reads one consistent snapshot
+// taken when it starts: commits made while it runs are not seen.
+//
+// fn receives user keys (without the keyspace prefix). key and value are
+// valid only until fn returns and must not be modified. If fn returns an
+// error, Scan stops and returns that error unwrapped, so callers can stop
+// early with a sentinel of their own. fn may call other DB methods, but not
+// Close.
+func (db *DB) Scan(ks Keyspace, start, end []byte, limit int, fn func(key, value []byte) error) error {
+	if err := ks.check(); err != nil {
+		return err
+	}
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+
+	lower, upper := ks.bounds(start, end)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("scan %v: %w", ks, err)
+	}
+	n := 0
+	for valid := it.First(); valid && (limit <= 0 || n < limit); valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close() // the value error is the one worth reporting
+			return fmt.Errorf("scan %v: %w", ks, err)
+		}
+		if err := fn(it.Key()[len(ks.prefix):], v); err != nil {
+			_ = it.Close()
+			return err
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("scan %v: %w", ks, err)
+	}
+	return nil
+}
+
+// Offset returns the committed checkpoint of (group, topic, partition): the
+// next input offset to consume, as last set by Txn.SetOffset.
+func (db *DB) Offset(group, topic string, partition int32) (next int64, found bool, err error) {
+	key, err := appendOffsetKey(nil, group, topic, partition)
+	if err != nil {
+		return 0, false, err
+	}
+	if err := db.acquire(); err != nil {
+		return 0, false, err
+	}
+	defer db.release()
+
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("offset of group %q topic %q partition %d: %w", group, topic, partition, err)
+	}
+	size := len(v)
+	if size == 8 {
+		next = int64(binary.BigEndian.Uint64(v))
+	}
+	if err := closer.Close(); err != nil {
+		return 0, false, fmt.Errorf("offset of group %q topic %q partition %d: %w", group, topic, partition, err)
+	}
+	if size != 8 {
+		return 0, false, fmt.Errorf("%w: offset of group %q topic %q partition %d is %d bytes, want 8",
+			ErrCorrupt, group, topic, partition, size)
+	}
+	return next, true, nil
+}
+
+// DropPartition deletes every key of partition of store with one range
+// deletion, used when the partition moves to another instance. Checkpoints
+// are keyed by input, not by store, so it leaves them to the caller.
+func (db *DB) DropPartition(store string, partition int32) error {
+	ks, err := newKeyspace(store, partition)
+	if err != nil {
+		return err
+	}
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+
+	lower, upper := ks.bounds(nil, nil)
+	if err := db.pdb.DeleteRange(lower, upper, db.wo); err != nil {
+		return fmt.Errorf("drop %v: %w", ks, err)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's logging to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) { p.log(slog.LevelDebug, format, args) }
+
+func (p pebbleLogger) Errorf(format string, args ...any) { p.log(slog.LevelError, format, args) }
+
+// Fatalf panics after logging, because Pebble calls it on invariant
+// violations and relies on it not returning.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic("pebble: " + msg)
+}
+
+func (p pebbleLogger) log(level slog.Level, format string, args []any) {
+	// Check first: Pebble logs often and formatting is the expensive part.
+	if !p.l.Enabled(context.Background(), level) {
+		return
+	}
+	p.l.Log(context.Background(), level, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,33 @@
+package state
+
+import "errors"
+
+var (
+	// ErrClosed is returned by calls made after DB.Close has begun.
+	ErrClosed = errors.New("streamrt: state db closed")
+
+	// ErrStoreName is returned for a store name that is empty or longer than
+	// 255 bytes, and for a zero Keyspace.
+	ErrStoreName = errors.New("streamrt: invalid store name")
+
+	// ErrPartition is returned for a negative partition.
+	ErrPartition = errors.New("streamrt: invalid partition")
+
+	// ErrCheckpoint is returned by Txn.SetOffset and DB.Offset for a group or
+	// topic that cannot be encoded, or a negative offset.
+	ErrCheckpoint = errors.New("streamrt: invalid checkpoint")
+
+	// ErrTxnDone is returned by calls on a Txn after Commit or Discard.
+	ErrTxnDone = errors.New("streamrt: transaction already committed or discarded")
+
+	// ErrInvalidMark is returned by Txn.RollbackTo for a mark taken from another
+	// Txn or discarded by an earlier rollback to a point before it.
+	ErrInvalidMark = errors.New("streamrt: invalid rollback mark")
+
+	// ErrIterInvalidated is returned by Iter.Close when the iterator's Txn was
+	// rolled back, committed or discarded while the iterator was open.
+	ErrIterInvalidated = errors.New("streamrt: iterator invalidated by rollback, commit or discard")
+
+	// ErrCorrupt is returned when a stored value cannot be decoded.
+	ErrCorrupt = errors.New("streamrt: corrupt state")
+)

@@ -1,0 +1,358 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// app is one running instance of an app under test.
+type app struct {
+	t        *testing.T
+	file     string
+	http     string
+	stateDir string
+	log      *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// appYAML renders a one-stage app config. {{in}}, {{out}} and friends are
+// filled from names unique to the test.
+type appSpec struct {
+	brokers  []string
+	module   string
+	stores   []string
+	policy   string
+	extra    string // more stage keys, YAML-indented by 4 spaces
+	stateDir string
+	watch    bool
+	in, out  string
+	app      string
+}
+
+func (s appSpec) yaml() string {
+	policy := s.policy
+	if policy == "" {
+		policy = "fail"
+	}
+	// The shared cache makes each guest version compile once per machine,
+	// not once per test: compiling is slow under the race detector.
+	y := fmt.Sprintf(`app: %s
+brokers: [%s]
+partitions: 4
+commit_interval: 50ms
+cache_dir: %s
+stages:
+  - name: main
+    module: %s
+    inputs: [%s]
+    outputs: {out: %s}
+    error_policy: %s
+`, s.app, strings.Join(s.brokers, ", "), guesttest.CacheDir(), s.module, s.in, s.out, policy)
+	if len(s.stores) > 0 {
+		y += fmt.Sprintf("    stores: [%s]\n", strings.Join(s.stores, ", "))
+	}
+	return y + s.extra
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startApp(t *testing.T, spec appSpec) *app {
+	t.Helper()
+	dir := t.TempDir()
+	if spec.stateDir == "" {
+		spec.stateDir = filepath.Join(dir, "state")
+	}
+	file := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(file, []byte(spec.yaml()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &app{t: t, file: file, http: freeAddr(t), stateDir: spec.stateDir, log: &syncBuffer{}}
+	cfg, err := config.Load(file, map[string]string{"http": a.http, "state_dir": spec.stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.MultiWriter(a.log, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rt, err := runtime.New(cfg, runtime.Options{Logger: logger, Watch: spec.watch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan error, 1)
+	go func() { a.done <- rt.Run(ctx) }()
+	t.Cleanup(func() { a.stop() })
+	return a
+}
+
+// stop ends the instance and returns what Run returned.
+func (a *app) stop() error {
+	if a.cancel == nil {
+		return nil
+	}
+	a.cancel()
+	a.cancel = nil
+	select {
+	case err := <-a.done:
+		return err
+	case <-time.After(30 * time.Second):
+		a.t.Fatal("app did not stop within 30s")
+		return nil
+	}
+}
+
+func (a *app) get(path string) (int, string) {
+	resp, err := http.Get("http://" + a.http + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (a *app) waitReady() {
+	a.t.Helper()
+	waitFor(a.t, 60*time.Second, "the app to become ready", func() bool {
+		code, _ := a.get("/readyz")
+		return code == http.StatusOK
+	})
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func produce(t *testing.T, brokers []string, topic string, kvs ...string) {
+	t.Helper()
+	cl := testkafka.Client(t, brokers)
+	var recs []*kgo.Record
+	for i := 0; i+1 < len(kvs); i += 2 {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(kvs[i]), Value: []byte(kvs[i+1])})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce to %s: %v", topic, err)
+	}
+}
+
+// names returns unique app, input and output names for one test.
+func names(t *testing.T) (app, in, out string) {
+	base := testkafka.Name(t, strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
+	return base, base + "-in", base + "-out"
+}
+
+func TestCountsEndToEnd(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}})
+	a.waitReady()
+
+	want := map[string]int{}
+	var kvs []string
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("page-%d", i%10)
+		want[k]++
+		kvs = append(kvs, k, "click")
+	}
+	produce(t, brokers, in, kvs...)
+	got := testkafka.ReadAll(t, brokers, out, 300, 60*time.Second)
+	if len(got) != 300 {
+		t.Fatalf("%d output records, want 300", len(got))
+	}
+	// Per key, the output is the running count: 1, 2, 3, ... in order.
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[string(r.Key)]++
+		if string(r.Value) != fmt.Sprint(seen[string(r.Key)]) {
+			t.Fatalf("key %s: output %q, want %d", r.Key, r.Value, seen[string(r.Key)])
+		}
+	}
+	for k, n := range want {
+		code, body := a.get("/v1/stores/counts/keys/" + k)
+		if code != 200 || body != fmt.Sprint(n) {
+			t.Errorf("GET counts/%s: %d %q, want 200 %q", k, code, body, fmt.Sprint(n))
+		}
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/v1/stores/counts/keys/nope", 404, `"error":"key \"nope\" not found in store \"counts\""`},
+		{"/v1/stores/nostore/keys/x", 404, `"error":"unknown store \"nostore\""`},
+		{"/v1/stores/counts/keys/" + strings.Repeat("k", 5000), 400, "longer than the maximum of 4096"},
+		{"/healthz", 200, `"ok"`},
+		{"/metrics", 200, "streamrt_records_in_total{stage=\"main\"} 300"},
+	} {
+		code, body := a.get(tc.path)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s: %d %q, want %d containing %q", tc.path[:min(len(tc.path), 60)], code, body[:min(len(body), 300)], tc.code, tc.want)
+		}
+	}
+	for _, metric := range []string{"streamrt_batch_seconds_bucket", "streamrt_task_lag_records", "streamrt_records_out_total", "streamrt_commits_total"} {
+		if _, body := a.get("/metrics"); !strings.Contains(body, metric) {
+			t.Errorf("/metrics lacks %s", metric)
+		}
+	}
+}
+
+// A clean stop and restart resumes exactly where the app stopped: records
+// produced while it was down are counted once, and nothing is counted twice.
+func TestCleanRestartResumesExactly(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	spec := appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}, stateDir: filepath.Join(t.TempDir(), "state")}
+	a := startApp(t, spec)
+	a.waitReady()
+	var first []string
+	for i := 0; i < 100; i++ {
+		first = append(first, fmt.Sprintf("k%d", i%7), "x")
+	}
+	produce(t, brokers, in, first...)
+	if got := testkafka.ReadAll(t, brokers, out, 100, 60*time.Second); len(got) != 100 {
+		t.Fatalf("%d outputs before the restart, want 100", len(got))
+	}
+	if err := a.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	produce(t, brokers, in, first[:100]...) // 50 more while it is down
+
+	b := startApp(t, spec)
+	b.waitReady()
+	got := testkafka.ReadAll(t, brokers, out, 150, 60*time.Second)
+	// Read a little longer: a duplicate would show up as a 151st record.
+	time.Sleep(500 * time.Millisecond)
+	got = testkafka.ReadAll(t, brokers, out, 151, 2*time.Second)
+	if len(got) != 150 {
+		t.Fatalf("%d output records after the restart, want exactly 150", len(got))
+	}
+	for i := 0; i < 7; i++ {
+		k := fmt.Sprintf("k%d", i)
+		want := 0
+		for j := 0; j < 150; j++ {
+			if j%100%7 == i {
+				want++
+			}
+		}
+		if code, body := b.get("/v1/stores/counts/keys/" + k); code != 200 || body != fmt.Sprint(want) {
+			t.Errorf("count of %s after restart: %d %q, want %d", k, code, body, want)
+		}
+	}
+}
+
+func TestRefusesInputWithOtherPartitionCount(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 2)
+	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}})
+	select {
+	case err := <-a.done:
+		a.cancel = nil
+		if !errors.Is(err, runtime.ErrPartitionMismatch) || !strings.Contains(err.Error(), fmt.Sprintf("input topic %q has 2 partitions", in)) || !strings.Contains(err.Error(), "needs 4") {
+			t.Fatalf("got %v, want a partition mismatch naming %s, 2 and 4", err, in)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the app started despite an input topic with 2 partitions")
+	}
+}
+
+func TestRefusesBadModule(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.wasm")
+	os.WriteFile(bad, []byte("not wasm at all"), 0o644)
+	appName, in, out := names(t)
+	a := startApp(t, appSpec{brokers: []string{"127.0.0.1:1"}, app: appName, in: in, out: out, module: bad})
+	select {
+	case err := <-a.done:
+		a.cancel = nil
+		if err == nil || !strings.Contains(err.Error(), `stage "main"`) || !strings.Contains(err.Error(), "bad.wasm: not a WebAssembly module") {
+			t.Fatalf("got %v, want an error naming the stage, the file and the problem", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the app started with a module that is not Wasm")
+	}
+}
+
+// A broker that is down at start is waited for, with a message; once it is
+// up, processing starts and nothing is lost.
+func TestWaitsForBrokerAtStart(t *testing.T) {
+	if testkafka.Real() {
+		t.Skip("needs a broker it can start late; runs on the embedded broker")
+	}
+	addr := freeAddr(t)
+	appName, in, out := names(t)
+	a := startApp(t, appSpec{brokers: []string{addr}, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}})
+	waitFor(t, 30*time.Second, "a retry message", func() bool { return strings.Contains(a.log.String(), "brokers unreachable; retrying") })
+	if code, _ := a.get("/healthz"); code != 200 {
+		t.Fatalf("/healthz answered %d while waiting for brokers, want 200", code)
+	}
+	if code, body := a.get("/readyz"); code != 503 || !strings.Contains(body, "waiting") {
+		t.Fatalf("/readyz answered %d %q while waiting for brokers, want 503", code, body)
+	}
+	brokers := testkafka.BrokersAt(t, addr)
+	a.waitReady()
+	produce(t, brokers, in, "k", "x", "k", "x")
+	waitFor(t, 30*time.Second, "the count", func() bool {
+		_, body := a.get("/v1/stores/counts/keys/k")
+		return body == "2"
+	})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testWriter sends the app's log to the test's, shown when a test fails.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

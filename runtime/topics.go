@@ -1,0 +1,112 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrPartitionMismatch is wrapped when an existing input topic's partition
+// count differs from the app's.
+var ErrPartitionMismatch = errors.New("streamrt: input topic partition count differs from the app's")
+
+// ensureTopics waits for the brokers, checks the partition counts of
+// existing input topics and creates the app's missing topics.
+func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RequestRetries(1))
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	inputs := map[string]bool{}
+	want := map[string]bool{}
+	for _, s := range cfg.Stages {
+		for _, t := range s.Inputs {
+			inputs[t], want[t] = true, true
+		}
+		for _, t := range s.Outputs {
+			want[t] = true
+		}
+		if s.ErrorPolicy == config.PolicyDeadLetter {
+			want[s.DeadLetterTopic] = true
+		}
+	}
+	names := make([]string, 0, len(want))
+	for t := range want {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+
+	var details kadm.TopicDetails
+	for attempt, backoff := 1, 250*time.Millisecond; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		details, err = adm.ListTopics(actx, names...)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("brokers unreachable; retrying", "brokers", cfg.Brokers, "attempt", attempt, "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+
+	var missing, bad []string
+	for _, t := range names {
+		d, ok := details[t]
+		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			missing = append(missing, t)
+			continue
+		}
+		if d.Err != nil {
+			return fmt.Errorf("topic %q: %w", t, d.Err)
+		}
+		if inputs[t] && int32(len(d.Partitions)) != cfg.Partitions {
+			bad = append(bad, fmt.Sprintf("input topic %q has %d partitions, app %q needs %d (partitions in %s)", t, len(d.Partitions), cfg.App, cfg.Partitions, cfg.File))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", ErrPartitionMismatch, joinLines(bad))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, nil, missing...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", missing, err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %q: %w", r.Topic, r.Err)
+		}
+		log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions)
+	}
+	return nil
+}
+
+func joinLines(s []string) string {
+	out := ""
+	for i, l := range s {
+		if i > 0 {
+			out += "; "
+		}
+		out += l
+	}
+	return out
+}

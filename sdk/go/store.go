@@ -1,0 +1,153 @@
+package streamrt
+
+import "github.com/streamrt/streamrt/abi"
+
+// Store is a handle to one of the stage's key/value stores, as declared in
+// the app's configuration. Reads see the batch's own earlier writes; writes
+// become durable when the host commits the batch.
+//
+// Store methods may be called only while a handler runs.
+type Store struct {
+	name   string
+	handle int32
+	opened bool
+	err    error // sticky: the host said the store is not declared
+}
+
+// OpenStore returns the handle for the named store. Handles are cached by
+// name, and the host is not asked about the store until the handle's first
+// use, so a guest may open stores in package variables:
+//
+//	var counts = streamrt.OpenStore("click-counts")
+//
+// When the stage does not declare the store, every method returns an error
+// that names the store and wraps ErrUnknownStore.
+func OpenStore(name string) *Store {
+	if s, ok := inst.stores[name]; ok {
+		return s
+	}
+	if inst.stores == nil {
+		inst.stores = make(map[string]*Store)
+	}
+	s := &Store{name: name}
+	inst.stores[name] = s
+	return s
+}
+
+// Name returns the store's name.
+func (s *Store) Name() string { return s.name }
+
+func (s *Store) open() (int32, error) {
+	if s.opened {
+		return s.handle, nil
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	rc := storeOpen(s.name)
+	if rc < 0 {
+		err := hostError(abi.FuncStoreOpen, s.name, rc)
+		if abi.Code(rc) == abi.ErrUnknownStore {
+			s.err = err
+		}
+		return 0, err
+	}
+	s.handle, s.opened = rc, true
+	return rc, nil
+}
+
+// Get returns the value stored under key, with found false when there is
+// none. A nil key is the empty key.
+//
+// The value is the caller's to read and modify, but its memory is reused
+// once the handler returns (a per-record handler's next record, or the next
+// batch for a batch handler): copy it to keep it longer. Values from
+// several Gets in one handler call stay valid side by side.
+func (s *Store) Get(key []byte) (value []byte, found bool, err error) {
+	h, err := s.open()
+	if err != nil {
+		return nil, false, err
+	}
+	buf := inst.values.free()
+	n := storeGet(h, key, buf)
+	if int(n) > cap(buf) {
+		buf = inst.values.grow(int(n))
+		n = storeGet(h, key, buf)
+		if int(n) > cap(buf) {
+			return nil, false, hostError(abi.FuncStoreGet, s.name, int32(abi.ErrInternal))
+		}
+	}
+	if n < 0 {
+		if abi.Code(n) == abi.ErrNotFound {
+			return nil, false, nil
+		}
+		return nil, false, hostError(abi.FuncStoreGet, s.name, n)
+	}
+	return inst.values.take(int(n)), true, nil
+}
+
+// Put stores value under key, attributed to the record being handled (see
+// HandleRecord and Batch.All). The host copies both: the caller may reuse
+// them as soon as Put returns. A nil key is the empty key and a nil value
+// the empty value; Delete removes a key.
+func (s *Store) Put(key, value []byte) error {
+	h, err := s.open()
+	if err != nil {
+		return err
+	}
+	if rc := storePut(h, inst.current, key, value); rc < 0 {
+		return hostError(abi.FuncStorePut, s.name, rc)
+	}
+	return nil
+}
+
+// Delete removes key, attributed to the record being handled. Deleting an
+// absent key is not an error.
+func (s *Store) Delete(key []byte) error {
+	h, err := s.open()
+	if err != nil {
+		return err
+	}
+	if rc := storeDelete(h, inst.current, key); rc < 0 {
+		return hostError(abi.FuncStoreDelete, s.name, rc)
+	}
+	return nil
+}
+
+// arena holds Get results: values are appended and handed out as capped
+// slices, and the whole arena is reused once the handler returns. When a
+// value does not fit, a fresh chunk replaces the current one; values in the
+// old chunk stay valid because the caller's slices keep it alive.
+type arena struct {
+	buf []byte // len is the bytes handed out
+}
+
+const (
+	arenaMin   = 4 << 10
+	arenaChunk = 1 << 20 // growth beyond this allocates only what one value needs
+)
+
+func (a *arena) reset() { a.buf = a.buf[:0] }
+
+// free returns the unused tail of the arena, with len 0.
+func (a *arena) free() []byte {
+	if a.buf == nil {
+		a.buf = make([]byte, 0, arenaMin)
+	}
+	return a.buf[len(a.buf):len(a.buf)]
+}
+
+// grow replaces the chunk with one that has room for n bytes and returns
+// its free tail.
+func (a *arena) grow(n int) []byte {
+	size := max(n, min(2*cap(a.buf), arenaChunk))
+	a.buf = make([]byte, 0, size)
+	return a.buf
+}
+
+// take hands out the next n bytes, which the host has just written.
+func (a *arena) take(n int) []byte {
+	start := len(a.buf)
+	a.buf = a.buf[:start+n]
+	return a.buf[start : start+n : start+n]
+}

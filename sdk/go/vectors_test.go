@@ -1,0 +1,181 @@
+//go:build !wasip1
+
+package streamrt
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/abi/abitest"
+)
+
+// The golden vectors shared with the host and the other SDKs.
+func loadVectors(t *testing.T, kind string) []abitest.Vector {
+	t.Helper()
+	all, err := abitest.Load("../../abi/testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []abitest.Vector
+	for _, v := range all {
+		if v.Kind == kind {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		t.Fatalf("no %s vectors", kind)
+	}
+	return vs
+}
+
+// cloneRecord copies r out of the SDK's buffers, keeping nil apart from
+// empty; an empty header list becomes nil.
+func cloneRecord(r *Record) abi.Record {
+	c := abi.Record{
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
+		Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value),
+	}
+	for _, h := range r.Headers {
+		c.Headers = append(c.Headers, Header{Key: h.Key, Value: bytes.Clone(h.Value)})
+	}
+	return c
+}
+
+func wantRecords(b abi.Batch) []abi.Record {
+	var out []abi.Record
+	for _, r := range b.Records {
+		if len(r.Headers) == 0 {
+			r.Headers = nil
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestVectorBatchesPerRecord(t *testing.T) {
+	for _, v := range loadVectors(t, "batch") {
+		t.Run(v.Name, func(t *testing.T) {
+			f := newFakeHost(FakeConfig{})
+			var got []abi.Record
+			HandleRecord(func(r *Record) error {
+				if r.Index() != len(got) {
+					t.Errorf("record %d: Index() = %d", len(got), r.Index())
+				}
+				if StreamTime() != v.Batch.StreamTime {
+					t.Errorf("StreamTime() = %d, want %d", StreamTime(), v.Batch.StreamTime)
+				}
+				got = append(got, cloneRecord(r))
+				return nil
+			})
+			if rc := f.ProcessEncoded(v.Encoded); rc != 0 {
+				t.Fatalf("%s:%d: process = %d, errors %v", v.File, v.Line, rc, f.errs)
+			}
+			if want := wantRecords(v.Batch); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s:%d: decoded\n got %+v\nwant %+v", v.File, v.Line, got, want)
+			}
+			if StreamTime() != v.Batch.StreamTime {
+				t.Errorf("StreamTime() after the batch = %d, want %d", StreamTime(), v.Batch.StreamTime)
+			}
+		})
+	}
+}
+
+func TestVectorBatchesPerBatch(t *testing.T) {
+	for _, v := range loadVectors(t, "batch") {
+		t.Run(v.Name, func(t *testing.T) {
+			f := newFakeHost(FakeConfig{})
+			var got []abi.Record
+			var streamTime int64
+			calls := 0
+			HandleBatch(func(b *Batch) error {
+				calls++
+				streamTime = b.StreamTime()
+				for i := 0; i < b.Len(); i++ {
+					if b.Record(i).Index() != i {
+						t.Errorf("Record(%d).Index() = %d", i, b.Record(i).Index())
+					}
+					got = append(got, cloneRecord(b.Record(i)))
+				}
+				return nil
+			})
+			if rc := f.ProcessEncoded(v.Encoded); rc != 0 {
+				t.Fatalf("%s:%d: process = %d, errors %v", v.File, v.Line, rc, f.errs)
+			}
+			if calls != 1 || streamTime != v.Batch.StreamTime {
+				t.Errorf("calls = %d, stream time %d; want 1, %d", calls, streamTime, v.Batch.StreamTime)
+			}
+			if want := wantRecords(v.Batch); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s:%d: decoded\n got %+v\nwant %+v", v.File, v.Line, got, want)
+			}
+		})
+	}
+}
+
+// Emit's header encoding must match the vectors byte for byte, whether the
+// headers come in one WithHeaders or several.
+func TestVectorHeaders(t *testing.T) {
+	for _, v := range loadVectors(t, "headers") {
+		t.Run(v.Name, func(t *testing.T) {
+			f := newFakeHost(FakeConfig{Outputs: []string{"out"}})
+			half := len(v.Headers) / 2
+			HandleRecord(func(r *Record) error {
+				if err := Emit("out", r.Key, r.Value, WithHeaders(v.Headers...)); err != nil {
+					return err
+				}
+				return Emit("out", r.Key, r.Value, WithHeaders(v.Headers[:half]...), WithTimestamp(5), WithHeaders(v.Headers[half:]...))
+			})
+			f.Process(&abi.Batch{Records: []abi.Record{{Topic: "in"}}})
+			if len(f.emits) != 2 {
+				t.Fatalf("emits = %d, errors %v", len(f.emits), f.errs)
+			}
+			for i, e := range f.emits {
+				if !bytes.Equal(e.Headers, v.Encoded) {
+					t.Errorf("%s:%d: emit %d headers\n got %x\nwant %x", v.File, v.Line, i, e.Headers, v.Encoded)
+				}
+			}
+		})
+	}
+}
+
+// The iterator must decode what range_next writes, as the vectors pin it,
+// also when it arrives in a buffer too small at first.
+func TestVectorEntries(t *testing.T) {
+	for _, v := range loadVectors(t, "entries") {
+		for _, size := range []int{1, 4 << 10} {
+			t.Run(fmt.Sprintf("%s/buf=%d", v.Name, size), func(t *testing.T) {
+				setRangeBufSize(t, size)
+				f := newFakeHost(FakeConfig{Stores: []string{"s"}})
+				var got [][2][]byte
+				HandleRecord(func(r *Record) error {
+					f.Canned = [][]byte{v.Encoded}
+					it := OpenStore("s").Range(nil, nil)
+					defer it.Close()
+					for it.Next() {
+						got = append(got, [2][]byte{bytes.Clone(it.Key()), bytes.Clone(it.Value())})
+					}
+					return it.Err()
+				})
+				if rc := f.Process(&abi.Batch{Records: []abi.Record{{Topic: "in"}}}); rc != 0 || len(f.errs) != 0 {
+					t.Fatalf("process = %d, errors %v", rc, f.errs)
+				}
+				if len(got) != len(v.Entries) {
+					t.Fatalf("%s:%d: got %d entries, want %d", v.File, v.Line, len(got), len(v.Entries))
+				}
+				for i := range got {
+					if !bytes.Equal(got[i][0], v.Entries[i][0]) || !bytes.Equal(got[i][1], v.Entries[i][1]) {
+						t.Errorf("entry %d: got %x=%x, want %x=%x", i, got[i][0], got[i][1], v.Entries[i][0], v.Entries[i][1])
+					}
+				}
+			})
+		}
+	}
+}
+
+func setRangeBufSize(t *testing.T, n int) {
+	old := rangeBufSize
+	rangeBufSize = n
+	t.Cleanup(func() { rangeBufSize = old })
+}
