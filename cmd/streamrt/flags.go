@@ -8,6 +8,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/streamrt/streamrt/internal/broker"
 )
 
 // flags is a subcommand's flag set with short aliases and a usage text that
@@ -133,7 +135,7 @@ func (e *embeddedFlag) String() string {
 
 func (e *embeddedFlag) Set(s string) error {
 	if on, err := strconv.ParseBool(s); err == nil {
-		e.on, e.addr = on, defaultBroker
+		e.on, e.addr = on, broker.DefaultAddr
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(s); err != nil {

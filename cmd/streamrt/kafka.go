@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/broker"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -20,7 +22,7 @@ type kafkaFlags struct {
 }
 
 func (k *kafkaFlags) define(f *flags) {
-	f.StringVar(&k.brokers, "brokers", defaultBroker, "Kafka seed brokers, a comma-separated `LIST` of host:port")
+	f.StringVar(&k.brokers, "brokers", broker.DefaultAddr, "Kafka seed brokers, a comma-separated `LIST` of host:port")
 	f.alias("b", "brokers")
 	f.StringVar(&k.topic, "topic", "", "the `TOPIC` (required; it must exist)")
 	f.alias("t", "topic")

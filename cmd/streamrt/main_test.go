@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/broker"
+	"github.com/streamrt/streamrt/internal/testkafka"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -167,10 +170,10 @@ func TestRunEmbeddedBroker(t *testing.T) {
 }
 
 func TestProduceConsume(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := testkafka.Brokers(t)
 	b := strings.Join(brokers, ",")
-	topic := testName("cli")
-	createTopic(t, brokers, topic, 1)
+	topic := testkafka.Name(t, "cli")
+	testkafka.CreateTopic(t, brokers, topic, 1)
 	ctx := context.Background()
 
 	input := "k1\tv1\n" + // key and value
@@ -189,7 +192,7 @@ func TestProduceConsume(t *testing.T) {
 		t.Fatalf("consume: exit %d, stderr %q\nstdout %q\nwant   %q", code, stderr, stdout, want)
 	}
 
-	recs := readAll(t, brokers, topic, 5, 20*time.Second)
+	recs := testkafka.ReadAll(t, brokers, topic, 5, 20*time.Second)
 	if len(recs) != 5 {
 		t.Fatalf("read %d records, want 5", len(recs))
 	}
@@ -202,12 +205,12 @@ func TestProduceConsume(t *testing.T) {
 }
 
 func TestConsume(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := testkafka.Brokers(t)
 	b := strings.Join(brokers, ",")
-	topic := testName("cli")
-	createTopic(t, brokers, topic, 3)
-	empty := testName("cli-empty")
-	createTopic(t, brokers, empty, 1)
+	topic := testkafka.Name(t, "cli")
+	testkafka.CreateTopic(t, brokers, topic, 3)
+	empty := testkafka.Name(t, "cli-empty")
+	testkafka.CreateTopic(t, brokers, empty, 1)
 	ctx := context.Background()
 
 	var in strings.Builder
@@ -262,7 +265,7 @@ func TestConsume(t *testing.T) {
 			code, stdout, stderr := cli(t, ctx, "", "consume", "-b", b, "-t", topic, "-n", "1", "--timeout", "20s")
 			done <- result{code, stdout, stderr}
 		}()
-		cl := testClient(t, brokers)
+		cl := testkafka.Client(t, brokers)
 		for {
 			select {
 			case r := <-done:
@@ -281,8 +284,8 @@ func TestConsume(t *testing.T) {
 }
 
 func TestMissingTopic(t *testing.T) {
-	brokers := testBrokers(t)
-	topic := testName("absent")
+	brokers := testkafka.Brokers(t)
+	topic := testkafka.Name(t, "absent")
 	for _, cmd := range []string{"produce", "consume"} {
 		code, _, stderr := cli(t, context.Background(), "k\tv\n", cmd, "-b", strings.Join(brokers, ","), "-t", topic)
 		want := "streamrt " + cmd + `: topic "` + topic + `" does not exist`
@@ -291,7 +294,7 @@ func TestMissingTopic(t *testing.T) {
 		}
 	}
 	// Nothing was created on the way.
-	topics, err := kadm.NewClient(testClient(t, brokers)).ListTopics(context.Background(), topic)
+	topics, err := kadm.NewClient(testkafka.Client(t, brokers)).ListTopics(context.Background(), topic)
 	if err != nil || topics.Has(topic) && topics[topic].Err == nil {
 		t.Errorf("topic %s exists after produce and consume (%v)", topic, err)
 	}
@@ -411,8 +414,8 @@ func TestEmbeddedFlag(t *testing.T) {
 		addr string
 		ok   bool
 	}{
-		{"true", true, defaultBroker, true},
-		{"false", false, defaultBroker, true},
+		{"true", true, broker.DefaultAddr, true},
+		{"false", false, broker.DefaultAddr, true},
 		{"127.0.0.1:0", true, "127.0.0.1:0", true},
 		{":9093", true, ":9093", true},
 		{"localhost", false, "", false},

@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/streamrt/streamrt/internal/broker"
+
 	streamrt "github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 )
@@ -21,7 +23,7 @@ the environment's STREAMRT_<KEY> variables override in turn.`)
 	file := f.String("config", "", "the app's YAML config `FILE` (required)")
 	f.alias("c", "config")
 	var embedded embeddedFlag
-	f.Var(&embedded, "embedded-broker", "first start an in-memory Kafka-protocol broker on ADDR\n(default "+defaultBroker+"); brokers default to it.\nFor development only: its data is lost at exit")
+	f.Var(&embedded, "embedded-broker", "first start an in-memory Kafka-protocol broker on ADDR\n(default "+broker.DefaultAddr+"); brokers default to it.\nFor development only: its data is lost at exit")
 	brokers := f.String("brokers", "", "Kafka seed brokers, a comma-separated `LIST` of host:port")
 	httpAddr := f.String("http", "", "query and metrics listen and advertised `ADDR` (host:port)")
 	stateDir := f.String("state-dir", "", "`DIR` for local state")
@@ -65,7 +67,7 @@ the environment's STREAMRT_<KEY> variables override in turn.`)
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	if embedded.on {
-		b, err := startBroker(embedded.addr, logger)
+		b, err := broker.Start(embedded.addr, logger)
 		if err != nil {
 			fmt.Fprintf(stderr, "streamrt run: %v\n", err)
 			return exitFail
