@@ -18,10 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/modload"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
-	"github.com/streamrt/streamrt/runtime/internal/modload"
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"

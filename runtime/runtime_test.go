@@ -16,11 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/guesttest"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // app is one running instance of an app under test.

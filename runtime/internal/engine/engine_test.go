@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 type stageOpts struct {

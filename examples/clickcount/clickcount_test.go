@@ -1,0 +1,169 @@
+// The quick start of README.md, run as written through the streamrt binary:
+// start the app, produce two clicks, query the count.
+package clickcount_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/testkafka"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// streamrt runs the CLI with stdin and returns its exit code and output.
+func streamrt(t *testing.T, bin, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("streamrt %v: %v", args, err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func TestQuickStart(t *testing.T) {
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "streamrt")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/streamrt")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build streamrt: %v\n%s", err, out)
+	}
+
+	httpAddr := freePort(t)
+	var brokers string
+	args := []string{"run", "-c", "streamrt.yaml", "--http", httpAddr, "--state-dir", filepath.Join(tmp, "state")}
+	if testkafka.Real() {
+		brokers = os.Getenv(testkafka.EnvBrokers)
+		args = append(args, "--brokers", brokers)
+	} else {
+		brokers = freePort(t)
+		args = append(args, "--embedded-broker="+brokers)
+	}
+	// On a shared real cluster the topics outlive the test: count pages of
+	// this run only.
+	page := fmt.Sprintf("home-%d", time.Now().UnixNano())
+
+	run := exec.Command(bin, args...)
+	// Share built and compiled guests with the other tests of this machine.
+	run.Env = append(os.Environ(), "STREAMRT_CACHE_DIR="+guesttest.CacheDir())
+	var logs syncBuffer
+	run.Stdout, run.Stderr = &logs, &logs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- run.Wait() }()
+	defer func() {
+		run.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("streamrt run did not exit cleanly on SIGTERM: %v\n%s", err, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			run.Process.Kill()
+			t.Errorf("streamrt run did not stop within 30s of SIGTERM\n%s", logs.String())
+		}
+	}()
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("streamrt run exited early: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app was not ready within 3 minutes\n%s", logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !testkafka.Real() && !strings.Contains(logs.String(), "in memory only") {
+		t.Errorf("the embedded broker did not say that it keeps data in memory only:\n%s", logs.String())
+	}
+
+	if code, _, stderr := streamrt(t, bin, page+"\tx\n"+page+"\tx\n", "produce", "-b", brokers, "-t", "clicks"); code != 0 {
+		t.Fatalf("produce exited %d: %s", code, stderr)
+	}
+	var got string
+	for i := 0; i < 150 && got != "2\n"; i++ {
+		_, got, _ = streamrt(t, bin, "", "query", "-a", "http://"+httpAddr, "click-counts", page)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got != "2\n" {
+		t.Fatalf("query click-counts %s printed %q, want \"2\\n\"\n%s", page, got, logs.String())
+	}
+
+	code, _, stderr := streamrt(t, bin, "", "query", "-a", "http://"+httpAddr, "click-counts", "no-such-page")
+	if code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("query of a missing key: exit %d, stderr %q; want exit 1 and a message", code, stderr)
+	}
+
+	// A click without a page goes to the dead-letter topic; the count of
+	// the page goes on.
+	streamrt(t, bin, "no page here\n"+page+"\tx\n", "produce", "-b", brokers, "-t", "clicks")
+	code, out, stderr := streamrt(t, bin, "", "consume", "-b", brokers, "-t", "clickcount-count-dlq", "--from-beginning", "-n", "1", "--timeout", "30s")
+	if code != 0 || !strings.Contains(out, "\tno page here") {
+		t.Errorf("dead-letter topic: exit %d, out %q, err %q", code, out, stderr)
+	}
+	for i := 0; i < 150 && got != "3\n"; i++ {
+		_, got, _ = streamrt(t, bin, "", "query", "-a", "http://"+httpAddr, "click-counts", page)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got != "3\n" {
+		t.Errorf("count after a dead-lettered click: %q, want 3", got)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
