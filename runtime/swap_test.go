@@ -1,0 +1,101 @@
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A module changed on disk while records flow is swapped in between
+// batches: every record is processed exactly once, by one version or the
+// other, and on each partition the old version's outputs all come first.
+func TestWatchSwapsModuleWithoutLossOrRepeat(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
+	module := filepath.Join(t.TempDir(), "stage.wasm")
+	if err := os.WriteFile(module, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: module, watch: true})
+	a.waitReady()
+
+	cl := testkafka.Client(t, brokers)
+	n := 0
+	produceSome := func(count int) {
+		t.Helper()
+		var recs []*kgo.Record
+		for i := 0; i < count; i++ {
+			recs = append(recs, &kgo.Record{Topic: in, Key: []byte(fmt.Sprintf("k%d", n%20)), Value: []byte(strconv.Itoa(n))})
+			n++
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produceSome(500)
+
+	tmp := module + ".tmp"
+	if err := os.WriteFile(tmp, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, module); err != nil {
+		t.Fatal(err)
+	}
+	// Keep records flowing until the new version is in, then some more.
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(a.log.String(), "module swapped in") {
+		if time.Now().After(deadline) {
+			t.Fatal("the changed module was not swapped in within 3 minutes")
+		}
+		produceSome(20)
+		time.Sleep(20 * time.Millisecond)
+	}
+	produceSome(500)
+
+	got := testkafka.ReadAll(t, brokers, out, n, 2*time.Minute)
+	time.Sleep(500 * time.Millisecond)
+	got = testkafka.ReadAll(t, brokers, out, n+1, 3*time.Second) // a repeat would be one more
+	if len(got) != n {
+		t.Fatalf("%d outputs for %d inputs", len(got), n)
+	}
+	seen := make([]int, n)
+	lastTag := map[int32]string{}
+	versions := map[string]int{}
+	for _, r := range got {
+		tag, val, ok := strings.Cut(string(r.Value), ":")
+		i, err := strconv.Atoi(val)
+		if !ok || err != nil || i < 0 || i >= n {
+			t.Fatalf("unexpected output %q", r.Value)
+		}
+		seen[i]++
+		versions[tag]++
+		if lastTag[r.Partition] == "v2" && tag == "v1" {
+			t.Fatalf("partition %d: a v1 output after a v2 one (record %d)", r.Partition, i)
+		}
+		lastTag[r.Partition] = tag
+	}
+	for i, c := range seen {
+		if c != 1 {
+			t.Fatalf("record %d processed %d times", i, c)
+		}
+	}
+	if versions["v1"] == 0 || versions["v2"] == 0 {
+		t.Fatalf("outputs per version %v: want both", versions)
+	}
+	t.Logf("%d records: %v", n, versions)
+	if _, body := a.get("/metrics"); !strings.Contains(body, `streamrt_module_swaps_total{stage="main"} 1`) {
+		t.Errorf("/metrics does not count one swap")
+	}
+}
