@@ -80,7 +80,7 @@ const (
 	ErrUnknownStore Code = -2 // store name not declared for the stage, or bad handle
 	ErrUnknownOut   Code = -3 // output name not declared for the stage, or bad handle
 	ErrReadOnly     Code = -4 // write to a store the stage may only read
-	ErrInvalid      Code = -5 // bad argument: a pointer or length outside guest memory, a bad level
+	ErrInvalid      Code = -5 // bad argument: memory outside the guest's, a null store key or value, a record index outside the batch
 	ErrBadIterator  Code = -6 // unknown or closed iterator handle
 	ErrTooLarge     Code = -7 // key or value over the host's limit
 	ErrInternal     Code = -8 // the host failed (I/O); the batch will be retried

@@ -163,9 +163,10 @@ func TestDecodeErrorsNameThePlace(t *testing.T) {
 }
 
 func TestReaderReuseAllocatesNothing(t *testing.T) {
+	hs := []abi.Header{{Key: "trace", Value: []byte("t1")}, {Key: "source", Value: nil}}
 	enc := abi.EncodeBatch(nil, &abi.Batch{Records: []abi.Record{
-		{Topic: "clicks", Key: []byte("a"), Value: []byte("1")},
-		{Topic: "clicks", Key: []byte("b"), Value: []byte("2")},
+		{Topic: "clicks", Key: []byte("a"), Value: []byte("1"), Headers: hs},
+		{Topic: "clicks", Key: []byte("b"), Value: []byte("2"), Headers: hs},
 	}})
 	var r abi.BatchReader
 	var rec abi.Record

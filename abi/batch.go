@@ -148,7 +148,9 @@ func DecodeBatch(buf []byte) (*Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Batch{StreamTime: r.StreamTime(), Topics: r.Topics(), Records: make([]Record, 0, r.Len())}
+	// The count comes from the buffer: bound it by what the buffer can hold
+	// before allocating for it.
+	b := &Batch{StreamTime: r.StreamTime(), Topics: r.Topics(), Records: make([]Record, 0, min(r.Len(), len(buf)/RecordFixedSize))}
 	for {
 		var rec Record
 		err := r.Next(&rec)
@@ -170,6 +172,7 @@ type BatchReader struct {
 	read       int
 	streamTime int64
 	topics     []string
+	headerKeys map[string]string // interned header keys, so records with headers allocate nothing
 }
 
 // NewBatchReader reads buf's header. The reader and the records it returns
@@ -259,9 +262,27 @@ func (r *BatchReader) headers(dst []Header) ([]Header, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest, hs, err := readHeaderPairs(r.buf[r.pos:], int(n), dst)
+	rest, hs, err := readHeaderPairs(r.buf[r.pos:], int(n), dst, r.intern)
 	r.pos = len(r.buf) - len(rest)
 	return hs, err
+}
+
+// maxInternedKeys bounds the header key cache against batches whose every
+// record carries a different key.
+const maxInternedKeys = 256
+
+func (r *BatchReader) intern(b []byte) string {
+	if s, ok := r.headerKeys[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if r.headerKeys == nil {
+		r.headerKeys = make(map[string]string)
+	}
+	if len(r.headerKeys) < maxInternedKeys {
+		r.headerKeys[s] = s
+	}
+	return s
 }
 
 // DecodeHeaders decodes a header list as emit takes it. Header values alias b.
@@ -270,7 +291,7 @@ func DecodeHeaders(b []byte, dst []Header) ([]Header, error) {
 		return nil, &DecodeError{What: "header count", Offset: 0, Err: ErrTruncated}
 	}
 	n := int(binary.LittleEndian.Uint32(b))
-	rest, hs, err := readHeaderPairs(b[4:], n, dst)
+	rest, hs, err := readHeaderPairs(b[4:], n, dst, func(b []byte) string { return string(b) })
 	if err != nil {
 		return nil, &DecodeError{What: "headers", Offset: len(b) - len(rest), Err: err}
 	}
@@ -280,7 +301,7 @@ func DecodeHeaders(b []byte, dst []Header) ([]Header, error) {
 	return hs, nil
 }
 
-func readHeaderPairs(b []byte, n int, dst []Header) (rest []byte, hs []Header, err error) {
+func readHeaderPairs(b []byte, n int, dst []Header, str func([]byte) string) (rest []byte, hs []Header, err error) {
 	// Each pair takes at least 8 bytes, which bounds n before allocating.
 	if n > len(b)/8 {
 		return b, dst, ErrTruncated
@@ -293,7 +314,7 @@ func readHeaderPairs(b []byte, n int, dst []Header) (rest []byte, hs []Header, e
 		if kl > len(b)-4 {
 			return b, dst, ErrTruncated
 		}
-		key := string(b[4 : 4+kl])
+		key := str(b[4 : 4+kl])
 		b = b[4+kl:]
 		if len(b) < 4 {
 			return b, dst, ErrTruncated

@@ -1,0 +1,259 @@
+package wasm
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/internal/guesttest"
+)
+
+// The batch BenchmarkGuestIdentity runs: 500 records with 8-byte keys and
+// 100-byte values, as a task encodes them (see BENCHMARKS.md).
+const (
+	benchRecords   = 500
+	benchKeySize   = 8
+	benchValueSize = 100
+	// benchDeadline is the stages' default batch_deadline; any positive value
+	// turns on wazero's WithCloseOnContextDone, which is what costs.
+	benchDeadline = 5 * time.Second
+)
+
+// benchHost is the least a host can do per call: Emit copies the key and
+// value into a buffer reused for every batch, like the engine's arena but
+// without building a kgo.Record; discard makes Emit return at once instead.
+type benchHost struct {
+	discard bool
+	buf     []byte
+	emits   int
+}
+
+func (h *benchHost) reset() { h.buf, h.emits = h.buf[:0], 0 }
+
+func (h *benchHost) OpenStore(string) (int32, abi.Code)            { return 0, abi.ErrUnknownStore }
+func (h *benchHost) Get(int32, []byte) ([]byte, abi.Code)          { return nil, abi.ErrUnknownStore }
+func (h *benchHost) Put(int32, int32, []byte, []byte) abi.Code     { return abi.ErrUnknownStore }
+func (h *benchHost) Delete(int32, int32, []byte) abi.Code          { return abi.ErrUnknownStore }
+func (h *benchHost) Range(int32, []byte, []byte) (int32, abi.Code) { return 0, abi.ErrUnknownStore }
+func (h *benchHost) RangeNext(int32, []byte) (int, int, abi.Code)  { return 0, 0, abi.ErrBadIterator }
+func (h *benchHost) RangeClose(int32) abi.Code                     { return abi.ErrBadIterator }
+func (h *benchHost) OpenOutput(name string) (int32, abi.Code)      { return 0, abi.OK }
+func (h *benchHost) Log(int32, []byte)                             {}
+func (h *benchHost) RecordError(rec int32, msg []byte) abi.Code {
+	panic(fmt.Sprintf("record %d failed: %s", rec, msg))
+}
+
+func (h *benchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) abi.Code {
+	h.emits++
+	if h.discard {
+		return abi.OK
+	}
+	h.buf = append(h.buf, key...)
+	h.buf = append(h.buf, value...)
+	return abi.OK
+}
+
+// benchBatch holds the records of one benchmark batch and encodes them the
+// way a task does, into a reused buffer.
+type benchBatch struct {
+	keys, values [][]byte
+	topics       []string
+	buf          []byte
+}
+
+func newBenchBatch() *benchBatch {
+	b := &benchBatch{topics: []string{"in"}}
+	for i := range benchRecords {
+		b.keys = append(b.keys, fmt.Appendf(nil, "k%07d", i))
+		v := make([]byte, benchValueSize)
+		for j := range v {
+			v[j] = byte('a' + (i+j)%26)
+		}
+		b.values = append(b.values, v)
+	}
+	return b
+}
+
+func (b *benchBatch) encode() []byte {
+	buf := abi.AppendBatchHeader(b.buf[:0], benchRecords, 1_700_000_000_000, b.topics)
+	for i := range b.keys {
+		buf = abi.AppendRecord(buf, 0, 0, int64(i), 1_700_000_000_000, b.keys[i], b.values[i], 0)
+	}
+	b.buf = buf
+	return buf
+}
+
+// newBenchEngine returns an engine using the test guests' shared compilation
+// cache, so that benchmarks do not pay for compiling.
+func newBenchEngine(b *testing.B, deadline time.Duration) *Engine {
+	b.Helper()
+	cache, err := NewCache(filepath.Join(guesttest.CacheDir(), "wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cache.Close(context.Background()) })
+	return newEngine(b, Config{Cache: cache, MemoryLimit: 64 << 20, Deadline: deadline})
+}
+
+func instantiate(b *testing.B, e *Engine, name string, wasm []byte) *Instance {
+	b.Helper()
+	ctx := context.Background()
+	m, err := e.Compile(ctx, name, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close(ctx) })
+	inst, err := m.Instantiate(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { inst.Close(ctx) })
+	return inst
+}
+
+// returnsGuest is a module whose streamrt_process returns at once: it
+// measures what a batch costs before any guest code runs (encoding, the
+// streamrt_buffer call, copying the batch into guest memory, the
+// streamrt_process call). Its streamrt_buffer grows memory to two pages, so
+// that a batch fits at address 16.
+func returnsGuest() []byte {
+	g := validGuest()
+	g.funcs[1].body = []byte{
+		0x3f, 0x00, // memory.size
+		0x41, 0x02, // i32.const 2
+		0x49,       // i32.lt_u
+		0x04, 0x40, // if
+		0x41, 0x01, // i32.const 1
+		0x40, 0x00, // memory.grow
+		0x1a,       // drop
+		0x0b,       // end
+		0x41, 0x10, // i32.const 16
+	}
+	return g.bytes()
+}
+
+// BenchmarkGuestIdentity measures the per-record cost of calling a Go guest:
+// the identity test guest decodes each record of a 500-record batch and
+// emits it, one emit host call per record. Sub-benchmarks:
+//
+//	deadline=off, deadline=on   the real thing, without and with a batch
+//	                            deadline (WithCloseOnContextDone)
+//	emit-noop                   the same with a host whose Emit returns at
+//	                            once: what is left is guest + ABI crossing
+//	returns                     a guest that returns at once: the per-batch
+//	                            cost of encoding and copying the batch in
+func BenchmarkGuestIdentity(b *testing.B) {
+	identity := guesttest.Build(b, "identity")
+	cases := []struct {
+		name     string
+		wasm     []byte
+		deadline time.Duration
+		discard  bool
+		emits    int
+	}{
+		{"deadline=off", identity, 0, false, benchRecords},
+		{"deadline=on", identity, benchDeadline, false, benchRecords},
+		{"emit-noop/deadline=off", identity, 0, true, benchRecords},
+		{"emit-noop/deadline=on", identity, benchDeadline, true, benchRecords},
+		{"returns/deadline=off", returnsGuest(), 0, false, 0},
+		{"returns/deadline=on", returnsGuest(), benchDeadline, false, 0},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			inst := instantiate(b, newBenchEngine(b, tc.deadline), "identity", tc.wasm)
+			batch := newBenchBatch()
+			h := &benchHost{discard: tc.discard, buf: make([]byte, 0, 64<<10)}
+			ctx := context.Background()
+			b.SetBytes(int64(benchRecords * (benchKeySize + benchValueSize)))
+			b.ReportAllocs()
+			for b.Loop() {
+				h.reset()
+				if err := inst.Process(ctx, h, batch.encode()); err != nil {
+					b.Fatal(err)
+				}
+				if h.emits != tc.emits {
+					b.Fatalf("%d emits, want %d", h.emits, tc.emits)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRecords), "ns/record")
+		})
+	}
+}
+
+// BenchmarkCompile measures loading a Go guest: compiling it and validating
+// it (which instantiates it once and runs its initialisers), in a new engine
+// each time. cold has no compilation cache; cached has a warm one on disk, as
+// after a restart.
+func BenchmarkCompile(b *testing.B) {
+	wasm := guesttest.Build(b, "identity")
+	ctx := context.Background()
+	run := func(b *testing.B, cfg func() Config) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e, err := NewEngine(ctx, cfg())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.Compile(ctx, "identity", wasm); err != nil {
+				b.Fatal(err)
+			}
+			e.Close(ctx)
+		}
+		b.ReportMetric(float64(len(wasm)), "module-bytes")
+	}
+	b.Run("cold", func(b *testing.B) {
+		run(b, func() Config { return Config{} })
+	})
+	b.Run("cached", func(b *testing.B) {
+		cache, err := NewCache(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close(ctx)
+		warm, err := NewEngine(ctx, Config{Cache: cache})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := warm.Compile(ctx, "identity", wasm); err != nil {
+			b.Fatal(err)
+		}
+		warm.Close(ctx)
+		run(b, func() Config { return Config{Cache: cache} })
+	})
+}
+
+// BenchmarkInstantiate measures creating a task's instance of a compiled Go
+// guest: instantiation and the Go runtime's initialisation (_initialize,
+// streamrt_init), then closing it.
+func BenchmarkInstantiate(b *testing.B) {
+	wasm := guesttest.Build(b, "identity")
+	ctx := context.Background()
+	for _, d := range []time.Duration{0, benchDeadline} {
+		name := "deadline=off"
+		if d > 0 {
+			name = "deadline=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newBenchEngine(b, d)
+			m, err := e.Compile(ctx, "identity", wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var mem uint32
+			b.ReportAllocs()
+			for b.Loop() {
+				inst, err := m.Instantiate(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				mem = inst.MemorySize()
+				inst.Close(ctx)
+			}
+			b.ReportMetric(float64(len(wasm)), "module-bytes")
+			b.ReportMetric(float64(mem), "memory-bytes")
+		})
+	}
+}
