@@ -123,8 +123,8 @@ type Stage struct {
 	ErrorPolicy     ErrorPolicy       `koanf:"error_policy"`
 	DeadLetterTopic string            `koanf:"dead_letter_topic"`
 	BatchSize       int               `koanf:"batch_size"`
-	MemoryLimit     int64             `koanf:"memory_limit"` // bytes
-	BatchDeadline   time.Duration     `koanf:"batch_deadline"`
+	MemoryLimit     int64             `koanf:"memory_limit"`   // bytes
+	BatchDeadline   time.Duration     `koanf:"batch_deadline"` // 0: none
 }
 
 // Stage returns the stage named name.

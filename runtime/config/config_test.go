@@ -267,7 +267,7 @@ func TestErrors(t *testing.T) {
 		{name: "zero duration", yaml: "commit_interval: 0s\n" + minimal + "    batch_deadline: -1s\n",
 			want: []problem{
 				{"commit_interval", "must be positive, got 0s"},
-				{"stages[0].batch_deadline", "must be positive, got -1s"},
+				{"stages[0].batch_deadline", "must be positive, or 0 for no deadline, got -1s"},
 			}},
 		{name: "negative batch size", yaml: minimal + "    batch_size: -3\n",
 			want: []problem{{"stages[0].batch_size", "must be between 1 and 100000, got -3"}}},

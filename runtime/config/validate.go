@@ -148,8 +148,10 @@ func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {
 		p.add(path+".memory_limit", fmt.Sprintf("must be between %s and %s, got %s",
 			formatByteSize(MinMemoryLimit), formatByteSize(MaxMemoryLimit), formatByteSize(s.MemoryLimit)))
 	}
-	if s.BatchDeadline <= 0 {
-		p.add(path+".batch_deadline", fmt.Sprintf("must be positive, got %s", s.BatchDeadline))
+	// Zero turns the deadline off: guest code runs faster without wazero's
+	// termination checks, but a guest that never returns stalls its task.
+	if s.BatchDeadline < 0 {
+		p.add(path+".batch_deadline", fmt.Sprintf("must be positive, or 0 for no deadline, got %s", s.BatchDeadline))
 	}
 }
 
