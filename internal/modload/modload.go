@@ -55,7 +55,9 @@ func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte,
 	}
 	log.Info("building Go guest module", "dir", path)
 	start := time.Now()
-	tmp := out + ".tmp"
+	// A unique name, since several processes (parallel test packages) may
+	// build the same guest at once; the rename publishes one of them.
+	tmp := fmt.Sprintf("%s.%d-%d.tmp", out, os.Getpid(), time.Now().UnixNano())
 	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-o", tmp, ".")
 	cmd.Dir = path
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
