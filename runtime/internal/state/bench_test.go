@@ -108,6 +108,34 @@ func BenchmarkTxnCommit(b *testing.B) {
 	}
 }
 
+// BenchmarkTxnRollback measures undoing the last record of a Txn of
+// benchBatch counter updates, the cost of one failed record at the end of a
+// batch; building the Txn is outside the timer.
+func BenchmarkTxnRollback(b *testing.B) {
+	db, ks, keys := benchDB(b, Options{FS: vfs.NewMem()})
+	val := make([]byte, 8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tx := db.NewTxn()
+		var m Mark
+		for j := range benchBatch {
+			if j == benchBatch-1 {
+				m = tx.Mark()
+			}
+			mustOK(b, tx.Put(ks, keys[j], val))
+		}
+		b.StartTimer()
+		if err := tx.RollbackTo(m); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		tx.Discard()
+		b.StartTimer()
+	}
+}
+
 // BenchmarkDBGet measures a committed point read, as the query server makes.
 func BenchmarkDBGet(b *testing.B) {
 	db, ks, keys := benchDB(b, Options{})

@@ -56,8 +56,6 @@ func scanAll(t testing.TB, db *DB, ks Keyspace, start, end []byte, limit int) []
 	return got
 }
 
-func equalStrings(a, b []string) bool { return slices.Equal(a, b) }
-
 // put commits key=value pairs (alternating) to ks.
 func put(t testing.TB, db *DB, ks Keyspace, kv ...string) {
 	t.Helper()
@@ -98,7 +96,7 @@ func TestScan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := scanAll(t, db, ks, tt.start, tt.end, tt.limit); !equalStrings(got, tt.want) {
+			if got := scanAll(t, db, ks, tt.start, tt.end, tt.limit); !slices.Equal(got, tt.want) {
 				t.Errorf("Scan(%q, %q, %d) = %q, want %q", tt.start, tt.end, tt.limit, got, tt.want)
 			}
 		})
@@ -121,7 +119,7 @@ func TestScanStopsOnCallbackError(t *testing.T) {
 	if err != stop {
 		t.Fatalf("Scan error = %v, want the callback's error unwrapped", err)
 	}
-	if want := []string{"a", "b"}; !equalStrings(seen, want) {
+	if want := []string{"a", "b"}; !slices.Equal(seen, want) {
 		t.Errorf("seen %q, want %q", seen, want)
 	}
 }
@@ -166,7 +164,7 @@ func TestDropPartition(t *testing.T) {
 		if ks.Store() == "s" && ks.Partition() == 1 {
 			want = nil
 		}
-		if !equalStrings(got, want) {
+		if !slices.Equal(got, want) {
 			t.Errorf("after DropPartition(s, 1), Scan(%v) = %q, want %q", ks, got, want)
 		}
 	}
@@ -292,7 +290,7 @@ func TestCloseWaitsForTxn(t *testing.T) {
 func TestConcurrentReadsWhileCommitting(t *testing.T) {
 	const (
 		keys    = 10
-		commits = 300
+		commits = 1000
 		readers = 4
 	)
 	db := openMem(t)

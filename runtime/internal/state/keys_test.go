@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,7 +119,7 @@ func TestLayoutIsolation(t *testing.T) {
 	for _, e := range entries {
 		ks := mustKeyspace(t, db, e.store, e.partition)
 		got := scanAll(t, db, ks, nil, nil, 0)
-		if want := []string{e.key + "=" + e.val}; !equalStrings(got, want) {
+		if want := []string{e.key + "=" + e.val}; !slices.Equal(got, want) {
 			t.Errorf("Scan(%v) = %q, want %q", ks, got, want)
 		}
 	}

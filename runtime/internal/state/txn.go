@@ -25,9 +25,10 @@ type Txn struct {
 	// key is scratch for building full keys, so Get and Put do not allocate.
 	key []byte
 	// reader serves Get. Pebble's Batch.Get builds and drops an iterator
-	// stack per call (two allocations and most of a microsecond), while
-	// re-seeking one iterator costs a tenth of that; readerLen is the batch
-	// length it last saw, to refresh its view of the batch only after writes.
+	// stack per call, with two allocations, at about ten times the cost of
+	// re-seeking one kept iterator (1 µs against 0.1 µs on a small database).
+	// readerLen is the batch length it last saw, so that its view of the
+	// batch is refreshed only after writes.
 	reader     *pebble.Iterator
 	readerOpts pebble.IterOptions
 	readerLen  int
@@ -54,7 +55,7 @@ func (db *DB) NewTxn() *Txn {
 // to modify key after Get returns.
 //
 // Get sees every write made through the Txn, over committed data as of the
-// Txn's first Get (or its last RollbackTo): a task is the only writer of its
+// Txn's first Get, renewed by RollbackTo: a task is the only writer of its
 // partitions, so only stores it does not own can change meanwhile.
 func (t *Txn) Get(ks Keyspace, key, dst []byte) (value []byte, found bool, err error) {
 	dst = dst[:0]
@@ -207,9 +208,9 @@ func (t *Txn) Mark() Mark {
 }
 
 // RollbackTo undoes every Put, Delete and SetOffset made after m was taken;
-// writes made before it stay. Marks taken before m stay valid, as does m
-// itself; marks taken after m are discarded, and RollbackTo returns
-// ErrInvalidMark for them and for marks of another Txn.
+// writes made before it stay. Marks at or before m's point stay valid, m
+// included; later ones are discarded, and RollbackTo returns ErrInvalidMark
+// for them and for marks of another Txn.
 //
 // Pebble batches cannot be truncated in place, because their index would keep
 // the discarded entries, so RollbackTo builds a new batch by replaying the
@@ -267,7 +268,7 @@ func (t *Txn) RollbackTo(m Mark) error {
 
 // Commit applies the Txn's writes atomically, waiting for an fsync if the DB
 // was opened with Options.Sync, and ends the Txn, invalidating its open
-// iterators. The Txn ends even if Commit fails, with nothing applied.
+// iterators. The Txn ends even if Commit fails.
 func (t *Txn) Commit() error {
 	if t.b == nil {
 		return t.err

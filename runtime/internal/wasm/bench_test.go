@@ -1,9 +1,13 @@
+//go:build unix
+
 package wasm
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +44,7 @@ func (h *benchHost) Delete(int32, int32, []byte) abi.Code          { return abi.
 func (h *benchHost) Range(int32, []byte, []byte) (int32, abi.Code) { return 0, abi.ErrUnknownStore }
 func (h *benchHost) RangeNext(int32, []byte) (int, int, abi.Code)  { return 0, 0, abi.ErrBadIterator }
 func (h *benchHost) RangeClose(int32) abi.Code                     { return abi.ErrBadIterator }
-func (h *benchHost) OpenOutput(name string) (int32, abi.Code)      { return 0, abi.OK }
+func (h *benchHost) OpenOutput(string) (int32, abi.Code)           { return 0, abi.OK }
 func (h *benchHost) Log(int32, []byte)                             {}
 func (h *benchHost) RecordError(rec int32, msg []byte) abi.Code {
 	panic(fmt.Sprintf("record %d failed: %s", rec, msg))
@@ -119,7 +123,7 @@ func instantiate(b *testing.B, e *Engine, name string, wasm []byte) *Instance {
 // streamrt_buffer call, copying the batch into guest memory, the
 // streamrt_process call). Its streamrt_buffer grows memory to two pages, so
 // that a batch fits at address 16.
-func returnsGuest() []byte {
+func returnsGuest() tinyModule {
 	g := validGuest()
 	g.funcs[1].body = []byte{
 		0x3f, 0x00, // memory.size
@@ -132,54 +136,160 @@ func returnsGuest() []byte {
 		0x0b,       // end
 		0x41, 0x10, // i32.const 16
 	}
-	return g.bytes()
+	return g
+}
+
+// emitsGuest is returnsGuest whose streamrt_process calls emit benchRecords
+// times with an 8-byte key and a 100-byte value taken from the batch, and
+// decodes nothing: it measures crossing into the host and back alone.
+func emitsGuest() tinyModule {
+	g := returnsGuest()
+	g.imports = []tinyImport{{module: abi.ImportModule, name: abi.FuncEmit,
+		params: []byte{tI32, tI32, tI32, tI32, tI32, tI32, tI32, tI32, tI64}, results: []byte{tI32}}}
+	g.funcs[2].body = []byte{
+		0x41, 0xf4, 0x03, // i32.const 500 (benchRecords)
+		0x21, 0x00, // local.set 0: the ptr parameter counts down
+		0x03, 0x40, // loop
+		0x41, 0x00, // i32.const 0: output handle
+		0x41, 0x7f, // i32.const -1: rec
+		0x41, 0x10, // i32.const 16: key
+		0x41, 0x08, // i32.const 8
+		0x41, 0x18, // i32.const 24: value
+		0x41, 0xe4, 0x00, // i32.const 100
+		0x41, 0x00, // i32.const 0: no headers
+		0x41, 0x00, // i32.const 0
+		0x42, 0x7f, // i64.const -1: inherit the timestamp
+		0x10, 0x00, // call emit
+		0x1a,       // drop
+		0x20, 0x00, // local.get 0
+		0x41, 0x01, // i32.const 1
+		0x6b,       // i32.sub
+		0x22, 0x00, // local.tee 0
+		0x0d, 0x00, // br_if 0
+		0x0b,       // end
+		0x41, 0x00, // i32.const 0
+	}
+	return g
+}
+
+// decodeOnlySource is a Go guest that decodes every record through the SDK
+// and does nothing with it. The guests under testdata all emit, so this one
+// is built from source in a temporary module.
+const decodeOnlySource = `package main
+
+import streamrt "github.com/streamrt/streamrt/sdk/go"
+
+func init() {
+	streamrt.HandleRecord(func(*streamrt.Record) error { return nil })
+}
+
+func main() {}
+`
+
+// buildDecodeOnly builds decodeOnlySource against this repository's SDK, in
+// a fixed directory so that the guest build cache, keyed by the directory
+// and its files, hits from one run to the next.
+func buildDecodeOnly(b *testing.B) []byte {
+	b.Helper()
+	root, err := filepath.Abs(filepath.Join(guesttest.Dir("identity"), "..", "..", "..", "..", "..", ".."))
+	if err != nil {
+		b.Fatal(err)
+	}
+	gomod := fmt.Sprintf(`module streamrt.invalid/bench/decodeonly
+
+go 1.26.0
+
+require (
+	github.com/streamrt/streamrt/abi v0.0.0
+	github.com/streamrt/streamrt/sdk/go v0.0.0
+)
+
+replace (
+	github.com/streamrt/streamrt/abi => %s
+	github.com/streamrt/streamrt/sdk/go => %s
+)
+`, filepath.Join(root, "abi"), filepath.Join(root, "sdk", "go"))
+	dir := filepath.Join(os.TempDir(), "streamrt-bench-guests", "decodeonly")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for name, text := range map[string]string{"go.mod": gomod, "main.go": decodeOnlySource} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return guesttest.BuildDir(b, dir)
+}
+
+// cpuTime returns the CPU time the process has used so far. On a shared
+// machine it moves less than wall time when other processes take the cores,
+// so the benchmarks report it beside ns/op.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func deadlineName(d time.Duration) string {
+	if d > 0 {
+		return "deadline=on"
+	}
+	return "deadline=off"
 }
 
 // BenchmarkGuestIdentity measures the per-record cost of calling a Go guest:
 // the identity test guest decodes each record of a 500-record batch and
-// emits it, one emit host call per record. Sub-benchmarks:
+// emits it, one emit host call per record, to a host that copies the key and
+// value. Each case runs with the batch deadline off and on (wazero's
+// WithCloseOnContextDone). The baselines take away one layer at a time:
 //
-//	deadline=off, deadline=on   the real thing, without and with a batch
-//	                            deadline (WithCloseOnContextDone)
-//	emit-noop                   the same with a host whose Emit returns at
-//	                            once: what is left is guest + ABI crossing
-//	returns                     a guest that returns at once: the per-batch
-//	                            cost of encoding and copying the batch in
+//	emit-noop    identity guest, host Emit returns at once: guest + crossing
+//	decode-only  a Go guest whose handler returns nil: the SDK's decoding
+//	host-calls   a hand-written module calling emit 500 times, decoding
+//	             nothing, to the copying host: the crossing alone
+//	returns      a module that returns at once: encoding the batch and
+//	             copying it into guest memory
 func BenchmarkGuestIdentity(b *testing.B) {
 	identity := guesttest.Build(b, "identity")
+	decodeOnly := buildDecodeOnly(b)
 	cases := []struct {
-		name     string
-		wasm     []byte
-		deadline time.Duration
-		discard  bool
-		emits    int
+		name    string
+		wasm    []byte
+		discard bool
+		emits   int
 	}{
-		{"deadline=off", identity, 0, false, benchRecords},
-		{"deadline=on", identity, benchDeadline, false, benchRecords},
-		{"emit-noop/deadline=off", identity, 0, true, benchRecords},
-		{"emit-noop/deadline=on", identity, benchDeadline, true, benchRecords},
-		{"returns/deadline=off", returnsGuest(), 0, false, 0},
-		{"returns/deadline=on", returnsGuest(), benchDeadline, false, 0},
+		{"identity", identity, false, benchRecords},
+		{"baseline=emit-noop", identity, true, benchRecords},
+		{"baseline=decode-only", decodeOnly, false, 0},
+		{"baseline=host-calls", emitsGuest().bytes(), false, benchRecords},
+		{"baseline=returns", returnsGuest().bytes(), false, 0},
 	}
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			inst := instantiate(b, newBenchEngine(b, tc.deadline), "identity", tc.wasm)
-			batch := newBenchBatch()
-			h := &benchHost{discard: tc.discard, buf: make([]byte, 0, 64<<10)}
-			ctx := context.Background()
-			b.SetBytes(int64(benchRecords * (benchKeySize + benchValueSize)))
-			b.ReportAllocs()
-			for b.Loop() {
-				h.reset()
-				if err := inst.Process(ctx, h, batch.encode()); err != nil {
-					b.Fatal(err)
+		for _, d := range []time.Duration{0, benchDeadline} {
+			b.Run(tc.name+"/"+deadlineName(d), func(b *testing.B) {
+				inst := instantiate(b, newBenchEngine(b, d), tc.name, tc.wasm)
+				batch := newBenchBatch()
+				h := &benchHost{discard: tc.discard, buf: make([]byte, 0, 64<<10)}
+				ctx := context.Background()
+				b.SetBytes(int64(benchRecords * (benchKeySize + benchValueSize)))
+				b.ReportAllocs()
+				cpu := cpuTime()
+				for b.Loop() {
+					h.reset()
+					if err := inst.Process(ctx, h, batch.encode()); err != nil {
+						b.Fatal(err)
+					}
+					if h.emits != tc.emits {
+						b.Fatalf("%d emits, want %d", h.emits, tc.emits)
+					}
 				}
-				if h.emits != tc.emits {
-					b.Fatalf("%d emits, want %d", h.emits, tc.emits)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRecords), "ns/record")
-		})
+				n := float64(b.N * benchRecords)
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/record")
+				b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/n, "cpu-ns/record")
+			})
+		}
 	}
 }
 
@@ -190,10 +300,10 @@ func BenchmarkGuestIdentity(b *testing.B) {
 func BenchmarkCompile(b *testing.B) {
 	wasm := guesttest.Build(b, "identity")
 	ctx := context.Background()
-	run := func(b *testing.B, cfg func() Config) {
+	run := func(b *testing.B, cfg Config) {
 		b.ReportAllocs()
 		for b.Loop() {
-			e, err := NewEngine(ctx, cfg())
+			e, err := NewEngine(ctx, cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -204,9 +314,7 @@ func BenchmarkCompile(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(wasm)), "module-bytes")
 	}
-	b.Run("cold", func(b *testing.B) {
-		run(b, func() Config { return Config{} })
-	})
+	b.Run("cold", func(b *testing.B) { run(b, Config{}) })
 	b.Run("cached", func(b *testing.B) {
 		cache, err := NewCache(b.TempDir())
 		if err != nil {
@@ -221,22 +329,19 @@ func BenchmarkCompile(b *testing.B) {
 			b.Fatal(err)
 		}
 		warm.Close(ctx)
-		run(b, func() Config { return Config{Cache: cache} })
+		run(b, Config{Cache: cache})
 	})
 }
 
 // BenchmarkInstantiate measures creating a task's instance of a compiled Go
 // guest: instantiation and the Go runtime's initialisation (_initialize,
-// streamrt_init), then closing it.
+// streamrt_init), then closing it. memory-bytes is the guest's linear memory
+// once initialised.
 func BenchmarkInstantiate(b *testing.B) {
 	wasm := guesttest.Build(b, "identity")
 	ctx := context.Background()
 	for _, d := range []time.Duration{0, benchDeadline} {
-		name := "deadline=off"
-		if d > 0 {
-			name = "deadline=on"
-		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(deadlineName(d), func(b *testing.B) {
 			e := newBenchEngine(b, d)
 			m, err := e.Compile(ctx, "identity", wasm)
 			if err != nil {
