@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ErrPartitionMismatch is wrapped when an existing input topic's partition
-// count differs from the app's.
+// ErrPartitionMismatch is wrapped when an existing input or changelog
+// topic's partition count differs from the app's.
 var ErrPartitionMismatch = errors.New("streamrt: input topic partition count differs from the app's")
 
 // ensureTopics waits for the brokers, checks the partition counts of
@@ -28,11 +29,17 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
+	// Inputs and changelogs are partitioned like the app's tasks.
 	inputs := map[string]bool{}
+	changelogs := map[string]bool{}
 	want := map[string]bool{}
 	for _, s := range cfg.Stages {
 		for _, t := range s.Inputs {
 			inputs[t], want[t] = true, true
+		}
+		for _, store := range s.Stores {
+			t := engine.ChangelogTopic(cfg.App, store)
+			changelogs[t], want[t] = true, true
 		}
 		for _, t := range s.Outputs {
 			want[t] = true
@@ -77,25 +84,45 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 		if d.Err != nil {
 			return fmt.Errorf("topic %q: %w", t, d.Err)
 		}
-		if inputs[t] && int32(len(d.Partitions)) != cfg.Partitions {
-			bad = append(bad, fmt.Sprintf("input topic %q has %d partitions, app %q needs %d (partitions in %s)", t, len(d.Partitions), cfg.App, cfg.Partitions, cfg.File))
+		if (inputs[t] || changelogs[t]) && int32(len(d.Partitions)) != cfg.Partitions {
+			kind := "input"
+			if changelogs[t] {
+				kind = "changelog"
+			}
+			bad = append(bad, fmt.Sprintf("%s topic %q has %d partitions, app %q needs %d (partitions in %s)", kind, t, len(d.Partitions), cfg.App, cfg.Partitions, cfg.File))
 		}
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s", ErrPartitionMismatch, joinLines(bad))
 	}
-	if len(missing) == 0 {
+	var plain, compacted []string
+	for _, t := range missing {
+		if changelogs[t] {
+			compacted = append(compacted, t)
+		} else {
+			plain = append(plain, t)
+		}
+	}
+	compact := "compact"
+	if err := createTopics(ctx, adm, cfg, nil, plain, log); err != nil {
+		return err
+	}
+	return createTopics(ctx, adm, cfg, map[string]*string{"cleanup.policy": &compact}, compacted, log)
+}
+
+func createTopics(ctx context.Context, adm *kadm.Client, cfg *config.Config, configs map[string]*string, topics []string, log *slog.Logger) error {
+	if len(topics) == 0 {
 		return nil
 	}
-	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, nil, missing...)
+	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, configs, topics...)
 	if err != nil {
-		return fmt.Errorf("create topics %v: %w", missing, err)
+		return fmt.Errorf("create topics %v: %w", topics, err)
 	}
 	for _, r := range resp.Sorted() {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %q: %w", r.Topic, r.Err)
 		}
-		log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions)
+		log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions, "compacted", configs != nil)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -56,6 +58,7 @@ type output struct{ name, topic string }
 type stage struct {
 	name          string
 	cfg           config.Stage
+	changelogs    []string // changelog topic of each of cfg.Stores
 	module        atomic.Pointer[wasm.Module]
 	topicIndex    map[string]uint16
 	outputs       []output
@@ -76,6 +79,10 @@ type Engine struct {
 	metrics *metrics.Metrics
 	group   string
 	cl      *kgo.Client
+	adm     *kadm.Client
+	runCtx  context.Context
+
+	changelogs map[string]bool // changelog topics
 
 	stages  []*stage
 	byTopic map[string]*stage
@@ -89,14 +96,15 @@ type Engine struct {
 // New prepares an engine; it connects to nothing until Run.
 func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger, stages []Stage) (*Engine, error) {
 	e := &Engine{
-		cfg:     cfg,
-		log:     log,
-		db:      db,
-		metrics: m,
-		group:   cfg.App,
-		byTopic: map[string]*stage{},
-		tasks:   map[taskID]*task{},
-		owned:   map[string]map[int32]bool{},
+		cfg:        cfg,
+		log:        log,
+		db:         db,
+		metrics:    m,
+		group:      cfg.App,
+		byTopic:    map[string]*stage{},
+		tasks:      map[taskID]*task{},
+		owned:      map[string]map[int32]bool{},
+		changelogs: map[string]bool{},
 	}
 	for _, sc := range stages {
 		s := &stage{
@@ -109,6 +117,11 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 			maxBatchBytes: int(sc.Config.MemoryLimit / 4),
 		}
 		s.module.Store(sc.Module)
+		for _, store := range sc.Config.Stores {
+			topic := ChangelogTopic(cfg.App, store)
+			s.changelogs = append(s.changelogs, topic)
+			e.changelogs[topic] = true
+		}
 		for i, in := range sc.Config.Inputs {
 			if other, dup := e.byTopic[in]; dup {
 				return nil, fmt.Errorf("topic %q is an input of both stage %q and stage %q", in, other.name, s.name)
@@ -179,20 +192,29 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onRevoked),
-		kgo.AdjustFetchOffsetsFn(e.localOffsets),
+		kgo.AdjustFetchOffsetsFn(e.prepare),
+		kgo.RecordPartitioner(partitioner{manual: e.changelogs, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.WithLogger(kgoLogger{e.log}),
 	)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	e.cl = cl
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log}))
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer admCl.Close()
+	e.cl, e.adm, e.runCtx = cl, kadm.NewClient(admCl), ctx
 	defer func() {
 		e.mu.Lock()
-		for id, t := range e.tasks {
-			t.close()
-			delete(e.tasks, id)
-		}
+		tasks := e.tasks
+		e.tasks = map[taskID]*task{}
 		e.mu.Unlock()
+		for _, t := range tasks {
+			e.stopRestore(t)
+			t.close()
+		}
 		cl.Close()
 	}()
 
@@ -261,6 +283,9 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		if err != nil {
 			firstErr = err
 			return
+		}
+		if t.restoring {
+			return // fetched before the pause took hold; fetched again after
 		}
 		work[t] = append(work[t], p.Records...)
 		last := p.Records[len(p.Records)-1]
@@ -339,6 +364,12 @@ func (e *Engine) commit(ctx context.Context) error {
 		if !t.pending() {
 			continue
 		}
+		if len(e.changelogs) > 0 {
+			if t.seen == nil {
+				t.seen = map[string]struct{}{}
+			}
+			t.emits = e.compactChanges(t.emits, t.seen)
+		}
 		for _, r := range t.emits {
 			out++
 			e.metrics.RecordsOut.WithLabelValues(t.stage.name, r.Topic).Inc()
@@ -364,6 +395,15 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, t := range e.tasks {
 		if !t.pending() {
 			continue
+		}
+		// The changelog positions this state reflects commit with it.
+		for _, r := range t.emits {
+			if e.changelogs[r.Topic] {
+				if err := t.txn.SetOffset(changelogGroup, r.Topic, t.partition, r.Offset+1); err != nil {
+					e.rewind()
+					return err
+				}
+			}
 		}
 		if err := t.txn.Commit(); err != nil {
 			e.rewind()
@@ -415,21 +455,103 @@ func (e *Engine) rewind() {
 	e.cl.SetOffsets(set)
 }
 
-// localOffsets replaces the group's committed offsets with the local
-// checkpoints where there are any, since state and checkpoint commit together.
-func (e *Engine) localOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+// prepare runs when partitions are newly assigned, before fetching starts:
+// it creates their tasks, decides where each resumes (planTask), and starts
+// restoring the stores that are behind their changelogs, with the task's
+// inputs paused until the restore is done.
+func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var tasks []*task
+	var changelogs []string
 	for topic, parts := range offsets {
+		s := e.byTopic[topic]
+		if s == nil {
+			continue
+		}
 		for p := range parts {
-			next, found, err := e.db.Offset(e.group, topic, p)
+			t, err := e.task(e.runCtx, s, p)
 			if err != nil {
-				return nil, fmt.Errorf("read checkpoint of %s/%d: %w", topic, p, err)
+				return nil, err
 			}
-			if found {
-				parts[p] = kgo.NewOffset().At(next)
+			if !t.restoring && !slices.Contains(tasks, t) {
+				tasks = append(tasks, t)
+				changelogs = append(changelogs, s.changelogs...)
 			}
 		}
 	}
+	var ends kadm.ListedOffsets
+	if len(changelogs) > 0 {
+		var err error
+		if ends, err = e.adm.ListEndOffsets(ctx, changelogs...); err != nil {
+			return nil, fmt.Errorf("list changelog end offsets: %w", err)
+		}
+	}
+	for _, t := range tasks {
+		pl, err := e.planTask(ctx, t, ends)
+		if err != nil {
+			return nil, err
+		}
+		if pl.useLocal {
+			for _, topic := range t.stage.cfg.Inputs {
+				if next, found, err := e.db.Offset(e.group, topic, t.partition); err == nil && found && offsets[topic] != nil {
+					offsets[topic][t.partition] = kgo.NewOffset().At(next)
+				}
+			}
+		}
+		if len(pl.restore) > 0 {
+			e.startRestore(t, pl.restore)
+		}
+	}
 	return offsets, nil
+}
+
+// startRestore pauses a task's inputs and restores its stores in the
+// background, retrying through broker faults until it completes or the
+// task is revoked.
+func (e *Engine) startRestore(t *task, ranges []restoreRange) {
+	ctx, cancel := context.WithCancel(e.runCtx)
+	t.restoring, t.restoreCancel, t.restoreDone = true, cancel, make(chan struct{})
+	t.restoreProgress.Store(0)
+	e.metrics.RestoringTasks.Inc()
+	pause := map[string][]int32{}
+	for _, topic := range t.stage.cfg.Inputs {
+		pause[topic] = []int32{t.partition}
+	}
+	e.cl.PauseFetchPartitions(pause)
+	go func() {
+		defer close(t.restoreDone)
+		defer e.metrics.RestoringTasks.Dec()
+		for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+			err := e.restore(ctx, t, ranges)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			t.log.Error("restore failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+		e.mu.Lock()
+		t.restoring = false
+		e.mu.Unlock()
+		e.cl.ResumeFetchPartitions(pause)
+	}()
+}
+
+// stopRestore cancels a task's restore, if any, and waits for it to end.
+func (e *Engine) stopRestore(t *task) {
+	if t.restoreCancel == nil {
+		return
+	}
+	t.restoreCancel()
+	<-t.restoreDone
+	t.restoreCancel = nil
 }
 
 func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
@@ -449,34 +571,65 @@ func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 
 func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	var gone []*task
 	for topic, ps := range revoked {
 		for _, p := range ps {
 			delete(e.owned[topic], p)
 			if s := e.byTopic[topic]; s != nil {
 				id := taskID{s.name, p}
 				if t, ok := e.tasks[id]; ok {
-					t.close()
+					gone = append(gone, t)
 					delete(e.tasks, id)
 				}
 			}
 		}
 		e.log.Info("partitions revoked", "topic", topic, "partitions", ps)
 	}
+	e.mu.Unlock()
+	for _, t := range gone {
+		e.stopRestore(t)
+		t.close()
+		e.dropLocal(t)
+	}
 }
 
-// Owns reports whether this instance is assigned partition p of topic.
+// dropLocal removes a moved-away task's store partitions: its new owner
+// keeps them now, and should this instance get the task back, it restores
+// from the changelog. The checkpoint goes first (see state.ClearOffset).
+func (e *Engine) dropLocal(t *task) {
+	for i, store := range t.stage.cfg.Stores {
+		err := e.db.ClearOffset(changelogGroup, t.stage.changelogs[i], t.partition)
+		if err == nil {
+			err = e.db.DropPartition(store, t.partition)
+		}
+		if err != nil {
+			t.log.Error("dropping the local copy of a moved store partition failed; it will be rebuilt if it comes back", "store", store, "err", err)
+		}
+	}
+}
+
+// Owns reports whether this instance is assigned partition p of topic and
+// its task's state is restored, so that it can answer for the partition.
 func (e *Engine) Owns(topic string, p int32) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.owned[topic][p]
+	if !e.owned[topic][p] {
+		return false
+	}
+	if s := e.byTopic[topic]; s != nil {
+		if t, ok := e.tasks[taskID{s.name, p}]; ok && t.restoring {
+			return false
+		}
+	}
+	return true
 }
 
 // Status is the readiness of the engine, for /readyz.
 type Status struct {
-	Ready   bool     `json:"ready"`
-	Reasons []string `json:"reasons,omitempty"`
-	Stopped []string `json:"stopped_tasks,omitempty"`
+	Ready     bool     `json:"ready"`
+	Reasons   []string `json:"reasons,omitempty"`
+	Stopped   []string `json:"stopped_tasks,omitempty"`
+	Restoring []string `json:"restoring_tasks,omitempty"`
 }
 
 // Status reports whether the engine has its assignment and which tasks the
@@ -492,8 +645,16 @@ func (e *Engine) Status() Status {
 		if t.stopped != nil {
 			st.Stopped = append(st.Stopped, t.stopped.Error())
 		}
+		if t.restoring {
+			st.Restoring = append(st.Restoring, fmt.Sprintf("stage %q partition %d (%.1f%% of the current store)", t.stage.name, t.partition, float64(t.restoreProgress.Load())/10))
+		}
 	}
 	sort.Strings(st.Stopped)
+	sort.Strings(st.Restoring)
+	if len(st.Restoring) > 0 {
+		st.Ready = false
+		st.Reasons = append(st.Reasons, fmt.Sprintf("%d task(s) restoring their stores", len(st.Restoring)))
+	}
 	if len(st.Stopped) > 0 {
 		st.Ready = false
 		st.Reasons = append(st.Reasons, fmt.Sprintf("%d task(s) stopped by the fail error policy", len(st.Stopped)))

@@ -122,6 +122,7 @@ func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
 	if err := tk.process(recs); err != nil {
 		t.Fatal(err)
 	}
+	emits := outputs(tk)
 	type want struct{ topic, key, kind, errPart string }
 	wants := []want{
 		{"out-topic", "a", "", ""},
@@ -133,14 +134,14 @@ func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
 		{"dlq", "g", "trap", "exited with code 3"},
 		{"out-topic", "h", "", ""},
 	}
-	if len(tk.emits) != len(wants) {
-		for _, r := range tk.emits {
+	if len(emits) != len(wants) {
+		for _, r := range emits {
 			t.Logf("emitted %s %s=%s %s", r.Topic, r.Key, r.Value, header(r, "streamrt.error"))
 		}
-		t.Fatalf("%d records emitted, want %d", len(tk.emits), len(wants))
+		t.Fatalf("%d records emitted, want %d", len(emits), len(wants))
 	}
 	for i, w := range wants {
-		r := tk.emits[i]
+		r := emits[i]
 		if r.Topic != w.topic || string(r.Key) != w.key {
 			t.Errorf("emit %d: got %s key %s, want %s key %s", i, r.Topic, r.Key, w.topic, w.key)
 			continue
@@ -176,6 +177,9 @@ func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
 			t.Errorf("failed record %s left state %q", k, v)
 		}
 	}
+	if got := keys(changes(tk)); got != "a,d,h" {
+		t.Errorf("changelog records for %s, want a,d,h only", got)
+	}
 	if tk.next["in"] != 8 {
 		t.Errorf("next offset %d, want 8", tk.next["in"])
 	}
@@ -188,8 +192,11 @@ func TestFailedRecordEffectsAreUndone(t *testing.T) {
 	if err := tk.process(records("a", "ok", "b", "putfail", "c", "ok")); err != nil {
 		t.Fatal(err)
 	}
-	if len(tk.emits) != 2 || string(tk.emits[0].Key) != "a" || string(tk.emits[1].Key) != "c" {
-		t.Fatalf("emits %v, want a and c", keys(tk.emits))
+	if got := keys(outputs(tk)); got != "a,c" {
+		t.Fatalf("emits %s, want a,c", got)
+	}
+	if got := keys(changes(tk)); got != "a,c" {
+		t.Fatalf("changelog records for %s, want a,c", got)
 	}
 	if _, ok := get(t, tk, "seen", "b"); ok {
 		t.Fatal("the failed record's put survived")
@@ -217,11 +224,12 @@ func TestRecordOverMemoryLimitIsRefusedUpFront(t *testing.T) {
 	if err := tk.process(records("a", "ok", "b", big, "c", "ok")); err != nil {
 		t.Fatal(err)
 	}
-	if ks := keys(tk.emits); ks != "a,b,c" {
+	emits := outputs(tk)
+	if ks := keys(emits); ks != "a,b,c" {
 		t.Fatalf("emits %s, want a,b,c", ks)
 	}
-	if kind := header(tk.emits[1], "streamrt.error.kind"); kind != "oversize" || !strings.Contains(header(tk.emits[1], "streamrt.error"), "exceeds the stage's guest memory limit of 33554432 bytes") {
-		t.Fatalf("oversize record dead-lettered with kind %q error %q", kind, header(tk.emits[1], "streamrt.error"))
+	if kind := header(emits[1], "streamrt.error.kind"); kind != "oversize" || !strings.Contains(header(emits[1], "streamrt.error"), "exceeds the stage's guest memory limit of 33554432 bytes") {
+		t.Fatalf("oversize record dead-lettered with kind %q error %q", kind, header(emits[1], "streamrt.error"))
 	}
 }
 
@@ -237,9 +245,31 @@ func TestReadsSeeTheBatchsOwnWrites(t *testing.T) {
 	if v, _ := get(t, tk, "counts", "k"); v != "10" {
 		t.Fatalf("count %q after 10 records in batches of 3, want 10", v)
 	}
-	if last := tk.emits[len(tk.emits)-1]; string(last.Value) != "10" {
-		t.Fatalf("last emitted count %q, want 10", last.Value)
+	if out := outputs(tk); string(out[len(out)-1].Value) != "10" {
+		t.Fatalf("last emitted count %q, want 10", out[len(out)-1].Value)
 	}
+}
+
+// outputs returns the task's emitted records other than changelog records.
+func outputs(tk *task) []*kgo.Record {
+	var out []*kgo.Record
+	for _, r := range tk.emits {
+		if !tk.e.changelogs[r.Topic] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// changes returns the task's changelog records.
+func changes(tk *task) []*kgo.Record {
+	var out []*kgo.Record
+	for _, r := range tk.emits {
+		if tk.e.changelogs[r.Topic] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func keys(rs []*kgo.Record) string {

@@ -107,7 +107,24 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 		h.t.log.Error("store write failed", "store", ks.Store(), "err", err)
 		return abi.ErrInternal
 	}
+	h.change(store, rec, key, value)
 	return abi.OK
+}
+
+// change records a store change for the store's changelog; it goes out with
+// the cycle's outputs, and is undone with them.
+func (h *batchHost) change(store, rec int32, key, value []byte) {
+	r := &kgo.Record{
+		Topic:     h.t.stage.changelogs[store],
+		Partition: h.t.partition,
+		Key:       h.t.arena.copy(key),
+		Value:     h.t.arena.copy(value),
+		Timestamp: msTime(h.t.streamTime),
+	}
+	if rec >= 0 {
+		r.Timestamp = h.recs[rec].Timestamp
+	}
+	h.t.emits = append(h.t.emits, r)
 }
 
 func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
@@ -120,6 +137,7 @@ func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
 		h.t.log.Error("store delete failed", "store", ks.Store(), "err", err)
 		return abi.ErrInternal
 	}
+	h.change(store, rec, key, nil)
 	return abi.OK
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
@@ -42,6 +43,13 @@ type task struct {
 	streamTime int64
 	stopped    error // set by the fail policy; the task processes nothing more
 	buf        []byte
+
+	// Restore state, guarded by the engine's mutex except restoreProgress.
+	restoring       bool
+	restoreCancel   context.CancelFunc
+	restoreDone     chan struct{}
+	restoreProgress atomic.Int64 // per mille of the store being restored
+	seen            map[string]struct{}
 }
 
 func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, error) {

@@ -24,6 +24,8 @@ type Metrics struct {
 	CommitSeconds    prometheus.Histogram
 	BrokerErrors     prometheus.Counter
 	Queries          *prometheus.CounterVec // route, code
+	RestoredRecords  *prometheus.CounterVec // store
+	RestoringTasks   prometheus.Gauge
 }
 
 // New creates and registers the collectors, with Go runtime and process
@@ -44,7 +46,9 @@ func New() *Metrics {
 	m.CommitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamrt_commit_seconds", Help: "Time of a commit cycle: flush outputs, commit state, commit offsets.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 10)})
 	m.BrokerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_broker_errors_total", Help: "Fetch and connection errors from the Kafka cluster."})
 	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_queries_total", Help: "HTTP queries by route and status code."}, []string{"route", "code"})
-	for _, c := range []prometheus.Collector{m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.Queries,
+	m.RestoredRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_restored_records_total", Help: "Changelog records replayed into local stores."}, []string{"store"})
+	m.RestoringTasks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_restoring_tasks", Help: "Tasks restoring their stores from changelogs."})
+	for _, c := range []prometheus.Collector{m.RestoredRecords, m.RestoringTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.Queries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

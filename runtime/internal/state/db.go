@@ -246,6 +246,25 @@ func (db *DB) DropPartition(store string, partition int32) error {
 	return nil
 }
 
+// ClearOffset removes a checkpoint. Clear a store partition's changelog
+// checkpoint before dropping its data: a crash between the two then leaves
+// data without a checkpoint, which a restore drops and rebuilds, rather than
+// a checkpoint that claims data that is gone.
+func (db *DB) ClearOffset(group, topic string, partition int32) error {
+	key, err := appendOffsetKey(nil, group, topic, partition)
+	if err != nil {
+		return err
+	}
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+	if err := db.pdb.Delete(key, db.wo); err != nil {
+		return fmt.Errorf("clear offset of group %q topic %q partition %d: %w", group, topic, partition, err)
+	}
+	return nil
+}
+
 // pebbleLogger routes Pebble's logging to slog.
 type pebbleLogger struct{ l *slog.Logger }
 

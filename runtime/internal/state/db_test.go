@@ -409,3 +409,24 @@ func TestConcurrentReadsWhileCommitting(t *testing.T) {
 		t.Errorf("final offset %d, want %d", off, commits)
 	}
 }
+
+func TestClearOffset(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	txn := db.NewTxn()
+	if err := txn.SetOffset("", "app-s-changelog", 3, 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ClearOffset("", "app-s-changelog", 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := db.Offset("", "app-s-changelog", 3); found || err != nil {
+		t.Fatalf("offset still found (err %v) after ClearOffset", err)
+	}
+}

@@ -139,7 +139,8 @@ func (i *Instance) describe(err error) string {
 	return msg + i.output.suffix()
 }
 
-// tail keeps the last max bytes a guest wrote to stdout and stderr.
+// tail keeps the first max bytes a guest wrote to stdout and stderr during
+// a call: where a crashing guest says why, before its stack traces.
 type tail struct {
 	mu  sync.Mutex
 	max int
@@ -149,9 +150,8 @@ type tail struct {
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	if room := t.max - len(t.buf); room > 0 {
+		t.buf = append(t.buf, p[:min(len(p), room)]...)
 	}
 	return len(p), nil
 }
@@ -166,12 +166,19 @@ func (t *tail) reset() {
 func (t *tail) suffix() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := strings.TrimSpace(string(t.buf))
-	if s == "" {
+	// The message, not the stack traces that follow it.
+	var lines []string
+	for _, l := range strings.Split(string(t.buf), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "goroutine ") || strings.HasPrefix(l, "runtime stack:") || len(lines) == 5 {
+			break
+		}
+		if l != "" && l != "[recovered]" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
 		return ""
 	}
-	if first, _, ok := strings.Cut(s, "\n\ngoroutine "); ok {
-		s = first // a Go panic: its message, not every goroutine's stack
-	}
-	return " (guest output: " + strings.ReplaceAll(s, "\n", " | ") + ")"
+	return " (guest output: " + strings.Join(lines, " | ") + ")"
 }
