@@ -47,6 +47,7 @@ type appSpec struct {
 	watch    bool
 	in, out  string
 	app      string
+	eos      bool // guarantee: exactly_once
 }
 
 func (s appSpec) yaml() string {
@@ -70,6 +71,9 @@ stages:
 `, s.app, strings.Join(s.brokers, ", "), guesttest.CacheDir(), s.module, s.in, s.out, policy)
 	if len(s.stores) > 0 {
 		y += fmt.Sprintf("    stores: [%s]\n", strings.Join(s.stores, ", "))
+	}
+	if s.eos {
+		y = "guarantee: exactly_once\n" + y
 	}
 	return y + s.extra
 }
@@ -356,4 +360,10 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }

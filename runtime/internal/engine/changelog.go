@@ -144,6 +144,9 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 		kgo.SeedBrokers(e.cfg.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{rr.topic: {t.partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers count as offsets: seeing them is how the
+		// restore knows it reached the end of a transactional log.
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.WithLogger(kgoLogger{e.log}),
 	)
@@ -157,7 +160,7 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 	txn := e.db.NewTxn()
 	defer func() { txn.Discard() }()
 	pos := from
-	emptyPolls := 0
+	lastProgress := time.Now()
 	for pos < rr.end {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
@@ -181,12 +184,15 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			if applyErr != nil || r.Offset >= rr.end {
 				return
 			}
+			pos = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
 			if r.Value == nil {
 				applyErr = txn.Delete(ks, r.Key)
 			} else {
 				applyErr = txn.Put(ks, r.Key, r.Value)
 			}
-			pos = r.Offset + 1
 			n++
 			bytes += int64(len(r.Key) + len(r.Value))
 		})
@@ -195,16 +201,14 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 		}
 		done += int64(n)
 		e.metrics.RestoredRecords.WithLabelValues(rr.store).Add(float64(n))
-		if n == 0 {
-			// A log can end in records a read_committed consumer never
-			// sees (aborted data, transaction markers): when the fetches
-			// run dry, the position is the end.
-			if emptyPolls++; emptyPolls >= 3 && ferr == nil {
-				break
+		if n == 0 && pos < rr.end {
+			if time.Since(lastProgress) > 30*time.Second {
+				lastProgress = time.Now()
+				log.Warn("restore is making no progress; still waiting for the changelog", "at", pos, "end", rr.end)
 			}
 			continue
 		}
-		emptyPolls = 0
+		lastProgress = time.Now()
 		if txn.Len() >= 50_000 || pos >= rr.end {
 			if err := txn.SetOffset(changelogGroup, rr.topic, t.partition, pos); err != nil {
 				return err

@@ -16,9 +16,12 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -79,8 +82,12 @@ type Engine struct {
 	metrics *metrics.Metrics
 	group   string
 	cl      *kgo.Client
+	sess    *kgo.GroupTransactSession // exactly_once only; cl is its client
 	adm     *kadm.Client
 	runCtx  context.Context
+	// clientSet is closed once cl is set: the group can call back into
+	// the engine before the client's constructor has returned.
+	clientSet chan struct{}
 
 	changelogs map[string]bool // changelog topics
 
@@ -105,6 +112,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		tasks:      map[taskID]*task{},
 		owned:      map[string]map[int32]bool{},
 		changelogs: map[string]bool{},
+		clientSet:  make(chan struct{}),
 	}
 	for _, sc := range stages {
 		s := &stage{
@@ -177,11 +185,18 @@ func (e *Engine) inputs() []string {
 // Run consumes and processes until ctx ends, then commits what it processed
 // and leaves the group. It returns nil on a clean stop.
 func (e *Engine) Run(ctx context.Context) error {
+	e.runCtx = ctx
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log}))
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer admCl.Close()
+	e.adm = kadm.NewClient(admCl)
 	start := kgo.NewOffset().AtStart()
 	if e.cfg.StartOffset == config.StartLatest {
 		start = kgo.NewOffset().AtEnd()
 	}
-	cl, err := kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(e.cfg.Brokers...),
 		kgo.ConsumerGroup(e.group),
 		kgo.ConsumeTopics(e.inputs()...),
@@ -195,17 +210,26 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.AdjustFetchOffsetsFn(e.prepare),
 		kgo.RecordPartitioner(partitioner{manual: e.changelogs, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.WithLogger(kgoLogger{e.log}),
-	)
+	}
+	var cl *kgo.Client
+	if e.cfg.Guarantee == config.ExactlyOnce {
+		opts = append(opts,
+			kgo.TransactionalID(e.transactionalID()),
+			kgo.TransactionTimeout(time.Minute),
+			kgo.RequireStableFetchOffsets(),
+		)
+		e.sess, err = kgo.NewGroupTransactSession(opts...)
+		if err == nil {
+			cl = e.sess.Client()
+		}
+	} else {
+		cl, err = kgo.NewClient(opts...)
+	}
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log}))
-	if err != nil {
-		cl.Close()
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer admCl.Close()
-	e.cl, e.adm, e.runCtx = cl, kadm.NewClient(admCl), ctx
+	e.cl = cl
+	close(e.clientSet)
 	defer func() {
 		e.mu.Lock()
 		tasks := e.tasks
@@ -285,7 +309,11 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			return
 		}
 		if t.restoring {
-			return // fetched before the pause took hold; fetched again after
+			// Fetched before the pause took hold: fetch again after.
+			if _, ok := t.refetch[p.Topic]; !ok {
+				t.refetch[p.Topic] = p.Records[0].Offset
+			}
+			return
 		}
 		work[t] = append(work[t], p.Records...)
 		last := p.Records[len(p.Records)-1]
@@ -307,9 +335,16 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			case errors.As(err, &te):
 				t.log.Error("task stopped by its error policy (fail); it processes nothing more until restart", "err", err)
 				t.stopped = err
+				// Its cycle is dropped: rewind to where it started, so
+				// that neither a commit nor a restart skips it.
+				maps.Copy(t.refetch, t.start)
 				t.reset()
 				e.metrics.TasksStopped.WithLabelValues(t.stage.name).Inc()
-				e.cl.PauseFetchPartitions(map[string][]int32{recs[0].Topic: {t.partition}})
+				pause := map[string][]int32{}
+				for _, topic := range t.stage.cfg.Inputs {
+					pause[topic] = []int32{t.partition}
+				}
+				e.cl.PauseFetchPartitions(pause)
 			default:
 				errMu.Lock()
 				if firstErr == nil && ctx.Err() == nil {
@@ -320,7 +355,26 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		}()
 	}
 	wg.Wait()
+	e.applyRefetch()
 	return firstErr
+}
+
+// applyRefetch moves consumption back to records that were fetched but not
+// processed, from the polling goroutine as franz-go asks.
+func (e *Engine) applyRefetch() {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for _, t := range e.tasks {
+		for topic, off := range t.refetch {
+			if set[topic] == nil {
+				set[topic] = map[int32]kgo.EpochOffset{}
+			}
+			set[topic][t.partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		}
+		clear(t.refetch)
+	}
+	if len(set) > 0 {
+		e.cl.SetOffsets(set)
+	}
 }
 
 func (e *Engine) task(ctx context.Context, s *stage, p int32) (*task, error) {
@@ -360,6 +414,12 @@ func (e *Engine) commit(ctx context.Context) error {
 		errMu      sync.Mutex
 		out        int
 	)
+	if e.sess != nil {
+		if err := e.sess.Begin(); err != nil {
+			e.rewind()
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+	}
 	for _, t := range e.tasks {
 		if !t.pending() {
 			continue
@@ -384,7 +444,18 @@ func (e *Engine) commit(ctx context.Context) error {
 			})
 		}
 	}
-	if err := e.cl.Flush(ctx); err != nil && produceErr == nil {
+	if e.sess != nil {
+		// Outputs, changelog records and the input offsets the session
+		// tracks commit in one transaction, or none of them does.
+		end := kgo.TryCommit
+		if produceErr != nil {
+			end = kgo.TryAbort
+		}
+		committed, err := e.sess.End(ctx, end)
+		if produceErr == nil && !committed {
+			produceErr = fmt.Errorf("transaction aborted (a rebalance or a broker fault): %v", err)
+		}
+	} else if err := e.cl.Flush(ctx); err != nil && produceErr == nil {
 		produceErr = err
 	}
 	if produceErr != nil {
@@ -413,13 +484,20 @@ func (e *Engine) commit(ctx context.Context) error {
 		t.emits = t.emits[:0]
 		t.arena.chunk = t.arena.chunk[:0] // every record that used it was acknowledged
 		for topic, next := range t.next {
-			t.committed[topic] = next
 			if offsets[topic] == nil {
 				offsets[topic] = map[int32]kgo.EpochOffset{}
 			}
 			offsets[topic][t.partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
 		}
 		clear(t.next)
+		clear(t.start)
+	}
+	defer func() {
+		e.metrics.Commits.Inc()
+		e.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	}()
+	if e.sess != nil {
+		return nil // the transaction committed the offsets
 	}
 	// The local checkpoint is authoritative; the group's offsets only serve
 	// an instance that has no state for a partition.
@@ -428,31 +506,29 @@ func (e *Engine) commit(ctx context.Context) error {
 			e.log.Warn("committing offsets to the group failed; the local checkpoint stands", "err", err)
 		}
 	})
-	e.metrics.Commits.Inc()
-	e.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	return nil
 }
 
+// transactionalID is stable across restarts of one instance (it follows
+// the state directory), so that a restarted instance fences its previous
+// incarnation, and distinct between instances.
+func (e *Engine) transactionalID() string {
+	sum := sha256.Sum256([]byte(e.cfg.StateDir))
+	return e.cfg.App + "-" + hex.EncodeToString(sum[:8])
+}
+
 // rewind drops every task's uncommitted cycle and moves consumption back to
-// the last committed offsets, so the cycle is processed again.
+// where the cycle started, so the cycle is processed again.
 func (e *Engine) rewind() {
-	set := map[string]map[int32]kgo.EpochOffset{}
 	for _, t := range e.tasks {
 		if !t.pending() {
 			continue
 		}
-		for topic := range t.next {
-			if next, ok := t.committed[topic]; ok {
-				if set[topic] == nil {
-					set[topic] = map[int32]kgo.EpochOffset{}
-				}
-				set[topic][t.partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
-			}
-		}
+		maps.Copy(t.refetch, t.start)
 		t.reset()
 		t.closeInstance() // its guest memory saw the dropped batches
 	}
-	e.cl.SetOffsets(set)
+	e.applyRefetch()
 }
 
 // prepare runs when partitions are newly assigned, before fetching starts:
@@ -460,6 +536,11 @@ func (e *Engine) rewind() {
 // restoring the stores that are behind their changelogs, with the task's
 // inputs paused until the restore is done.
 func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	select {
+	case <-e.clientSet:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var tasks []*task

@@ -38,8 +38,13 @@ type task struct {
 	emits []*kgo.Record
 	arena arena
 	next  map[string]int64 // input topic → next offset, processed but not committed
+	// start holds, per input topic, the offset the current cycle started
+	// at: where consumption rewinds when the cycle is dropped. Records the
+	// cycle fetched but did not process (shutdown, a stopped task) are
+	// rewound to as well, since a transaction commits what was fetched.
+	start   map[string]int64
+	refetch map[string]int64 // input topic → first fetched offset left unprocessed
 
-	committed  map[string]int64 // input topic → next offset, committed
 	streamTime int64
 	stopped    error // set by the fail policy; the task processes nothing more
 	buf        []byte
@@ -61,7 +66,8 @@ func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, 
 		partition:  partition,
 		log:        e.log.With("stage", s.name, "partition", partition),
 		next:       map[string]int64{},
-		committed:  map[string]int64{},
+		start:      map[string]int64{},
+		refetch:    map[string]int64{},
 		streamTime: -1,
 	}
 	t.host.t = t
@@ -87,6 +93,20 @@ func (t *task) process(recs []*kgo.Record) error {
 	if t.txn == nil {
 		t.txn = t.e.db.NewTxn()
 	}
+	for _, r := range recs {
+		if _, ok := t.start[r.Topic]; !ok {
+			t.start[r.Topic] = r.Offset
+		}
+	}
+	defer func() {
+		// What is left was fetched but not processed (shutdown began):
+		// fetch it again.
+		for _, r := range recs {
+			if _, ok := t.refetch[r.Topic]; !ok {
+				t.refetch[r.Topic] = r.Offset
+			}
+		}
+	}()
 	for len(recs) > 0 && t.stop.Err() == nil {
 		n, bytes := 0, 0
 		for n < len(recs) && n < t.stage.cfg.BatchSize {
@@ -252,6 +272,7 @@ func (t *task) reset() {
 	}
 	t.emits = t.emits[:0]
 	clear(t.next)
+	clear(t.start)
 }
 
 func (t *task) close() {
