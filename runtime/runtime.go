@@ -172,13 +172,17 @@ func (r *Runtime) loadModule(ctx context.Context, we *wasm.Engine, sc config.Sta
 	return we.Compile(ctx, sc.Module, b)
 }
 
-// queryStores lists the stores the HTTP API serves: every stage store.
+// queryStores lists the stores the HTTP API serves: every stage store and
+// every table.
 func queryStores(cfg *config.Config) []serve.Store {
 	var out []serve.Store
 	for _, s := range cfg.Stages {
 		for _, name := range s.Stores {
 			out = append(out, serve.Store{Name: name, Partitions: cfg.Partitions, Topic: s.Inputs[0]})
 		}
+	}
+	for _, t := range cfg.Tables {
+		out = append(out, serve.Store{Name: t.Name, Partitions: cfg.Partitions, Topic: t.Topic, Global: t.Global})
 	}
 	return out
 }

@@ -287,7 +287,7 @@ func TestRefusesInputWithOtherPartitionCount(t *testing.T) {
 	select {
 	case err := <-a.done:
 		a.cancel = nil
-		if !errors.Is(err, runtime.ErrPartitionMismatch) || !strings.Contains(err.Error(), fmt.Sprintf("input topic %q has 2 partitions", in)) || !strings.Contains(err.Error(), "needs 4") {
+		if !errors.Is(err, runtime.ErrTopics) || !strings.Contains(err.Error(), fmt.Sprintf("input topic %q has 2 partitions", in)) || !strings.Contains(err.Error(), "needs 4") {
 			t.Fatalf("got %v, want a partition mismatch naming %s, 2 and 4", err, in)
 		}
 	case <-time.After(60 * time.Second):

@@ -15,9 +15,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ErrPartitionMismatch is wrapped when an existing input or changelog
-// topic's partition count differs from the app's.
-var ErrPartitionMismatch = errors.New("streamrt: input topic partition count differs from the app's")
+// ErrTopics is wrapped when the app's topics are not as it needs them: an
+// input, changelog or co-partitioned table topic whose partition count
+// differs from the app's, or a table topic that does not exist.
+var ErrTopics = errors.New("streamrt: topics do not fit the app")
 
 // ensureTopics waits for the brokers, checks the partition counts of
 // existing input topics and creates the app's missing topics.
@@ -32,6 +33,7 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 	// Inputs and changelogs are partitioned like the app's tasks.
 	inputs := map[string]bool{}
 	changelogs := map[string]bool{}
+	outputs := map[string]bool{}
 	want := map[string]bool{}
 	for _, s := range cfg.Stages {
 		for _, t := range s.Inputs {
@@ -41,8 +43,17 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 			t := engine.ChangelogTopic(cfg.App, store)
 			changelogs[t], want[t] = true, true
 		}
+	}
+	// Table topics are the tables' source: they must exist, and a
+	// co-partitioned table's must be partitioned like the app.
+	tables := map[string]config.Table{}
+	for _, tb := range cfg.Tables {
+		tables[tb.Topic] = tb
+		want[tb.Topic] = true
+	}
+	for _, s := range cfg.Stages {
 		for _, t := range s.Outputs {
-			want[t] = true
+			want[t], outputs[t] = true, true
 		}
 		if s.ErrorPolicy == config.PolicyDeadLetter {
 			want[s.DeadLetterTopic] = true
@@ -78,7 +89,17 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 	for _, t := range names {
 		d, ok := details[t]
 		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			// A table fed by one of the app's own stages is created
+			// like the stage's other outputs.
+			if tb, isTable := tables[t]; isTable && !inputs[t] && !outputs[t] {
+				bad = append(bad, fmt.Sprintf("topic %q of table %q does not exist (tables in %s)", t, tb.Name, cfg.File))
+				continue
+			}
 			missing = append(missing, t)
+			continue
+		}
+		if tb, isTable := tables[t]; isTable && !tb.Global && int32(len(d.Partitions)) != cfg.Partitions {
+			bad = append(bad, fmt.Sprintf("topic %q of co-partitioned table %q has %d partitions, app %q needs %d (partitions in %s); make the table global, or repartition its topic", t, tb.Name, len(d.Partitions), cfg.App, cfg.Partitions, cfg.File))
 			continue
 		}
 		if d.Err != nil {
@@ -93,7 +114,7 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%w: %s", ErrPartitionMismatch, joinLines(bad))
+		return fmt.Errorf("%w: %s", ErrTopics, joinLines(bad))
 	}
 	var plain, compacted []string
 	for _, t := range missing {

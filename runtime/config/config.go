@@ -101,6 +101,7 @@ type Config struct {
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
 	Query             Query         `koanf:"query"`
+	Tables            []Table       `koanf:"tables"`
 	Stages            []Stage       `koanf:"stages"`
 
 	name    string            // File as the caller named it, for errors
@@ -112,6 +113,27 @@ type Query struct {
 	MaxKeyBytes int `koanf:"max_key_bytes"`
 }
 
+// Table is a store the host materialises from a topic, with no guest code:
+// each record puts its value under its key, and a null value (tombstone)
+// deletes the key. The topic is the table's changelog.
+type Table struct {
+	Name  string `koanf:"name"`  // the store name guests open
+	Topic string `koanf:"topic"` // the source topic
+	// Global tables are held whole by every instance, for lookups by any
+	// key; other tables are partitioned like the stage that reads them.
+	Global bool `koanf:"global"`
+}
+
+// Table returns the table named name.
+func (c *Config) Table(name string) (*Table, bool) {
+	for i := range c.Tables {
+		if c.Tables[i].Name == name {
+			return &c.Tables[i], true
+		}
+	}
+	return nil, false
+}
+
 // Stage configures one stage: a module, its input topics, its stores and its
 // named outputs.
 type Stage struct {
@@ -119,6 +141,7 @@ type Stage struct {
 	Module          string            `koanf:"module"` // a .wasm file or a Go guest package directory
 	Inputs          []string          `koanf:"inputs"`
 	Stores          []string          `koanf:"stores"`
+	Tables          []string          `koanf:"tables"`  // tables the stage may read
 	Outputs         map[string]string `koanf:"outputs"` // output name -> topic
 	ErrorPolicy     ErrorPolicy       `koanf:"error_policy"`
 	DeadLetterTopic string            `koanf:"dead_letter_topic"`

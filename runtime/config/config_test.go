@@ -624,3 +624,43 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestTables(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "guest.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644)
+	base := `app: shop
+brokers: [k:9092]
+tables:
+  - {name: products, topic: products, global: true}
+  - {name: orders-view, topic: enriched-orders}
+stages:
+  - name: enrich
+    module: guest.wasm
+    inputs: [orders]
+    tables: [products, orders-view]
+`
+	c, err := Parse([]byte(base), filepath.Join(dir, "app.yaml"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb, ok := c.Table("products"); !ok || !tb.Global || tb.Topic != "products" {
+		t.Fatalf("table products: %+v", tb)
+	}
+	if tb, _ := c.Table("orders-view"); tb.Global {
+		t.Fatal("orders-view should be co-partitioned")
+	}
+	for _, tc := range []struct{ name, yaml, key, want string }{
+		{"undeclared table", base + "    stores: [x]\n  - {name: other, module: guest.wasm, inputs: [o2], tables: [nope]}\n", "stages[1].tables[0]", `no table "nope" is declared`},
+		{"co-partitioned table read twice", base + "  - {name: other, module: guest.wasm, inputs: [o2], tables: [orders-view, products]}\n", "stages[1].tables[0]", "already read by stages[0]"},
+		{"table named like a store", base + "    stores: [products]\n", "stages[0].stores[0]", `duplicate store "products"`},
+		{"bad global", strings.Replace(base, "global: true", "global: yes-please", 1), "tables[0].global", "must be true or false"},
+		{"unknown table key", strings.Replace(base, "global: true", "glbal: true", 1), "tables[0].glbal", "did you mean global?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), filepath.Join(dir, "app.yaml"), nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.key+": ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s: …%s…", err, tc.key, tc.want)
+			}
+		})
+	}
+}

@@ -14,9 +14,10 @@ import (
 // The keys each mapping accepts, in the order the schema documents them.
 var (
 	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "guarantee", "partitions",
-		"replication_factor", "commit_interval", "start_offset", "query", "stages"}
+		"replication_factor", "commit_interval", "start_offset", "query", "tables", "stages"}
+	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes"}
-	stageKeys = []string{"name", "module", "inputs", "stores", "outputs", "error_policy",
+	stageKeys = []string{"name", "module", "inputs", "stores", "tables", "outputs", "error_policy",
 		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline"}
 )
 
@@ -50,6 +51,24 @@ func (d decoder) config(m map[string]any, c *Config) {
 		c.Query.MaxKeyBytes = int(d.integer(q, "query", "max_key_bytes", DefaultMaxKeyBytes, math.MinInt32, math.MaxInt32))
 	}
 
+	if v, ok := m["tables"]; ok && v != nil {
+		if list, ok := v.([]any); !ok {
+			d.p.add("tables", "must be a list of tables, got "+describe(v))
+		} else if len(list) > 0 {
+			c.Tables = make([]Table, len(list))
+			for i, item := range list {
+				path := fmt.Sprintf("tables[%d]", i)
+				tm, ok := item.(map[string]any)
+				if !ok {
+					d.p.add(path, "must be a mapping with name, topic and global, got "+describe(item))
+					continue
+				}
+				d.unknown(tm, path, tableKeys)
+				c.Tables[i] = Table{Name: d.str(tm, path, "name", ""), Topic: d.str(tm, path, "topic", ""), Global: d.boolean(tm, path, "global")}
+			}
+		}
+	}
+
 	v, ok := m["stages"]
 	if !ok || v == nil {
 		return
@@ -77,6 +96,7 @@ func (d decoder) stage(m map[string]any, path string, s *Stage) {
 	s.Module = d.str(m, path, "module", "")
 	s.Inputs = d.strList(m, path, "inputs", false)
 	s.Stores = d.strList(m, path, "stores", false)
+	s.Tables = d.strList(m, path, "tables", false)
 	if om, ok := d.mapping(m, path, "outputs"); ok && len(om) > 0 {
 		s.Outputs = make(map[string]string, len(om))
 		for _, name := range sortedKeys(om) {
@@ -140,6 +160,27 @@ func (d decoder) str(m map[string]any, path, key, def string) string {
 		return def
 	}
 	return s
+}
+
+// boolean decodes true or false (also as a string, from the environment).
+func (d decoder) boolean(m map[string]any, path, key string) bool {
+	v, full, ok := value(m, path, key)
+	if !ok {
+		return false
+	}
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		switch b {
+		case "true":
+			return true
+		case "false":
+			return false
+		}
+	}
+	d.p.add(full, "must be true or false, got "+describe(v))
+	return false
 }
 
 // strList decodes a list of strings. With commas, a single string is split at

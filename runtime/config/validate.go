@@ -66,7 +66,25 @@ func (c *Config) validate(p *problems) {
 		p.add("stages", "at least one stage is required")
 	}
 	stageAt := make(map[string]int)    // stage name -> index
-	storeAt := make(map[string]string) // store name -> key that named it first
+	storeAt := make(map[string]string) // store or table name -> key that named it first
+	tableAt := make(map[string]*Table)
+	for i := range c.Tables {
+		t := &c.Tables[i]
+		path := fmt.Sprintf("tables[%d]", i)
+		switch {
+		case t.Name == "" || len(t.Name) > MaxStoreName:
+			p.add(path+".name", fmt.Sprintf("table name must be 1 to %d bytes, got %d", MaxStoreName, len(t.Name)))
+		case storeAt[t.Name] != "":
+			p.add(path+".name", fmt.Sprintf("duplicate table %q (also %s)", t.Name, storeAt[t.Name]))
+		default:
+			storeAt[t.Name] = path + ".name"
+			tableAt[t.Name] = t
+		}
+		if why := validTopic(t.Topic); why != "" {
+			p.add(path+".topic", why)
+		}
+	}
+	readBy := make(map[string]string) // co-partitioned table -> key of the stage that reads it
 	for i := range c.Stages {
 		s := &c.Stages[i]
 		path := fmt.Sprintf("stages[%d]", i)
@@ -83,6 +101,18 @@ func (c *Config) validate(p *problems) {
 			}
 		}
 		s.validate(p, path, storeAt)
+		for j, name := range s.Tables {
+			key := fmt.Sprintf("%s.tables[%d]", path, j)
+			t, ok := tableAt[name]
+			switch {
+			case !ok:
+				p.add(key, fmt.Sprintf("no table %q is declared under tables", name))
+			case !t.Global && readBy[name] != "":
+				p.add(key, fmt.Sprintf("table %q is co-partitioned and already read by %s; a co-partitioned table is read by one stage (make it global to share it)", name, readBy[name]))
+			case !t.Global:
+				readBy[name] = path
+			}
+		}
 	}
 }
 

@@ -151,3 +151,23 @@ func (a *arena) take(n int) []byte {
 	a.buf = a.buf[:start+n]
 	return a.buf[start : start+n : start+n]
 }
+
+// OpenTable returns the handle for the named table: a store the host
+// materialises from a topic, which the stage declares under tables. A guest
+// reads it like a store; Put and Delete return an error wrapping
+// ErrReadOnly.
+//
+// Joins are lookups in tables. A stream–table join looks up the record's
+// key in a co-partitioned table; a stream–global-table join looks up a key
+// taken from the record's value in a global table. An inner join emits only
+// when the lookup finds a value, a left join emits either way (with no
+// table value when it finds none). A table update never re-emits stream
+// records joined earlier: only records processed after the update see it.
+func OpenTable(name string) *Store { return OpenStore(name) }
+
+// Lookup is Get for joins: the table's value for key, or nil when the table
+// has none. The value is valid as Get's is.
+func (s *Store) Lookup(key []byte) ([]byte, error) {
+	v, _, err := s.Get(key)
+	return v, err
+}

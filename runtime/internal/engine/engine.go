@@ -61,7 +61,8 @@ type output struct{ name, topic string }
 type stage struct {
 	name          string
 	cfg           config.Stage
-	changelogs    []string // changelog topic of each of cfg.Stores
+	changelogs    []string     // changelog topic of each of cfg.Stores
+	tables        []*tableSpec // tables the stage reads, in cfg.Tables order
 	module        atomic.Pointer[wasm.Module]
 	topicIndex    map[string]uint16
 	outputs       []output
@@ -90,6 +91,8 @@ type Engine struct {
 	clientSet chan struct{}
 
 	changelogs map[string]bool // changelog topics
+	tables     map[string]*tableSpec
+	globals    []*tableSpec
 
 	stages  []*stage
 	byTopic map[string]*stage
@@ -112,8 +115,17 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		tasks:      map[taskID]*task{},
 		owned:      map[string]map[int32]bool{},
 		changelogs: map[string]bool{},
+		tables:     map[string]*tableSpec{},
 		clientSet:  make(chan struct{}),
 	}
+	for _, tc := range cfg.Tables {
+		ts := &tableSpec{name: tc.Name, topic: tc.Topic, global: tc.Global}
+		e.tables[tc.Name] = ts
+		if ts.global {
+			e.globals = append(e.globals, ts)
+		}
+	}
+	read := map[*tableSpec]bool{}
 	for _, sc := range stages {
 		s := &stage{
 			name:        sc.Config.Name,
@@ -137,6 +149,21 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 			e.byTopic[in] = s
 			s.topicIndex[in] = uint16(i)
 		}
+		for _, name := range sc.Config.Tables {
+			ts := e.tables[name]
+			if ts == nil {
+				return nil, fmt.Errorf("stage %q reads table %q, which is not declared", s.name, name)
+			}
+			s.tables = append(s.tables, ts)
+			if ts.global {
+				continue
+			}
+			if other, dup := e.byTopic[ts.topic]; dup && other != s {
+				return nil, fmt.Errorf("topic %q is the topic of table %q, read by stage %q, and an input of stage %q", ts.topic, ts.name, s.name, other.name)
+			}
+			e.byTopic[ts.topic] = s
+			read[ts] = true
+		}
 		names := make([]string, 0, len(sc.Config.Outputs))
 		for name := range sc.Config.Outputs {
 			names = append(names, name)
@@ -145,6 +172,21 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		for _, name := range names {
 			s.outputs = append(s.outputs, output{name: name, topic: sc.Config.Outputs[name]})
 		}
+		e.stages = append(e.stages, s)
+	}
+	// A co-partitioned table that no stage reads (one that only serves
+	// queries) gets a stage of its own, with no module, to materialise it.
+	for _, tc := range cfg.Tables {
+		ts := e.tables[tc.Name]
+		if ts.global || read[ts] {
+			continue
+		}
+		if other, dup := e.byTopic[ts.topic]; dup {
+			return nil, fmt.Errorf("topic %q is the topic of table %q and an input of stage %q", ts.topic, ts.name, other.name)
+		}
+		s := &stage{name: tableStagePrefix + ts.name, topicIndex: map[string]uint16{}, tables: []*tableSpec{ts}}
+		s.cfg.Name = s.name
+		e.byTopic[ts.topic] = s
 		e.stages = append(e.stages, s)
 	}
 	return e, nil
@@ -174,11 +216,14 @@ func (e *Engine) Module(stageName string) *wasm.Module {
 	return nil
 }
 
+// inputs lists the topics the group consumes: stage inputs and the topics
+// of co-partitioned tables.
 func (e *Engine) inputs() []string {
-	var ts []string
-	for _, s := range e.stages {
-		ts = append(ts, s.cfg.Inputs...)
+	ts := make([]string, 0, len(e.byTopic))
+	for topic := range e.byTopic {
+		ts = append(ts, topic)
 	}
+	sort.Strings(ts)
 	return ts
 }
 
@@ -192,6 +237,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer admCl.Close()
 	e.adm = kadm.NewClient(admCl)
+	// Global tables are loaded before any stage can read them.
+	globalsDone, err := e.startGlobals(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer func() { <-globalsDone }()
 	start := kgo.NewOffset().AtStart()
 	if e.cfg.StartOffset == config.StartLatest {
 		start = kgo.NewOffset().AtEnd()
@@ -202,6 +256,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(e.inputs()...),
 		kgo.ConsumeResetOffset(start),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Tasks step over transaction markers like any record, so that
+		// their positions, and table catch-up, reach the end of
+		// transactional topics.
+		kgo.KeepControlRecords(),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(e.onAssigned),
@@ -340,11 +398,7 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 				maps.Copy(t.refetch, t.start)
 				t.reset()
 				e.metrics.TasksStopped.WithLabelValues(t.stage.name).Inc()
-				pause := map[string][]int32{}
-				for _, topic := range t.stage.cfg.Inputs {
-					pause[topic] = []int32{t.partition}
-				}
-				e.cl.PauseFetchPartitions(pause)
+				e.updatePause(t)
 			default:
 				errMu.Lock()
 				if firstErr == nil && ctx.Err() == nil {
@@ -355,6 +409,13 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		}()
 	}
 	wg.Wait()
+	for t := range work {
+		if t.catchingUp && len(t.catchUp) == 0 {
+			t.catchingUp = false
+			t.log.Info("tables caught up; processing inputs")
+			e.updatePause(t)
+		}
+	}
 	e.applyRefetch()
 	return firstErr
 }
@@ -558,6 +619,11 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 			if !t.restoring && !slices.Contains(tasks, t) {
 				tasks = append(tasks, t)
 				changelogs = append(changelogs, s.changelogs...)
+				for _, ts := range s.tables {
+					if !ts.global {
+						changelogs = append(changelogs, ts.topic)
+					}
+				}
 			}
 		}
 	}
@@ -580,12 +646,66 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 				}
 			}
 		}
+		// A co-partitioned table resumes from its local checkpoint, or from
+		// the start: its topic is its changelog, and no other instance's
+		// progress in the group means anything for the state here.
+		for _, ts := range t.stage.tables {
+			if ts.global || offsets[ts.topic] == nil {
+				continue
+			}
+			from := int64(0)
+			if next, found, err := e.db.Offset(e.group, ts.topic, t.partition); err != nil {
+				return nil, err
+			} else if found {
+				from = next
+			}
+			offsets[ts.topic][t.partition] = kgo.NewOffset().At(from)
+			if end, ok := ends.Lookup(ts.topic, t.partition); ok && end.Err == nil && from < end.Offset {
+				t.catchUp[ts.topic] = end.Offset
+				t.catchingUp = true
+			}
+		}
 		if len(pl.restore) > 0 {
 			e.startRestore(t, pl.restore)
 		}
+		e.updatePause(t)
 	}
 	return offsets, nil
 }
+
+// updatePause pauses a task's fetching while it waits: everything while its
+// stores restore, its inputs while its tables catch up to where they ended
+// at assignment; and resumes what it no longer waits for. Callers hold e.mu.
+func (e *Engine) updatePause(t *task) {
+	inputs, tables := map[string][]int32{}, map[string][]int32{}
+	for _, topic := range t.stage.cfg.Inputs {
+		if !t.isTableTopic(topic) {
+			inputs[topic] = []int32{t.partition}
+		}
+	}
+	for _, ts := range t.stage.tables {
+		if !ts.global {
+			tables[ts.topic] = []int32{t.partition}
+		}
+	}
+	switch {
+	case t.restoring:
+		e.cl.PauseFetchPartitions(inputs)
+		e.cl.PauseFetchPartitions(tables)
+	case len(t.catchUp) > 0:
+		e.cl.PauseFetchPartitions(inputs)
+		e.cl.ResumeFetchPartitions(tables)
+	case t.stopped != nil:
+		e.cl.PauseFetchPartitions(inputs)
+		e.cl.PauseFetchPartitions(tables)
+	default:
+		e.cl.ResumeFetchPartitions(inputs)
+		e.cl.ResumeFetchPartitions(tables)
+	}
+}
+
+// waiting reports whether a task cannot answer for its partition yet.
+func (t *task) waiting() bool { return t.restoring || len(t.catchUp) > 0 }
 
 // startRestore pauses a task's inputs and restores its stores in the
 // background, retrying through broker faults until it completes or the
@@ -595,11 +715,6 @@ func (e *Engine) startRestore(t *task, ranges []restoreRange) {
 	t.restoring, t.restoreCancel, t.restoreDone = true, cancel, make(chan struct{})
 	t.restoreProgress.Store(0)
 	e.metrics.RestoringTasks.Inc()
-	pause := map[string][]int32{}
-	for _, topic := range t.stage.cfg.Inputs {
-		pause[topic] = []int32{t.partition}
-	}
-	e.cl.PauseFetchPartitions(pause)
 	go func() {
 		defer close(t.restoreDone)
 		defer e.metrics.RestoringTasks.Dec()
@@ -620,8 +735,8 @@ func (e *Engine) startRestore(t *task, ranges []restoreRange) {
 		}
 		e.mu.Lock()
 		t.restoring = false
+		e.updatePause(t)
 		e.mu.Unlock()
-		e.cl.ResumeFetchPartitions(pause)
 	}()
 }
 
@@ -678,6 +793,18 @@ func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 // keeps them now, and should this instance get the task back, it restores
 // from the changelog. The checkpoint goes first (see state.ClearOffset).
 func (e *Engine) dropLocal(t *task) {
+	for _, ts := range t.stage.tables {
+		if ts.global {
+			continue
+		}
+		err := e.db.ClearOffset(e.group, ts.topic, t.partition)
+		if err == nil {
+			err = e.db.DropPartition(ts.name, t.partition)
+		}
+		if err != nil {
+			t.log.Error("dropping the local copy of a moved table partition failed; it will be rebuilt if it comes back", "table", ts.name, "err", err)
+		}
+	}
 	for i, store := range t.stage.cfg.Stores {
 		err := e.db.ClearOffset(changelogGroup, t.stage.changelogs[i], t.partition)
 		if err == nil {
@@ -698,7 +825,7 @@ func (e *Engine) Owns(topic string, p int32) bool {
 		return false
 	}
 	if s := e.byTopic[topic]; s != nil {
-		if t, ok := e.tasks[taskID{s.name, p}]; ok && t.restoring {
+		if t, ok := e.tasks[taskID{s.name, p}]; ok && t.waiting() {
 			return false
 		}
 	}
@@ -728,6 +855,8 @@ func (e *Engine) Status() Status {
 		}
 		if t.restoring {
 			st.Restoring = append(st.Restoring, fmt.Sprintf("stage %q partition %d (%.1f%% of the current store)", t.stage.name, t.partition, float64(t.restoreProgress.Load())/10))
+		} else if len(t.catchUp) > 0 {
+			st.Restoring = append(st.Restoring, fmt.Sprintf("stage %q partition %d (catching up its tables)", t.stage.name, t.partition))
 		}
 	}
 	sort.Strings(st.Stopped)

@@ -99,6 +99,9 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 	if !ok {
 		return abi.ErrUnknownStore
 	}
+	if int(store) >= len(h.t.stage.cfg.Stores) {
+		return abi.ErrReadOnly // a table: the host alone writes it
+	}
 	if key == nil || value == nil {
 		return abi.ErrInvalid
 	}
@@ -131,6 +134,9 @@ func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
 	ks, ok := h.store(store)
 	if !ok {
 		return abi.ErrUnknownStore
+	}
+	if int(store) >= len(h.t.stage.cfg.Stores) {
+		return abi.ErrReadOnly
 	}
 	h.attribute(rec)
 	if err := h.txn.Delete(ks, key); err != nil {

@@ -44,6 +44,10 @@ type task struct {
 	// rewound to as well, since a transaction commits what was fetched.
 	start   map[string]int64
 	refetch map[string]int64 // input topic → first fetched offset left unprocessed
+	// catchUp holds, per co-partitioned table topic, the end offset the
+	// table must reach before the task's inputs are processed.
+	catchUp    map[string]int64
+	catchingUp bool // catchUp was non-empty at assignment; cleared when it empties
 
 	streamTime int64
 	stopped    error // set by the fail policy; the task processes nothing more
@@ -68,11 +72,24 @@ func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, 
 		next:       map[string]int64{},
 		start:      map[string]int64{},
 		refetch:    map[string]int64{},
+		catchUp:    map[string]int64{},
 		streamTime: -1,
 	}
 	t.host.t = t
+	// Handles: the stage's stores, then its tables (read-only).
 	for _, name := range s.cfg.Stores {
 		ks, err := e.db.Keyspace(name, partition)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q partition %d: %w", s.name, partition, err)
+		}
+		t.stores = append(t.stores, ks)
+	}
+	for _, ts := range s.tables {
+		p := partition
+		if ts.global {
+			p = 0
+		}
+		ks, err := e.db.Keyspace(ts.name, p)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q partition %d: %w", s.name, partition, err)
 		}
@@ -107,9 +124,31 @@ func (t *task) process(recs []*kgo.Record) error {
 			}
 		}
 	}()
+	recs = mergeByTimestamp(recs, t.stage.topicRank)
 	for len(recs) > 0 && t.stop.Err() == nil {
+		if recs[0].Attrs.IsControl() {
+			t.advance(recs[0])
+			recs = recs[1:]
+			continue
+		}
+		// A table update is applied by the host before the records after
+		// it are processed; when the table's topic is also an input, the
+		// guest then sees the update too (table-table joins).
+		if i, ts := t.stage.partitionedTable(recs[0].Topic); ts != nil {
+			if err := t.applyTable(len(t.stage.cfg.Stores)+i, recs[0]); err != nil {
+				return err
+			}
+			if _, input := t.stage.topicIndex[recs[0].Topic]; !input {
+				t.advance(recs[0])
+				recs = recs[1:]
+				continue
+			}
+		}
 		n, bytes := 0, 0
 		for n < len(recs) && n < t.stage.cfg.BatchSize {
+			if n > 0 && (t.isTableTopic(recs[n].Topic) || recs[n].Attrs.IsControl()) {
+				break // a table update ends the batch
+			}
 			size := recordSize(recs[n])
 			if n > 0 && bytes+size > t.stage.maxBatchBytes {
 				break
@@ -127,10 +166,45 @@ func (t *task) process(recs []*kgo.Record) error {
 		m.BatchSeconds.WithLabelValues(t.stage.name).Observe(time.Since(start).Seconds())
 		m.RecordsIn.WithLabelValues(t.stage.name).Add(float64(len(batch)))
 		for _, r := range batch {
-			t.next[r.Topic] = r.Offset + 1
-			t.txn.SetOffset(t.e.group, r.Topic, t.partition, r.Offset+1)
+			t.advance(r)
 		}
 	}
+	return nil
+}
+
+func (t *task) isTableTopic(topic string) bool {
+	_, ts := t.stage.partitionedTable(topic)
+	return ts != nil
+}
+
+// advance records that r is done: its offset commits with the cycle.
+func (t *task) advance(r *kgo.Record) {
+	t.next[r.Topic] = r.Offset + 1
+	t.txn.SetOffset(t.e.group, r.Topic, t.partition, r.Offset+1)
+	if end, ok := t.catchUp[r.Topic]; ok && r.Offset+1 >= end {
+		delete(t.catchUp, r.Topic)
+	}
+}
+
+// applyTable materialises one table record: its value under its key, or a
+// delete for a tombstone. Tables are keyed, so a record without a key is
+// skipped with a warning.
+func (t *task) applyTable(handle int, r *kgo.Record) error {
+	ks := t.stores[handle]
+	var err error
+	switch {
+	case r.Key == nil:
+		t.log.Warn("table record without a key skipped", "table", ks.Store(), "topic", r.Topic, "offset", r.Offset)
+		return nil
+	case r.Value == nil:
+		err = t.txn.Delete(ks, r.Key)
+	default:
+		err = t.txn.Put(ks, r.Key, r.Value)
+	}
+	if err != nil {
+		return fmt.Errorf("table %q partition %d: %w", ks.Store(), t.partition, err)
+	}
+	t.e.metrics.TableRecords.WithLabelValues(ks.Store()).Inc()
 	return nil
 }
 

@@ -26,6 +26,7 @@ type Metrics struct {
 	Queries          *prometheus.CounterVec // route, code
 	RestoredRecords  *prometheus.CounterVec // store
 	RestoringTasks   prometheus.Gauge
+	TableRecords     *prometheus.CounterVec // table
 }
 
 // New creates and registers the collectors, with Go runtime and process
@@ -48,7 +49,8 @@ func New() *Metrics {
 	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_queries_total", Help: "HTTP queries by route and status code."}, []string{"route", "code"})
 	m.RestoredRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_restored_records_total", Help: "Changelog records replayed into local stores."}, []string{"store"})
 	m.RestoringTasks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_restoring_tasks", Help: "Tasks restoring their stores from changelogs."})
-	for _, c := range []prometheus.Collector{m.RestoredRecords, m.RestoringTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.Queries,
+	m.TableRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_table_records_total", Help: "Records materialised into tables, global tables included."}, []string{"table"})
+	for _, c := range []prometheus.Collector{m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.Queries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

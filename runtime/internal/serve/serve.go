@@ -27,6 +27,9 @@ type Store struct {
 	// Topic is an input topic of the store's stage; owning its partition p
 	// means owning the store's partition p.
 	Topic string
+	// Global stores (global tables) are whole on every instance, under
+	// partition 0.
+	Global bool
 }
 
 // Engine is what the server asks of the processing engine.
@@ -81,7 +84,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusBadRequest, fmt.Sprintf("key of %d bytes is longer than the maximum of %d (query.max_key_bytes)", len(key), s.maxKeyBytes))
 	}
 	p := partition.For([]byte(key), st.Partitions)
-	if !s.eng.Owns(st.Topic, p) {
+	if st.Global {
+		p = 0
+	} else if !s.eng.Owns(st.Topic, p) {
 		w.Header().Set("Retry-After", "1")
 		return writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("partition %d of store %q is not assigned to this instance (yet)", p, name))
 	}

@@ -1,0 +1,278 @@
+// order-notes end to end, with two instances of the app sharing the work:
+// orders that arrive before their product, product updates and deletions,
+// bad orders, and "status of order X" served from the enriched-orders table.
+package ordernotes_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime"
+	"github.com/streamrt/streamrt/runtime/config"
+)
+
+type instance struct{ http string }
+
+func (in instance) get(path string) (int, string) {
+	resp, err := http.Get("http://" + in.http + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func start(t *testing.T, brokers []string) instance {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, err := config.Load("streamrt.yaml", map[string]string{
+		"brokers":   strings.Join(brokers, ","),
+		"http":      addr,
+		"state_dir": filepath.Join(t.TempDir(), "state"),
+		"cache_dir": guesttest.CacheDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, runtime.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("instance %s: %v", addr, err)
+		}
+	})
+	in := instance{http: addr}
+	waitFor(t, 3*time.Minute, "instance "+addr+" to be ready", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("instance %s stopped: %v", addr, err)
+		default:
+		}
+		code, _ := in.get("/readyz")
+		return code == 200
+	})
+	return in
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ensureTopic creates topic unless it exists (a real cluster outlives runs).
+func ensureTopic(t *testing.T, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	resp, err := kadm.NewClient(testkafka.Client(t, brokers)).CreateTopic(context.Background(), partitions, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		t.Fatal(err)
+	}
+}
+
+func TestOrderNotes(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ensureTopic(t, brokers, "products", 3) // a global table needs no co-partitioning
+	ensureTopic(t, brokers, "orders", 4)
+	a, b := start(t, brokers), start(t, brokers)
+	instances := []instance{a, b}
+
+	cl := testkafka.Client(t, brokers)
+	send := func(topic, key string, value []byte) {
+		t.Helper()
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	order := func(i int, product string) string {
+		id := fmt.Sprintf("o-%s-%d", run, i)
+		send("orders", id, fmt.Appendf(nil, `{"id":%q,"product_id":%q,"customer_id":"c%d","quantity":%d}`, id, product, i%3, i))
+		return id
+	}
+	product := func(j int) string { return fmt.Sprintf("p-%s-%d", run, j) }
+	putProduct := func(j int, price float64) {
+		send("products", product(j), fmt.Appendf(nil, `{"id":%q,"name":"widget %d","price":%g}`, product(j), j, price))
+	}
+	// enriched returns the order as served by whichever instance owns it.
+	enriched := func(id string) map[string]any {
+		for _, in := range instances {
+			if code, body := in.get("/v1/stores/enriched-orders-store/keys/" + id); code == 200 {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(body), &m); err != nil {
+					t.Fatalf("order %s: %v in %q", id, err, body)
+				}
+				return m
+			}
+		}
+		return nil
+	}
+	waitOrder := func(id string, check func(m map[string]any) bool) map[string]any {
+		t.Helper()
+		var m map[string]any
+		waitFor(t, 60*time.Second, "enriched order "+id, func() bool {
+			m = enriched(id)
+			return m != nil && check(m)
+		})
+		return m
+	}
+	productOf := func(m map[string]any) map[string]any { p, _ := m["product"].(map[string]any); return p }
+	// Product updates reach every instance's copy of the global table.
+	waitProduct := func(j int, check func(code int, body string) bool) {
+		t.Helper()
+		waitFor(t, 60*time.Second, "product "+product(j)+" on every instance", func() bool {
+			for _, in := range instances {
+				if !check(in.get("/v1/stores/products/keys/" + product(j))) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+
+	// 1. Orders before their products exist: left join, product null.
+	var early []string
+	for i := 0; i < 12; i++ {
+		early = append(early, order(i, product(i%4)))
+	}
+	for _, id := range early {
+		m := waitOrder(id, func(m map[string]any) bool { return true })
+		if m["product"] != nil || m["id"] != id || m["customer_id"] == nil || m["quantity"] == nil {
+			t.Fatalf("early order %s enriched as %v, want its fields and product null", id, m)
+		}
+	}
+
+	// 2. Products arrive; later orders see them.
+	for j := 0; j < 4; j++ {
+		putProduct(j, 10+float64(j))
+	}
+	for j := 0; j < 4; j++ {
+		waitProduct(j, func(code int, _ string) bool { return code == 200 })
+	}
+	var later []string
+	for i := 12; i < 24; i++ {
+		later = append(later, order(i, product(i%4)))
+	}
+	for k, id := range later {
+		j := (12 + k) % 4
+		m := waitOrder(id, func(m map[string]any) bool { return true })
+		if p := productOf(m); p == nil || p["id"] != product(j) || p["price"] != 10+float64(j) {
+			t.Fatalf("order %s enriched as %v, want product %s at %v", id, m, product(j), 10+float64(j))
+		}
+	}
+
+	// 3. A product update applies to orders after it and re-emits nothing.
+	putProduct(1, 99)
+	waitProduct(1, func(code int, body string) bool { return code == 200 && strings.Contains(body, "99") })
+	updated := order(100, product(1))
+	if p := productOf(waitOrder(updated, func(map[string]any) bool { return true })); p["price"] != float64(99) {
+		t.Fatalf("order after the update got %v, want price 99", p)
+	}
+	if p := productOf(enriched(later[1])); p["price"] != float64(11) {
+		t.Fatalf("an order enriched before the update changed to %v", p)
+	}
+
+	// 4. A deleted product is unknown to orders after the deletion.
+	send("products", product(2), nil)
+	waitProduct(2, func(code int, _ string) bool { return code == 404 })
+	afterDelete := order(101, product(2))
+	if m := waitOrder(afterDelete, func(map[string]any) bool { return true }); m["product"] != nil {
+		t.Fatalf("order after the product's deletion enriched as %v, want product null", m)
+	}
+
+	// 5. Bad orders go to the dead-letter topic with their error.
+	send("orders", "bad-"+run+"-1", []byte("not json at all"))
+	send("orders", "bad-"+run+"-2", []byte(`{"id":"x","quantity":1}`))
+	want := map[string]string{"bad-" + run + "-1": "not JSON", "bad-" + run + "-2": "no product_id"}
+	dlq := testkafka.Client(t, brokers, kgo.ConsumeTopics("order-notes-enrich-dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	deadline := time.Now().Add(60 * time.Second)
+	for len(want) > 0 && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		dlq.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == "streamrt.error" && strings.Contains(string(h.Value), want[string(r.Key)]) && want[string(r.Key)] != "" {
+					delete(want, string(r.Key))
+				}
+			}
+		})
+		cancel()
+	}
+	if len(want) > 0 {
+		t.Fatalf("bad orders missing from the dead-letter topic or without their error: %v", want)
+	}
+
+	// 6. Every order was enriched exactly once: the table's topic holds one
+	// record per order of this run.
+	seen := map[string]int{}
+	out := testkafka.Client(t, brokers, kgo.ConsumeTopics("enriched-orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n := 0
+		out.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if strings.Contains(string(r.Key), run) {
+				seen[string(r.Key)]++
+			}
+			n++
+		})
+		cancel()
+		if n == 0 && len(seen) > 0 {
+			break
+		}
+	}
+	if len(seen) != 26 {
+		t.Fatalf("%d orders of this run enriched, want 26", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("order %s enriched %d times", id, n)
+		}
+	}
+	// Both instances took part.
+	owners := map[string]bool{}
+	for id := range seen {
+		for _, in := range instances {
+			if code, _ := in.get("/v1/stores/enriched-orders-store/keys/" + id); code == 200 {
+				owners[in.http] = true
+			}
+		}
+	}
+	if len(owners) != 2 {
+		t.Fatalf("orders served by %d instance(s), want both", len(owners))
+	}
+}
