@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/assign"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -84,6 +85,7 @@ type Engine struct {
 	group   string
 	cl      *kgo.Client
 	sess    *kgo.GroupTransactSession // exactly_once only; cl is its client
+	bal     *assign.Balancer
 	adm     *kadm.Client
 	runCtx  context.Context
 	// clientSet is closed once cl is set: the group can call back into
@@ -189,6 +191,19 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		e.byTopic[ts.topic] = s
 		e.stages = append(e.stages, s)
 	}
+	// Partition p of a stage's inputs and of its co-partitioned tables
+	// goes to one instance; members advertise their query address.
+	var sets [][]string
+	for _, s := range e.stages {
+		set := append([]string(nil), s.cfg.Inputs...)
+		for _, ts := range s.tables {
+			if !ts.global && !slices.Contains(set, ts.topic) {
+				set = append(set, ts.topic)
+			}
+		}
+		sets = append(sets, set)
+	}
+	e.bal = assign.New(assign.Config{QueryAddr: e.cfg.HTTP, Groups: sets})
 	return e, nil
 }
 
@@ -252,6 +267,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(e.cfg.Brokers...),
+		kgo.Balancers(e.bal),
 		kgo.ConsumerGroup(e.group),
 		kgo.ConsumeTopics(e.inputs()...),
 		kgo.ConsumeResetOffset(start),
@@ -831,6 +847,10 @@ func (e *Engine) Owns(topic string, p int32) bool {
 	}
 	return true
 }
+
+// Assignment returns the group's current task→instance map, as the
+// balancer last learned it; invalid before the first assignment.
+func (e *Engine) Assignment() assign.Assignment { return e.bal.Snapshot() }
 
 // Status is the readiness of the engine, for /readyz.
 type Status struct {
