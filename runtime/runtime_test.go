@@ -90,14 +90,25 @@ func freeAddr(t *testing.T) string {
 
 func startApp(t *testing.T, spec appSpec) *app {
 	t.Helper()
+	return startYAML(t, spec.yaml(), spec.stateDir, spec.watch)
+}
+
+// startYAML runs an app from a whole configuration; the shared cache_dir is
+// added to it.
+func startYAML(t *testing.T, yaml, stateDir string, watch bool) *app {
+	t.Helper()
 	dir := t.TempDir()
-	if spec.stateDir == "" {
-		spec.stateDir = filepath.Join(dir, "state")
+	if stateDir == "" {
+		stateDir = filepath.Join(dir, "state")
+	}
+	if !strings.Contains(yaml, "cache_dir:") {
+		yaml = "cache_dir: " + guesttest.CacheDir() + "\n" + yaml
 	}
 	file := filepath.Join(dir, "app.yaml")
-	if err := os.WriteFile(file, []byte(spec.yaml()), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	spec := appSpec{stateDir: stateDir, watch: watch}
 	a := &app{t: t, file: file, http: freeAddr(t), stateDir: spec.stateDir, log: &syncBuffer{}}
 	cfg, err := config.Load(file, map[string]string{"http": a.http, "state_dir": spec.stateDir})
 	if err != nil {

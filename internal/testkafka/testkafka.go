@@ -112,3 +112,13 @@ func BrokersAt(t testing.TB, addr string) []string {
 	t.Cleanup(c.Close)
 	return c.ListenAddrs()
 }
+
+// ProduceRecords produces rs synchronously, failing the test on error.
+func ProduceRecords(t testing.TB, brokers []string, rs ...*kgo.Record) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Client(t, brokers).ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,18 +138,30 @@ func (c *Config) Table(name string) (*Table, bool) {
 // Stage configures one stage: a module, its input topics, its stores and its
 // named outputs.
 type Stage struct {
-	Name            string            `koanf:"name"`
-	Module          string            `koanf:"module"` // a .wasm file or a Go guest package directory
-	Inputs          []string          `koanf:"inputs"`
-	Stores          []string          `koanf:"stores"`
-	Tables          []string          `koanf:"tables"`  // tables the stage may read
-	Outputs         map[string]string `koanf:"outputs"` // output name -> topic
+	Name    string            `koanf:"name"`
+	Module  string            `koanf:"module"` // a .wasm file or a Go guest package directory
+	Inputs  []string          `koanf:"inputs"`
+	Stores  []string          `koanf:"stores"`
+	Tables  []string          `koanf:"tables"`  // tables the stage may read
+	Outputs map[string]string `koanf:"outputs"` // output name -> topic
+	// Repartition maps output names to the stages they feed through an
+	// internal topic, RepartitionTopic(app, stage), keyed by whatever the
+	// guest emits: written in YAML as outputs: {name: {repartition: stage}}.
+	// Resolving the configuration adds the topic to Outputs and to the
+	// target stage's Inputs.
+	Repartition     map[string]string `koanf:"-"`
 	ErrorPolicy     ErrorPolicy       `koanf:"error_policy"`
 	DeadLetterTopic string            `koanf:"dead_letter_topic"`
 	BatchSize       int               `koanf:"batch_size"`
 	MemoryLimit     int64             `koanf:"memory_limit"`   // bytes
 	BatchDeadline   time.Duration     `koanf:"batch_deadline"` // 0: none
 }
+
+// RepartitionTopic names the internal topic that feeds stage: created by
+// the runtime with the app's partition count and partitioned by Kafka's
+// default partitioner (murmur2 of the key), so that records land with the
+// task that owns their new key.
+func RepartitionTopic(app, stage string) string { return app + "-" + stage + "-repartition" }
 
 // Stage returns the stage named name.
 func (c *Config) Stage(name string) (*Stage, bool) {
@@ -273,6 +286,22 @@ func (c *Config) resolve() {
 		c.CacheDir = absPath(base, c.CacheDir)
 	} else if c.StateDir != "" {
 		c.CacheDir = filepath.Join(c.StateDir, "cache")
+	}
+	for i := range c.Stages {
+		for _, name := range sortedKeys(c.Stages[i].Repartition) {
+			target, ok := c.Stage(c.Stages[i].Repartition[name])
+			if !ok {
+				continue // validate reports it
+			}
+			topic := RepartitionTopic(c.App, target.Name)
+			if c.Stages[i].Outputs == nil {
+				c.Stages[i].Outputs = map[string]string{}
+			}
+			c.Stages[i].Outputs[name] = topic
+			if !slices.Contains(target.Inputs, topic) {
+				target.Inputs = append(target.Inputs, topic)
+			}
+		}
 	}
 	for i := range c.Stages {
 		s := &c.Stages[i]

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,7 +345,7 @@ func TestErrors(t *testing.T) {
 			}},
 		{name: "outputs", yaml: minimal + "    outputs: {good: t, bad: 'no way', num: 7}\n",
 			want: []problem{
-				{"stages[0].outputs.num", "must be a topic name, got 7"},
+				{"stages[0].outputs.num", "must be a topic name or {repartition: stage}, got 7"},
 				{"stages[0].outputs.bad", `invalid topic name "no way"`},
 			}},
 		{name: "several problems at once", yaml: "partitions: -1\n" + strings.Replace(minimal, "app: clickcount", "", 1) + "    batch_size: 0\n    bogus: 1\n",
@@ -655,6 +656,44 @@ stages:
 		{"table named like a store", base + "    stores: [products]\n", "stages[0].stores[0]", `duplicate store "products"`},
 		{"bad global", strings.Replace(base, "global: true", "global: yes-please", 1), "tables[0].global", "must be true or false"},
 		{"unknown table key", strings.Replace(base, "global: true", "glbal: true", 1), "tables[0].glbal", "did you mean global?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), filepath.Join(dir, "app.yaml"), nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.key+": ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s: …%s…", err, tc.key, tc.want)
+			}
+		})
+	}
+}
+
+func TestRepartitionOutputs(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "guest.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644)
+	base := `app: music
+brokers: [k:9092]
+stages:
+  - name: by-song
+    module: guest.wasm
+    inputs: [play-events]
+    outputs: {plays: {repartition: count}}
+  - name: count
+    module: guest.wasm
+    inputs: [extra]
+`
+	c, err := Parse([]byte(base), filepath.Join(dir, "app.yaml"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stages[0].Outputs["plays"]; got != "music-count-repartition" {
+		t.Fatalf("output plays → %q, want music-count-repartition", got)
+	}
+	if got := c.Stages[1].Inputs; !slices.Equal(got, []string{"extra", "music-count-repartition"}) {
+		t.Fatalf("count's inputs %v, want extra and the repartition topic", got)
+	}
+	for _, tc := range []struct{ name, yaml, key, want string }{
+		{"no such stage", strings.Replace(base, "repartition: count", "repartition: nope", 1), "stages[0].outputs.plays.repartition", `no stage "nope"`},
+		{"into itself", strings.Replace(base, "repartition: count", "repartition: by-song", 1), "stages[0].outputs.plays.repartition", "cannot repartition into itself"},
+		{"missing target", strings.Replace(base, "{repartition: count}", "{}", 1), "stages[0].outputs.plays.repartition", "required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml), filepath.Join(dir, "app.yaml"), nil, nil)

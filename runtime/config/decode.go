@@ -104,8 +104,18 @@ func (d decoder) stage(m map[string]any, path string, s *Stage) {
 			switch t := om[name].(type) {
 			case string:
 				s.Outputs[name] = t
+			case map[string]any:
+				d.unknown(t, key, []string{"repartition"})
+				if target := d.str(t, key, "repartition", ""); target != "" {
+					if s.Repartition == nil {
+						s.Repartition = map[string]string{}
+					}
+					s.Repartition[name] = target
+				} else {
+					d.p.add(key+".repartition", "required: the stage this output feeds")
+				}
 			default:
-				d.p.add(key, "must be a topic name, got "+describe(t))
+				d.p.add(key, "must be a topic name or {repartition: stage}, got "+describe(t))
 			}
 		}
 	}

@@ -101,6 +101,14 @@ func (c *Config) validate(p *problems) {
 			}
 		}
 		s.validate(p, path, storeAt)
+		for _, name := range sortedKeys(s.Repartition) {
+			key := path + ".outputs." + name + ".repartition"
+			if target := s.Repartition[name]; target == s.Name {
+				p.add(key, fmt.Sprintf("stage %q cannot repartition into itself", target))
+			} else if _, ok := c.Stage(target); !ok {
+				p.add(key, fmt.Sprintf("no stage %q", target))
+			}
+		}
 		for j, name := range s.Tables {
 			key := fmt.Sprintf("%s.tables[%d]", path, j)
 			t, ok := tableAt[name]
@@ -198,6 +206,9 @@ func checkModule(path string) (string, error) {
 		}
 		return "", nil
 	}
+	if _, err := os.Stat(filepath.Join(path, "Cargo.toml")); err == nil {
+		return "", nil // a Rust crate
+	}
 	gofiles, err := filepath.Glob(filepath.Join(path, "*.go"))
 	if err != nil {
 		return "", nil
@@ -207,7 +218,7 @@ func checkModule(path string) (string, error) {
 			return "", nil
 		}
 	}
-	return fmt.Sprintf("directory %s holds no Go package (no .go files); want a .wasm file or a Go guest package directory", path), nil
+	return fmt.Sprintf("directory %s holds no Go package (no .go files) and no Rust crate (no Cargo.toml); want a .wasm file, a Go guest package or a Rust crate directory", path), nil
 }
 
 // validName checks an app or stage name, which becomes part of consumer
