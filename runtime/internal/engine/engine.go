@@ -324,7 +324,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			wait = max(time.Millisecond, e.cfg.CommitInterval-time.Since(lastCommit))
 		}
 		pctx, cancel := context.WithTimeout(ctx, wait)
-		fs := cl.PollRecords(pctx, 10_000)
+		// Everything buffered, so that every task with records runs in
+		// parallel; the client's fetch limits bound a cycle's size.
+		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			break
@@ -507,9 +509,10 @@ func (e *Engine) commit(ctx context.Context) error {
 			}
 			t.emits = e.compactChanges(t.emits, t.seen)
 		}
+		perTopic := map[string]int{}
 		for _, r := range t.emits {
 			out++
-			e.metrics.RecordsOut.WithLabelValues(t.stage.name, r.Topic).Inc()
+			perTopic[r.Topic]++
 			e.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 				if err != nil {
 					errMu.Lock()
@@ -519,6 +522,9 @@ func (e *Engine) commit(ctx context.Context) error {
 					errMu.Unlock()
 				}
 			})
+		}
+		for topic, n := range perTopic {
+			e.metrics.RecordsOut.WithLabelValues(t.stage.name, topic).Add(float64(n))
 		}
 	}
 	if e.sess != nil {
@@ -545,12 +551,16 @@ func (e *Engine) commit(ctx context.Context) error {
 			continue
 		}
 		// The changelog positions this state reflects commit with it.
+		reached := map[string]int64{}
 		for _, r := range t.emits {
-			if e.changelogs[r.Topic] {
-				if err := t.txn.SetOffset(changelogGroup, r.Topic, t.partition, r.Offset+1); err != nil {
-					e.rewind()
-					return err
-				}
+			if e.changelogs[r.Topic] && r.Offset+1 > reached[r.Topic] {
+				reached[r.Topic] = r.Offset + 1
+			}
+		}
+		for topic, next := range reached {
+			if err := t.txn.SetOffset(changelogGroup, topic, t.partition, next); err != nil {
+				e.rewind()
+				return err
 			}
 		}
 		if err := t.txn.Commit(); err != nil {

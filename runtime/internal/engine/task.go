@@ -103,7 +103,7 @@ func (t *task) pending() bool { return t.txn != nil }
 
 // process runs recs, all from this task's partition, through the guest in
 // batches, adding their effects to the current cycle.
-func (t *task) process(recs []*kgo.Record) error {
+func (t *task) process(recs []*kgo.Record) (err error) {
 	if t.stopped != nil {
 		return nil
 	}
@@ -125,6 +125,11 @@ func (t *task) process(recs []*kgo.Record) error {
 		}
 	}()
 	recs = mergeByTimestamp(recs, t.stage.topicRank)
+	defer func() {
+		if err == nil {
+			err = t.checkpoint()
+		}
+	}()
 	for len(recs) > 0 && t.stop.Err() == nil {
 		if recs[0].Attrs.IsControl() {
 			t.advance(recs[0])
@@ -177,13 +182,25 @@ func (t *task) isTableTopic(topic string) bool {
 	return ts != nil
 }
 
-// advance records that r is done: its offset commits with the cycle.
+// advance records that r is done: its offset commits with the cycle (see
+// checkpoint).
 func (t *task) advance(r *kgo.Record) {
 	t.next[r.Topic] = r.Offset + 1
-	t.txn.SetOffset(t.e.group, r.Topic, t.partition, r.Offset+1)
 	if end, ok := t.catchUp[r.Topic]; ok && r.Offset+1 >= end {
 		delete(t.catchUp, r.Topic)
 	}
+}
+
+// checkpoint writes the next input offsets into the cycle's Pebble batch,
+// once per topic rather than once per record: the batch stays small, and
+// the offsets commit atomically with the state they describe.
+func (t *task) checkpoint() error {
+	for topic, next := range t.next {
+		if err := t.txn.SetOffset(t.e.group, topic, t.partition, next); err != nil {
+			return fmt.Errorf("stage %q partition %d: checkpoint %s: %w", t.stage.name, t.partition, topic, err)
+		}
+	}
+	return nil
 }
 
 // applyTable materialises one table record: its value under its key, or a
