@@ -82,15 +82,22 @@ func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 	if !ok {
 		return nil, abi.ErrUnknownStore
 	}
+	if cv, ok := h.t.cache.get(store, key); ok {
+		if !cv.found {
+			return nil, abi.ErrNotFound
+		}
+		return cv.v, abi.OK
+	}
 	v, found, err := h.txn.Get(ks, key, h.getBuf)
 	if err != nil {
 		h.t.log.Error("store read failed", "store", ks.Store(), "err", err)
 		return nil, abi.ErrInternal
 	}
+	h.getBuf = v
+	h.t.cache.set(store, key, v, found)
 	if !found {
 		return nil, abi.ErrNotFound
 	}
-	h.getBuf = v
 	return v, abi.OK
 }
 
@@ -110,6 +117,7 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 		h.t.log.Error("store write failed", "store", ks.Store(), "err", err)
 		return abi.ErrInternal
 	}
+	h.t.cache.set(store, key, value, true)
 	h.change(store, rec, key, value)
 	return abi.OK
 }
@@ -143,6 +151,7 @@ func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
 		h.t.log.Error("store delete failed", "store", ks.Store(), "err", err)
 		return abi.ErrInternal
 	}
+	h.t.cache.set(store, key, nil, false)
 	h.change(store, rec, key, nil)
 	return abi.OK
 }
@@ -283,6 +292,7 @@ func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {
 	}
 	switch {
 	case rec == h.cur && !h.interleaved:
+		h.t.cache.clear()
 		if err := h.txn.RollbackTo(h.curMark); err != nil {
 			h.t.log.Error("undo failed record", "err", err)
 			h.interleaved = true // fall back to replaying the batch

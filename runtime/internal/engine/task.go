@@ -30,8 +30,9 @@ type task struct {
 	log       *slog.Logger
 	stores    []state.Keyspace
 
-	inst *wasm.Instance
-	host batchHost
+	inst  *wasm.Instance
+	host  batchHost
+	cache readCache
 
 	// Uncommitted work of the current commit cycle.
 	txn   *state.Txn
@@ -95,6 +96,7 @@ func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, 
 		}
 		t.stores = append(t.stores, ks)
 	}
+	t.cache.init(t)
 	return t, nil
 }
 
@@ -215,8 +217,10 @@ func (t *task) applyTable(handle int, r *kgo.Record) error {
 		return nil
 	case r.Value == nil:
 		err = t.txn.Delete(ks, r.Key)
+		t.cache.set(int32(handle), r.Key, nil, false)
 	default:
 		err = t.txn.Put(ks, r.Key, r.Value)
+		t.cache.set(int32(handle), r.Key, r.Value, true)
 	}
 	if err != nil {
 		return fmt.Errorf("table %q partition %d: %w", ks.Store(), t.partition, err)
@@ -251,6 +255,7 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 		}
 		return nil
 	}
+	t.cache.clear()
 	if rerr := t.txn.RollbackTo(mark); rerr != nil {
 		return fmt.Errorf("stage %q partition %d: undo failed batch: %w", t.stage.name, t.partition, rerr)
 	}
@@ -357,6 +362,7 @@ func (t *task) encode(recs []*kgo.Record) []byte {
 
 // reset drops the uncommitted cycle.
 func (t *task) reset() {
+	t.cache.clear()
 	if t.txn != nil {
 		t.txn.Discard()
 		t.txn = nil
