@@ -128,6 +128,10 @@ var goVersion = sync.OnceValue(func() string {
 // build is logged and skipped; the caller keeps running the last good one.
 func Watch(ctx context.Context, path, cacheDir string, interval time.Duration, log *slog.Logger, onChange func([]byte)) {
 	last, _ := Fingerprint(path)
+	var handed [sha256.Size]byte
+	if b, err := Load(ctx, path, cacheDir, log); err == nil {
+		handed = sha256.Sum256(b)
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -146,6 +150,11 @@ func Watch(ctx context.Context, path, cacheDir string, interval time.Duration, l
 			log.Error("changed module does not load; still running the previous version", "module", path, "err", err)
 			continue
 		}
-		onChange(b)
+		// A file caught mid-write changes twice for one new version:
+		// hand each version over once.
+		if v := sha256.Sum256(b); v != handed {
+			handed = v
+			onChange(b)
+		}
 	}
 }
