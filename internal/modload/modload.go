@@ -129,6 +129,7 @@ var goVersion = sync.OnceValue(func() string {
 func Watch(ctx context.Context, path, cacheDir string, interval time.Duration, log *slog.Logger, onChange func([]byte)) {
 	last, _ := Fingerprint(path)
 	var handed [sha256.Size]byte
+	pending := ""
 	if b, err := Load(ctx, path, cacheDir, log); err == nil {
 		handed = sha256.Sum256(b)
 	}
@@ -142,9 +143,16 @@ func Watch(ctx context.Context, path, cacheDir string, interval time.Duration, l
 		}
 		sum, err := Fingerprint(path)
 		if err != nil || sum == last {
+			pending = ""
 			continue
 		}
-		last = sum
+		// A change is taken once it has held for a whole interval, so a
+		// file caught mid-write is not loaded half written.
+		if sum != pending {
+			pending = sum
+			continue
+		}
+		last, pending = sum, ""
 		b, err := Load(ctx, path, cacheDir, log)
 		if err != nil {
 			log.Error("changed module does not load; still running the previous version", "module", path, "err", err)
