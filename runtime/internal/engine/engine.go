@@ -280,7 +280,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
-		kgo.OnPartitionsLost(e.onRevoked),
+		kgo.OnPartitionsLost(e.onLost),
 		kgo.AdjustFetchOffsetsFn(e.prepare),
 		kgo.RecordPartitioner(partitioner{manual: e.changelogs, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.WithLogger(kgoLogger{e.log}),
@@ -535,6 +535,12 @@ func (e *Engine) commit(ctx context.Context) error {
 			end = kgo.TryAbort
 		}
 		committed, err := e.sess.End(ctx, end)
+		if err != nil {
+			// End gave up (its deadline passed while the broker was away)
+			// and left the transaction open: abort it, or no transaction
+			// could begin again.
+			e.abortTransaction()
+		}
 		if produceErr == nil && !committed {
 			produceErr = fmt.Errorf("transaction aborted (a rebalance or a broker fault): %v", err)
 		}
@@ -594,6 +600,26 @@ func (e *Engine) commit(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// abortTransaction ends an open transaction with an abort, retrying until
+// it succeeds or the engine stops: while a transaction is open, nothing can
+// commit.
+func (e *Engine) abortTransaction() {
+	for backoff := time.Second; e.runCtx.Err() == nil; backoff = min(2*backoff, 10*time.Second) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(e.runCtx), commitTimeout)
+		err := e.cl.AbortBufferedRecords(ctx)
+		if err == nil {
+			err = e.cl.EndTransaction(ctx, kgo.TryAbort)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		e.metrics.BrokerErrors.Inc()
+		e.log.Warn("aborting the open transaction failed; retrying", "err", err, "retry_in", backoff)
+		time.Sleep(backoff)
+	}
 }
 
 // transactionalID is stable across restarts of one instance (it follows
@@ -792,9 +818,23 @@ func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 }
 
 func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	e.release(revoked, true)
+}
+
+// onLost handles partitions lost without a clean revocation (the session
+// expired, as when the broker was away): the tasks stop here, but their
+// local state stays, since it is still right as far as it goes; if they come
+// back, planning restores only the changelog's tail.
+func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	e.release(lost, false)
+}
+
+// release stops the tasks of partitions this instance no longer owns, and
+// with drop removes their local state (their new owner has it now).
+func (e *Engine) release(parts map[string][]int32, drop bool) {
 	e.mu.Lock()
 	var gone []*task
-	for topic, ps := range revoked {
+	for topic, ps := range parts {
 		for _, p := range ps {
 			delete(e.owned[topic], p)
 			if s := e.byTopic[topic]; s != nil {
@@ -805,13 +845,19 @@ func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 				}
 			}
 		}
-		e.log.Info("partitions revoked", "topic", topic, "partitions", ps)
+		if drop {
+			e.log.Info("partitions revoked", "topic", topic, "partitions", ps)
+		} else {
+			e.log.Warn("partitions lost (session expired); keeping their local state", "topic", topic, "partitions", ps)
+		}
 	}
 	e.mu.Unlock()
 	for _, t := range gone {
 		e.stopRestore(t)
 		t.close()
-		e.dropLocal(t)
+		if drop {
+			e.dropLocal(t)
+		}
 	}
 }
 
