@@ -682,8 +682,8 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 	var ends kadm.ListedOffsets
 	if len(changelogs) > 0 {
 		var err error
-		if ends, err = e.adm.ListEndOffsets(ctx, changelogs...); err != nil {
-			return nil, fmt.Errorf("list changelog end offsets: %w", err)
+		if ends, err = e.listEnds(ctx, changelogs); err != nil {
+			return nil, err
 		}
 	}
 	for _, t := range tasks {
@@ -758,6 +758,37 @@ func (e *Engine) updatePause(t *task) {
 
 // waiting reports whether a task cannot answer for its partition yet.
 func (t *task) waiting() bool { return t.restoring || len(t.catchUp) > 0 }
+
+// listEnds lists the end offsets of topics, waiting briefly for partitions
+// the cluster does not list yet: a topic created moments ago (a changelog,
+// at first start) can be missing from metadata for a little while.
+func (e *Engine) listEnds(ctx context.Context, topics []string) (kadm.ListedOffsets, error) {
+	for attempt := 0; ; attempt++ {
+		ends, err := e.adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			return nil, fmt.Errorf("list end offsets: %w", err)
+		}
+		complete := true
+		ends.Each(func(lo kadm.ListedOffset) {
+			if lo.Err != nil {
+				complete = false
+			}
+		})
+		for _, t := range topics {
+			if _, ok := ends[t]; !ok {
+				complete = false
+			}
+		}
+		if complete || attempt == 20 {
+			return ends, nil // planTask names what is still missing
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
 
 // startRestore pauses a task's inputs and restores its stores in the
 // background, retrying through broker faults until it completes or the
