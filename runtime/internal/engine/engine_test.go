@@ -25,12 +25,17 @@ type stageOpts struct {
 	memory   int64
 	deadline time.Duration
 	batch    int
+	// A stage reading tables: its inputs, outputs and tables replace the
+	// defaults, and it has no stores.
+	inputs  []string
+	outputs map[string]string
+	tables  []config.Table
 }
 
 // newTestTask returns a task of a one-stage app running the named test guest,
-// with input topic "in", store "seen", output "out" → topic "out-topic" and
-// dead-letter topic "dlq". No Kafka is involved: the test drives the task and
-// inspects its uncommitted cycle.
+// by default with input topic "in", stores "seen" and "counts", output "out"
+// → topic "out-topic" and dead-letter topic "dlq". No Kafka is involved: the
+// test drives the task and inspects its uncommitted cycle.
 func newTestTask(t *testing.T, o stageOpts) *task {
 	t.Helper()
 	if o.memory == 0 {
@@ -66,7 +71,13 @@ func newTestTask(t *testing.T, o stageOpts) *task {
 		Outputs: map[string]string{"out": "out-topic"}, ErrorPolicy: o.policy, DeadLetterTopic: "dlq",
 		BatchSize: o.batch, MemoryLimit: o.memory, BatchDeadline: o.deadline,
 	}
-	cfg := &config.Config{App: "app", Partitions: 1, Stages: []config.Stage{sc}}
+	if o.tables != nil {
+		sc.Inputs, sc.Outputs, sc.Stores, sc.DeadLetterTopic = o.inputs, o.outputs, nil, ""
+		for _, tb := range o.tables {
+			sc.Tables = append(sc.Tables, tb.Name)
+		}
+	}
+	cfg := &config.Config{App: "app", Partitions: 1, Tables: o.tables, Stages: []config.Stage{sc}}
 	e, err := New(cfg, db, metrics.New(), slog.New(slog.DiscardHandler), []Stage{{Config: sc, Module: m}})
 	if err != nil {
 		t.Fatal(err)

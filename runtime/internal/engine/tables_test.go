@@ -1,18 +1,11 @@
 package engine
 
 import (
-	"context"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/metrics"
-	"github.com/streamrt/streamrt/runtime/internal/state"
-	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -20,39 +13,9 @@ import (
 // with the co-partitioned table users (topic "users").
 func joinTask(t *testing.T) *task {
 	t.Helper()
-	ctx := context.Background()
-	db, err := state.Open(t.TempDir(), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	cache, err := wasm.NewCache(filepath.Join(guesttest.CacheDir(), "wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: 64 << 20, Deadline: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { we.Close(ctx) })
-	m, err := we.Compile(ctx, "joins", guesttest.Build(t, "joins"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := config.Stage{Name: "s", Inputs: []string{"clicks"}, Tables: []string{"users"},
-		Outputs: map[string]string{"left": "left", "inner": "inner"}, ErrorPolicy: config.PolicyFail,
-		BatchSize: 500, MemoryLimit: 64 << 20, BatchDeadline: 5 * time.Second}
-	cfg := &config.Config{App: "app", Partitions: 1, Tables: []config.Table{{Name: "users", Topic: "users"}}, Stages: []config.Stage{sc}}
-	e, err := New(cfg, db, metrics.New(), slog.New(slog.DiscardHandler), []Stage{{Config: sc, Module: m}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk, err := newTask(ctx, e, e.stages[0], 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tk.close)
-	return tk
+	return newTestTask(t, stageOpts{guest: "joins", policy: config.PolicyFail,
+		inputs: []string{"clicks"}, outputs: map[string]string{"left": "left", "inner": "inner"},
+		tables: []config.Table{{Name: "users", Topic: "users"}}})
 }
 
 func rec(topic, key, value string, offset int64, ts int64) *kgo.Record {
