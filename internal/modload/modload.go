@@ -1,7 +1,9 @@
 // Package modload turns a stage's configured module into Wasm bytes: a .wasm
 // file is read as it is; a Go guest package directory is built with the local
-// Go toolchain for wasip1 in c-shared (reactor) mode, and the result cached by
-// the content hash of the package's files, so a restart does not rebuild.
+// Go toolchain for wasip1 in c-shared (reactor) mode, and a Rust crate
+// directory (one with a Cargo.toml) with cargo for wasm32-unknown-unknown;
+// builds are cached by the content hash of the sources, so a restart does not
+// rebuild.
 // Watch polls a module's source and hands over each new version, for live
 // swaps during development.
 package modload
@@ -25,7 +27,8 @@ import (
 )
 
 // Load returns the Wasm bytes of the module at path, building it first when
-// path is a Go package directory. Builds are cached under cacheDir.
+// path is a Go package or Rust crate directory. Builds are cached under
+// cacheDir.
 func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -37,6 +40,9 @@ func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte,
 			return nil, fmt.Errorf("module %s: %w", path, err)
 		}
 		return b, nil
+	}
+	if IsRustCrate(path) {
+		return loadRust(ctx, path, cacheDir, log)
 	}
 	sum, err := Fingerprint(path)
 	if err != nil {
@@ -77,7 +83,8 @@ func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte,
 // Fingerprint returns a hash that changes when the module at path changes: of
 // the file, or of every file in a package directory (subdirectories, which
 // are other packages, excluded). The Go version is part of it, since a new
-// toolchain builds different code.
+// toolchain builds different code. A Rust crate's covers its sources, its
+// path dependencies and the rustc version (see rustFingerprint).
 func Fingerprint(path string) (string, error) {
 	h := sha256.New()
 	fi, err := os.Stat(path)
@@ -91,6 +98,9 @@ func Fingerprint(path string) (string, error) {
 		}
 		h.Write(b)
 		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	if IsRustCrate(path) {
+		return rustFingerprint(path)
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {

@@ -1,0 +1,598 @@
+// Command conformance is the ABI conformance guest on the Go SDK: an
+// interpreter for the command scripts of
+// abi/testdata/conformance/conformance.txt, whose header specifies the
+// commands. Its Rust twin is sdk/rust/conformance; the two must behave the
+// same byte for byte, which runtime/internal/engine/conformance_test.go
+// checks by running the transcript against both.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	streamrt "github.com/streamrt/streamrt/sdk/go"
+)
+
+func init() {
+	streamrt.HandleRecord(handle)
+}
+
+func main() {}
+
+func handle(r *streamrt.Record) error {
+	for _, cmd := range strings.Split(string(r.Value), ";") {
+		cmd = strings.TrimSpace(cmd)
+		if cmd == "" {
+			continue
+		}
+		if inner, ok := strings.CutPrefix(cmd, "?"); ok {
+			inner = strings.TrimSpace(inner)
+			if err := run(r, inner); err != nil {
+				if err := out(inner, []byte("error: "+err.Error())); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := run(r, cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func run(r *streamrt.Record, cmd string) error {
+	args := strings.Fields(cmd)
+	want := func(n int) error {
+		if len(args) != n+1 {
+			return fmt.Errorf("%s: want %d arguments, got %d", args[0], n, len(args)-1)
+		}
+		return nil
+	}
+	switch args[0] {
+	case "put":
+		if err := want(3); err != nil {
+			return err
+		}
+		k, v, err := bytes2(args[2], args[3])
+		if err != nil {
+			return err
+		}
+		return streamrt.OpenStore(args[1]).Put(k, v)
+	case "del":
+		if err := want(2); err != nil {
+			return err
+		}
+		k, err := bytesArg(args[2])
+		if err != nil {
+			return err
+		}
+		return streamrt.OpenStore(args[1]).Delete(k)
+	case "get", "getsum":
+		if err := want(2); err != nil {
+			return err
+		}
+		k, err := bytesArg(args[2])
+		if err != nil {
+			return err
+		}
+		v, found, err := streamrt.OpenStore(args[1]).Get(k)
+		if err != nil {
+			return err
+		}
+		if args[0] == "get" {
+			if !found {
+				v = nil
+			}
+			return out(cmd, v)
+		}
+		text := "absent"
+		if found {
+			h := fnv.New32a()
+			h.Write(v)
+			text = fmt.Sprintf("len=%d fnv=%08x", len(v), h.Sum32())
+		}
+		return out(cmd, []byte(text))
+	case "range", "scan":
+		if err := want(3); err != nil {
+			return err
+		}
+		start, err := arg(args[2])
+		if err != nil {
+			return err
+		}
+		end, err := arg(args[3])
+		if err != nil {
+			return err
+		}
+		it := streamrt.OpenStore(args[1]).Range(start, end)
+		if args[0] == "range" {
+			return listOut(cmd, it)
+		}
+		defer it.Close()
+		n, size := 0, 0
+		var first, last []byte
+		for it.Next() {
+			if n == 0 {
+				first = append(first, it.Key()...)
+			}
+			last = append(last[:0], it.Key()...)
+			n++
+			size += len(it.Key()) + len(it.Value())
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		text := fmt.Appendf(nil, "n=%d bytes=%d first=", n, size)
+		text = append(append(append(text, first...), " last="...), last...)
+		return out(cmd, text)
+	case "prefix":
+		if err := want(2); err != nil {
+			return err
+		}
+		p, err := bytesArg(args[2])
+		if err != nil {
+			return err
+		}
+		return listOut(cmd, streamrt.OpenStore(args[1]).Prefix(p))
+	case "fill":
+		if err := want(4); err != nil {
+			return err
+		}
+		prefix, err := bytesArg(args[2])
+		if err != nil {
+			return err
+		}
+		n, err1 := number(args[3])
+		size, err2 := number(args[4])
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		s := streamrt.OpenStore(args[1])
+		for i := range n {
+			k := fmt.Appendf(append([]byte(nil), prefix...), "%04d", i)
+			v := make([]byte, size)
+			for j := range v {
+				v[j] = byte('a' + (i+j)%26)
+			}
+			if err := s.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "rangeput":
+		if err := want(3); err != nil {
+			return err
+		}
+		s := streamrt.OpenStore(args[1])
+		it := s.Range(nil, nil)
+		if err := it.Err(); err != nil {
+			return err
+		}
+		k, v, err := bytes2(args[2], args[3])
+		if err != nil {
+			return err
+		}
+		if err := s.Put(k, v); err != nil {
+			return err
+		}
+		return listOut(cmd, it)
+	case "emit":
+		if len(args) < 4 {
+			return fmt.Errorf("emit: want at least 3 arguments, got %d", len(args)-1)
+		}
+		key, err := arg(args[2])
+		if err != nil {
+			return err
+		}
+		value, err := arg(args[3])
+		if err != nil {
+			return err
+		}
+		var opts []streamrt.EmitOption
+		var hs []streamrt.Header
+		for _, a := range args[4:] {
+			if h, ok := strings.CutPrefix(a, "h:"); ok {
+				name, v, ok := strings.Cut(h, "=")
+				if !ok {
+					return fmt.Errorf("emit: bad header %s", a)
+				}
+				n, err := bytesArg(name)
+				if err != nil {
+					return err
+				}
+				hv, err := arg(v)
+				if err != nil {
+					return err
+				}
+				hs = append(hs, streamrt.Header{Key: string(n), Value: hv})
+			} else if ts, ok := strings.CutPrefix(a, "ts="); ok {
+				ms, err := strconv.ParseInt(ts, 10, 64)
+				if err != nil {
+					return fmt.Errorf("emit: bad timestamp %s", a)
+				}
+				opts = append(opts, streamrt.WithTimestamp(ms))
+			} else {
+				return fmt.Errorf("emit: bad argument %s", a)
+			}
+		}
+		if len(hs) > 0 {
+			opts = append(opts, streamrt.WithHeaders(hs...))
+		}
+		return streamrt.Emit(args[1], key, value, opts...)
+	case "echo":
+		if err := want(0); err != nil {
+			return err
+		}
+		return streamrt.Emit("out", r.Key, r.Value, streamrt.WithHeaders(r.Headers...))
+	case "meta":
+		if err := want(0); err != nil {
+			return err
+		}
+		return out(cmd, fmt.Appendf(nil, "topic=%s partition=%d offset=%d ts=%d headers=%d", r.Topic, r.Partition, r.Offset, r.Timestamp, len(r.Headers)))
+	case "time":
+		if err := want(0); err != nil {
+			return err
+		}
+		return out(cmd, strconv.AppendInt(nil, streamrt.StreamTime(), 10))
+	case "log":
+		if len(args) < 2 {
+			return errors.New("log: want a level")
+		}
+		level, err := strconv.ParseInt(args[1], 10, 32)
+		if err != nil {
+			return fmt.Errorf("log: bad level %s", args[1])
+		}
+		msg, err := text(args[2:])
+		if err != nil {
+			return err
+		}
+		streamrt.Log(streamrt.Level(level), msg)
+		return nil
+	case "fail":
+		msg, err := text(args[1:])
+		if err != nil {
+			return err
+		}
+		return errors.New(msg)
+	case "panic":
+		msg, err := text(args[1:])
+		if err != nil {
+			return err
+		}
+		panic(msg)
+	case "raw-store", "raw-output":
+		if err := want(1); err != nil {
+			return err
+		}
+		open := storeHandle
+		if args[0] == "raw-output" {
+			open = outputHandle
+		}
+		h, err := open(args[1])
+		if err != nil {
+			return err
+		}
+		if h >= 0 {
+			return out(cmd, []byte("ok"))
+		}
+		return outCode(cmd, h)
+	case "raw-get":
+		if err := want(3); err != nil {
+			return err
+		}
+		h, err := storeHandle(args[1])
+		if err != nil {
+			return err
+		}
+		key, err := arg(args[2])
+		if err != nil {
+			return err
+		}
+		n, err := number(args[3])
+		if err != nil {
+			return err
+		}
+		buf := []byte(strings.Repeat("*", n))
+		kp, kl := rawArg(key)
+		rc := hostStoreGet(h, kp, kl, unsafe.SliceData(buf), int32(len(buf)))
+		return out(cmd, append(fmt.Appendf(nil, "rc=%d buf=", rc), buf...))
+	case "raw-range":
+		if err := want(4); err != nil {
+			return err
+		}
+		h, err := storeHandle(args[1])
+		if err != nil {
+			return err
+		}
+		start, err1 := arg(args[2])
+		end, err2 := arg(args[3])
+		capacity, err3 := number(args[4])
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return err
+		}
+		sp, sl := rawArg(start)
+		ep, el := rawArg(end)
+		it := hostStoreRange(h, sp, sl, ep, el)
+		if it < 0 {
+			return out(cmd, fmt.Appendf(nil, "range=%d", it))
+		}
+		buf := []byte(strings.Repeat("*", capacity))
+		var rcs []string
+		for {
+			rc := hostRangeNext(it, unsafe.SliceData(buf), int32(capacity))
+			rcs = append(rcs, strconv.Itoa(int(rc)))
+			if rc <= 0 || int(rc) > capacity || len(rcs) >= 10_000 {
+				break
+			}
+		}
+		closed := hostRangeClose(it)
+		again := hostRangeClose(it)
+		return out(cmd, fmt.Appendf(nil, "next=%s close=%d again=%d", strings.Join(rcs, ","), closed, again))
+	case "raw-next":
+		if err := want(1); err != nil {
+			return err
+		}
+		h, err := integer(args[1])
+		if err != nil {
+			return err
+		}
+		var buf [16]byte
+		return outCode(cmd, hostRangeNext(h, &buf[0], int32(len(buf))))
+	case "raw-close":
+		if err := want(1); err != nil {
+			return err
+		}
+		h, err := integer(args[1])
+		if err != nil {
+			return err
+		}
+		return outCode(cmd, hostRangeClose(h))
+	case "raw-put":
+		if err := want(3); err != nil {
+			return err
+		}
+		h, err := storeHandle(args[1])
+		if err != nil {
+			return err
+		}
+		key, err1 := arg(args[2])
+		value, err2 := arg(args[3])
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		kp, kl := rawArg(key)
+		vp, vl := rawArg(value)
+		return outCode(cmd, hostStorePut(h, int32(r.Index()), kp, kl, vp, vl))
+	case "raw-del":
+		if err := want(2); err != nil {
+			return err
+		}
+		h, err := storeHandle(args[1])
+		if err != nil {
+			return err
+		}
+		key, err := arg(args[2])
+		if err != nil {
+			return err
+		}
+		kp, kl := rawArg(key)
+		return outCode(cmd, hostStoreDelete(h, int32(r.Index()), kp, kl))
+	case "raw-emit", "raw-emit-hdr":
+		if err := want(2); err != nil {
+			return err
+		}
+		h, err := outputHandle(args[1])
+		if err != nil {
+			return err
+		}
+		rec, hdr := int32(r.Index()), []byte(nil)
+		if args[0] == "raw-emit" {
+			if rec, err = recordIndex(r, args[2]); err != nil {
+				return err
+			}
+		} else if hdr, err = unhex(args[2]); err != nil {
+			return err
+		}
+		k, v := []byte("k"), []byte("v")
+		return outCode(cmd, hostEmit(h, rec, &k[0], 1, &v[0], 1, unsafe.SliceData(hdr), int32(len(hdr)), -1))
+	case "raw-error":
+		if len(args) < 2 {
+			return errors.New("raw-error: want a record")
+		}
+		rec, err := recordIndex(r, args[1])
+		if err != nil {
+			return err
+		}
+		msg, err := text(args[2:])
+		if err != nil {
+			return err
+		}
+		m := []byte(msg)
+		return outCode(cmd, hostRecordError(rec, unsafe.SliceData(m), int32(len(m))))
+	}
+	return fmt.Errorf("unknown command %s", args[0])
+}
+
+// out emits a result to output "out", keyed by the command.
+func out(cmd string, value []byte) error {
+	return streamrt.Emit("out", []byte(cmd), value)
+}
+
+func outCode(cmd string, rc int32) error {
+	return out(cmd, strconv.AppendInt(nil, int64(rc), 10))
+}
+
+// listOut emits a range as "k=v,k=v".
+func listOut(cmd string, it *streamrt.Iterator) error {
+	defer it.Close()
+	text := []byte{}
+	for it.Next() {
+		if len(text) > 0 {
+			text = append(text, ',')
+		}
+		text = append(append(append(text, it.Key()...), '='), it.Value()...)
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return out(cmd, text)
+}
+
+func storeHandle(name string) (int32, error) {
+	if n, ok := strings.CutPrefix(name, "#"); ok {
+		return integer(n)
+	}
+	b, err := bytesArg(name)
+	if err != nil {
+		return 0, err
+	}
+	return hostStoreOpen(unsafe.SliceData(b), int32(len(b))), nil
+}
+
+func outputHandle(name string) (int32, error) {
+	if n, ok := strings.CutPrefix(name, "#"); ok {
+		return integer(n)
+	}
+	b, err := bytesArg(name)
+	if err != nil {
+		return 0, err
+	}
+	return hostOutputOpen(unsafe.SliceData(b), int32(len(b))), nil
+}
+
+func recordIndex(r *streamrt.Record, s string) (int32, error) {
+	if s == "cur" {
+		return int32(r.Index()), nil
+	}
+	return integer(s)
+}
+
+// rawArg passes b as (ptr, len), with len -1 for nil (null).
+func rawArg(b []byte) (*byte, int32) {
+	if b == nil {
+		return nil, -1
+	}
+	return unsafe.SliceData(b), int32(len(b))
+}
+
+// arg decodes an argument: "~" is null, "-" is empty, anything else is
+// percent-decoded.
+func arg(s string) ([]byte, error) {
+	switch s {
+	case "~":
+		return nil, nil
+	case "-":
+		return []byte{}, nil
+	}
+	return unescape(s)
+}
+
+// bytesArg is arg where null is not possible: "~" is empty too.
+func bytesArg(s string) ([]byte, error) {
+	b, err := arg(s)
+	if b == nil && err == nil {
+		b = []byte{}
+	}
+	return b, err
+}
+
+func bytes2(a, b string) ([]byte, []byte, error) {
+	x, err1 := bytesArg(a)
+	y, err2 := bytesArg(b)
+	return x, y, errors.Join(err1, err2)
+}
+
+// text is the rest of a command as one percent-decoded text.
+func text(args []string) (string, error) {
+	b, err := unescape(strings.Join(args, " "))
+	return string(b), err
+}
+
+func unescape(s string) ([]byte, error) {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			out = append(out, s[i])
+			continue
+		}
+		if i+3 > len(s) {
+			return nil, fmt.Errorf("bad escape in %s", s)
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return nil, fmt.Errorf("bad escape in %s", s)
+		}
+		out = append(out, byte(v))
+		i += 2
+	}
+	return out, nil
+}
+
+func unhex(s string) ([]byte, error) {
+	if len(s)%2 != 0 {
+		return nil, fmt.Errorf("bad hex %s", s)
+	}
+	out := make([]byte, 0, len(s)/2)
+	for i := 0; i < len(s); i += 2 {
+		v, err := strconv.ParseUint(s[i:i+2], 16, 8)
+		if err != nil {
+			return nil, fmt.Errorf("bad hex %s", s)
+		}
+		out = append(out, byte(v))
+	}
+	return out, nil
+}
+
+func number(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 31)
+	if err != nil {
+		return 0, fmt.Errorf("bad number %s", s)
+	}
+	return int(n), nil
+}
+
+func integer(s string) (int32, error) {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("bad number %s", s)
+	}
+	return int32(n), nil
+}
+
+// The raw host functions, declared here as well as in the SDK, so that the
+// guest can pin what the SDK hides (abi/ABI.md has their contract).
+
+//go:wasmimport streamrt_v1 store_open
+func hostStoreOpen(name *byte, nameLen int32) int32
+
+//go:wasmimport streamrt_v1 store_get
+func hostStoreGet(store int32, key *byte, keyLen int32, buf *byte, bufCap int32) int32
+
+//go:wasmimport streamrt_v1 store_put
+func hostStorePut(store, rec int32, key *byte, keyLen int32, val *byte, valLen int32) int32
+
+//go:wasmimport streamrt_v1 store_delete
+func hostStoreDelete(store, rec int32, key *byte, keyLen int32) int32
+
+//go:wasmimport streamrt_v1 store_range
+func hostStoreRange(store int32, start *byte, startLen int32, end *byte, endLen int32) int32
+
+//go:wasmimport streamrt_v1 range_next
+func hostRangeNext(iter int32, buf *byte, bufCap int32) int32
+
+//go:wasmimport streamrt_v1 range_close
+func hostRangeClose(iter int32) int32
+
+//go:wasmimport streamrt_v1 output_open
+func hostOutputOpen(name *byte, nameLen int32) int32
+
+//go:wasmimport streamrt_v1 emit
+func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int32, hdr *byte, hdrLen int32, ts int64) int32
+
+//go:wasmimport streamrt_v1 record_error
+func hostRecordError(rec int32, msg *byte, msgLen int32) int32

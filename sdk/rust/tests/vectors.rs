@@ -1,0 +1,491 @@
+//! The golden vectors of abi/testdata/*.vec, shared with the host and the Go
+//! SDK: every one decoded and re-encoded by this crate's abi module, and run
+//! through the SDK's own paths (the batch decoder behind both handler kinds,
+//! emit's header encoding, the range iterator).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use streamrt::abi::{self, Batch, BatchReader, Header, Headers, OwnedHeader, OwnedRecord};
+use streamrt::testing::{self, Call, FakeHost, Host};
+use streamrt::{EmitOptions, Record, Store};
+
+struct Vector {
+    file: String,
+    line: usize,
+    name: String,
+    kind: String,
+    batch: Batch,
+    headers: Vec<OwnedHeader>,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    encoded: Vec<u8>,
+}
+
+impl Vector {
+    fn at(&self) -> String {
+        format!("{}:{} ({})", self.file, self.line, self.name)
+    }
+}
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../abi/testdata")
+}
+
+/// Reads every *.vec file, as abi/abitest does.
+fn load() -> Vec<Vector> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(testdata())
+        .expect("read abi/testdata")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().map_or(false, |e| e == "vec"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no *.vec files in {}",
+        testdata().display()
+    );
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        out.extend(
+            parse(&text, &f.file_name().unwrap().to_string_lossy())
+                .unwrap_or_else(|e| panic!("{}", e)),
+        );
+    }
+    out
+}
+
+fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
+    let mut out = Vec::new();
+    let mut cur: Option<Vector> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let text = raw.split('#').next().unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let fail = |m: String| format!("{}:{}: {}", file, line, m);
+        if fields[0] == "vector" {
+            if cur.is_some() {
+                return Err(fail("vector not ended".into()));
+            }
+            cur = Some(Vector {
+                file: file.to_string(),
+                line,
+                name: fields[1].to_string(),
+                kind: String::new(),
+                batch: Batch::default(),
+                headers: Vec::new(),
+                entries: Vec::new(),
+                encoded: Vec::new(),
+            });
+            continue;
+        }
+        let v = cur
+            .as_mut()
+            .ok_or_else(|| fail(format!("{} outside a vector", fields[0])))?;
+        let kv = |fs: &[&str]| -> Result<std::collections::HashMap<String, String>, String> {
+            fs.iter()
+                .map(|f| {
+                    f.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| format!("want key=value, got {}", f))
+                })
+                .collect()
+        };
+        match fields[0] {
+            "kind" => v.kind = fields[1].to_string(),
+            "stream_time" => {
+                v.batch.stream_time = fields[1].parse().map_err(|_| fail("stream_time".into()))?
+            }
+            "topics" => v.batch.topics = fields[1..].iter().map(|s| s.to_string()).collect(),
+            "record" => {
+                let m = kv(&fields[1..]).map_err(fail)?;
+                let ti: usize = m["topic"].parse().map_err(|_| fail("topic".into()))?;
+                v.batch.records.push(OwnedRecord {
+                    topic: v
+                        .batch
+                        .topics
+                        .get(ti)
+                        .ok_or_else(|| fail("topic index".into()))?
+                        .clone(),
+                    partition: m["partition"]
+                        .parse()
+                        .map_err(|_| fail("partition".into()))?,
+                    offset: m["offset"].parse().map_err(|_| fail("offset".into()))?,
+                    timestamp: m["timestamp"]
+                        .parse()
+                        .map_err(|_| fail("timestamp".into()))?,
+                    key: bytes(&m["key"], true).map_err(fail)?,
+                    value: bytes(&m["value"], true).map_err(fail)?,
+                    headers: Vec::new(),
+                });
+            }
+            "header" => {
+                let m = kv(&fields[1..]).map_err(fail)?;
+                let h = OwnedHeader {
+                    key: bytes(&m["key"], false).map_err(fail)?.unwrap(),
+                    value: bytes(&m["value"], true).map_err(fail)?,
+                };
+                if v.kind == "headers" {
+                    v.headers.push(h);
+                } else {
+                    v.batch
+                        .records
+                        .last_mut()
+                        .ok_or_else(|| fail("header before any record".into()))?
+                        .headers
+                        .push(h);
+                }
+            }
+            "entry" => {
+                let m = kv(&fields[1..]).map_err(fail)?;
+                v.entries.push((
+                    bytes(&m["key"], false).map_err(fail)?.unwrap(),
+                    bytes(&m["value"], false).map_err(fail)?.unwrap(),
+                ));
+            }
+            "encoded" => {
+                v.encoded = bytes(fields.get(1).copied().unwrap_or(""), false)
+                    .map_err(fail)?
+                    .unwrap()
+            }
+            "end" => {
+                if !matches!(v.kind.as_str(), "batch" | "headers" | "entries") {
+                    return Err(fail(format!("unknown kind {}", v.kind)));
+                }
+                out.push(cur.take().unwrap());
+            }
+            other => return Err(fail(format!("unknown directive {}", other))),
+        }
+    }
+    if cur.is_some() {
+        return Err(format!("{}: vector not ended", file));
+    }
+    Ok(out)
+}
+
+fn bytes(s: &str, nullable: bool) -> Result<Option<Vec<u8>>, String> {
+    if s == "null" {
+        return if nullable {
+            Ok(None)
+        } else {
+            Err("null not allowed here".into())
+        };
+    }
+    if s.len() % 2 != 0 {
+        return Err(format!("bad hex {}", s));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("bad hex {}", s)))
+        .collect::<Result<Vec<u8>, String>>()
+        .map(Some)
+}
+
+fn vectors(kind: &str) -> Vec<Vector> {
+    let vs: Vec<Vector> = load().into_iter().filter(|v| v.kind == kind).collect();
+    assert!(!vs.is_empty(), "no {} vectors", kind);
+    vs
+}
+
+fn owned(r: &Record) -> OwnedRecord {
+    OwnedRecord {
+        topic: r.topic.to_string(),
+        partition: r.partition,
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key.map(|k| k.to_vec()),
+        value: r.value.map(|v| v.to_vec()),
+        headers: r.headers().map(OwnedHeader::from).collect(),
+    }
+}
+
+#[test]
+fn every_vector_file_parses() {
+    let vs = load();
+    assert!(vs.len() >= 9, "only {} vectors", vs.len());
+}
+
+#[test]
+fn batches_decode_and_reencode() {
+    for v in vectors("batch") {
+        assert_eq!(abi::encode_batch(&v.batch), v.encoded, "{}: encode", v.at());
+        let r = BatchReader::new(&v.encoded).unwrap_or_else(|e| panic!("{}: {}", v.at(), e));
+        assert_eq!(r.stream_time(), v.batch.stream_time, "{}", v.at());
+        assert_eq!(
+            r.topics().to_vec(),
+            v.batch
+                .topics
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+            "{}",
+            v.at()
+        );
+        assert_eq!(r.len(), v.batch.records.len(), "{}", v.at());
+        let got: Vec<OwnedRecord> = r
+            .map(|r| OwnedRecord::from(r.unwrap_or_else(|e| panic!("{}: {}", v.at(), e))))
+            .collect();
+        assert_eq!(got, v.batch.records, "{}: decode", v.at());
+        // Re-encoding the decoded form gives the same bytes.
+        let again = Batch {
+            stream_time: v.batch.stream_time,
+            topics: v.batch.topics.clone(),
+            records: got,
+        };
+        assert_eq!(
+            abi::encode_batch(&again),
+            v.encoded,
+            "{}: re-encode",
+            v.at()
+        );
+    }
+}
+
+#[test]
+fn batches_through_a_record_handler() {
+    for v in vectors("batch") {
+        let host = FakeHost::new();
+        let mut got = Vec::new();
+        let call = host.call_records(&v.encoded, |r: &Record| -> streamrt::Result<()> {
+            assert_eq!(r.index(), got.len(), "{}", v.at());
+            assert_eq!(streamrt::stream_time(), v.batch.stream_time, "{}", v.at());
+            got.push(owned(r));
+            Ok(())
+        });
+        assert_eq!(
+            call,
+            Call::Returned(0),
+            "{}: errors {:?}",
+            v.at(),
+            host.record_errors()
+        );
+        assert_eq!(got, v.batch.records, "{}", v.at());
+    }
+}
+
+#[test]
+fn batches_through_a_batch_handler() {
+    for v in vectors("batch") {
+        let host = FakeHost::new();
+        let mut got = Vec::new();
+        let mut calls = 0;
+        let call = host.call_batch(&v.encoded, |b: &streamrt::Batch| -> streamrt::Result<()> {
+            calls += 1;
+            assert_eq!(b.stream_time(), v.batch.stream_time);
+            for i in 0..b.len() {
+                assert_eq!(b.record(i).index(), i);
+                got.push(owned(b.record(i)));
+            }
+            Ok(())
+        });
+        assert_eq!(
+            call,
+            Call::Returned(0),
+            "{}: errors {:?}",
+            v.at(),
+            host.record_errors()
+        );
+        assert_eq!(calls, 1);
+        assert_eq!(got, v.batch.records, "{}", v.at());
+    }
+}
+
+/// A host whose emit keeps the header list it is given, byte for byte.
+#[derive(Default)]
+struct HeaderSpy {
+    lists: Vec<Vec<u8>>,
+    canned: Vec<Vec<u8>>,
+}
+
+impl Host for HeaderSpy {
+    fn store_open(&mut self, _: &[u8]) -> i32 {
+        0
+    }
+    fn store_get(&mut self, _: i32, _: Option<&[u8]>, _: &mut [u8]) -> i32 {
+        -1
+    }
+    fn store_put(&mut self, _: i32, _: i32, _: Option<&[u8]>, _: Option<&[u8]>) -> i32 {
+        0
+    }
+    fn store_delete(&mut self, _: i32, _: i32, _: Option<&[u8]>) -> i32 {
+        0
+    }
+    fn store_range(&mut self, _: i32, _: Option<&[u8]>, _: Option<&[u8]>) -> i32 {
+        7
+    }
+    /// Hands out the canned chunks one per call, as a host that writes
+    /// whole entries would, asking for more room when one does not fit.
+    fn range_next(&mut self, _: i32, buf: &mut [u8]) -> i32 {
+        match self.canned.first() {
+            None => 0,
+            Some(c) if c.len() > buf.len() => c.len() as i32,
+            Some(_) => {
+                let c = self.canned.remove(0);
+                buf[..c.len()].copy_from_slice(&c);
+                c.len() as i32
+            }
+        }
+    }
+    fn range_close(&mut self, _: i32) -> i32 {
+        0
+    }
+    fn output_open(&mut self, _: &[u8]) -> i32 {
+        0
+    }
+    fn emit(
+        &mut self,
+        _: i32,
+        _: i32,
+        _: Option<&[u8]>,
+        _: Option<&[u8]>,
+        headers: &[u8],
+        _: i64,
+    ) -> i32 {
+        self.lists.push(headers.to_vec());
+        0
+    }
+    fn log(&mut self, _: i32, _: &[u8]) {}
+    fn record_error(&mut self, rec: i32, msg: &[u8]) -> i32 {
+        panic!("record {} failed: {}", rec, String::from_utf8_lossy(msg));
+    }
+}
+
+fn one_record() -> Vec<u8> {
+    abi::encode_batch(&Batch {
+        stream_time: -1,
+        topics: vec![],
+        records: vec![OwnedRecord {
+            topic: "in".into(),
+            ..Default::default()
+        }],
+    })
+}
+
+#[test]
+fn headers_encode_and_decode() {
+    for v in vectors("headers") {
+        let mut enc = Vec::new();
+        abi::append_headers(
+            &mut enc,
+            v.headers.iter().map(|h| Header {
+                key: &h.key,
+                value: h.value.as_deref(),
+            }),
+        );
+        assert_eq!(enc, v.encoded, "{}: encode", v.at());
+        let got: Vec<OwnedHeader> = Headers::decode_list(&v.encoded)
+            .unwrap_or_else(|e| panic!("{}: {}", v.at(), e))
+            .map(OwnedHeader::from)
+            .collect();
+        assert_eq!(got, v.headers, "{}: decode", v.at());
+
+        // Emit's encoding, from a list and from an input record's headers.
+        let spy = Rc::new(RefCell::new(HeaderSpy::default()));
+        let hs: Vec<Header> = v
+            .headers
+            .iter()
+            .map(|h| Header {
+                key: &h.key,
+                value: h.value.as_deref(),
+            })
+            .collect();
+        let call = testing::call_records(
+            &spy,
+            testing::new_generation(),
+            &one_record(),
+            &mut |r: &Record| -> streamrt::Result<()> {
+                streamrt::emit_with("out", r.key, r.value, EmitOptions::new().headers(&hs))
+            },
+        );
+        assert_eq!(call, Call::Returned(0));
+        let batch = Batch {
+            stream_time: -1,
+            topics: vec![],
+            records: vec![OwnedRecord {
+                topic: "in".into(),
+                headers: v.headers.clone(),
+                ..Default::default()
+            }],
+        };
+        let call = testing::call_records(
+            &spy,
+            testing::new_generation(),
+            &abi::encode_batch(&batch),
+            &mut |r: &Record| -> streamrt::Result<()> {
+                streamrt::emit_with(
+                    "out",
+                    r.key,
+                    r.value,
+                    EmitOptions::new().record_headers(r.headers()),
+                )
+            },
+        );
+        assert_eq!(call, Call::Returned(0));
+        let spied = spy.borrow();
+        let lists = &spied.lists;
+        assert_eq!(lists[0], v.encoded, "{}: emit with a header list", v.at());
+        // An input record without headers is passed on with none (length 0).
+        let want = if v.headers.is_empty() {
+            Vec::new()
+        } else {
+            v.encoded.clone()
+        };
+        assert_eq!(lists[1], want, "{}: emit with a record's headers", v.at());
+    }
+}
+
+#[test]
+fn entries_decode_and_iterate() {
+    for v in vectors("entries") {
+        let mut enc = Vec::new();
+        let mut rest: &[u8] = &v.encoded;
+        for (k, val) in &v.entries {
+            abi::append_entry(&mut enc, k, val);
+            let (gk, gv, r) = abi::next_entry(rest).unwrap_or_else(|e| panic!("{}: {}", v.at(), e));
+            assert_eq!((gk, gv), (k.as_slice(), val.as_slice()), "{}", v.at());
+            rest = r;
+        }
+        assert!(rest.is_empty(), "{}: {} bytes left", v.at(), rest.len());
+        assert_eq!(enc, v.encoded, "{}: encode", v.at());
+
+        // The iterator decodes what range_next writes, also when it arrives
+        // in chunks bigger than its buffer (one of 5000 bytes here).
+        for pad in [0usize, 5000] {
+            let mut canned = Vec::new();
+            if pad > 0 {
+                let mut big = Vec::new();
+                abi::append_entry(&mut big, b"pad", &vec![b'p'; pad]);
+                canned.push(big);
+            }
+            if !v.encoded.is_empty() {
+                canned.push(v.encoded.clone());
+            }
+            let spy = Rc::new(RefCell::new(HeaderSpy {
+                canned,
+                ..Default::default()
+            }));
+            let mut got = Vec::new();
+            let call = testing::call_records(
+                &spy,
+                testing::new_generation(),
+                &one_record(),
+                &mut |_: &Record| -> streamrt::Result<()> {
+                    let s = Store::new("s");
+                    let mut it = s.range(None, None)?;
+                    while let Some((k, val)) = it.next_entry()? {
+                        if k != b"pad" {
+                            got.push((k.to_vec(), val.to_vec()));
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            assert_eq!(call, Call::Returned(0));
+            assert_eq!(got, v.entries, "{}: iterated (pad {})", v.at(), pad);
+        }
+    }
+}
