@@ -12,13 +12,20 @@ import (
 
 // encodedBatch returns a batch of n records with 16-byte keys and
 // valueSize-byte values, written into the guest's buffer as the host does.
-func encodedBatch(n, valueSize int) []byte {
+func encodedBatch(n, valueSize int) []byte { return encodedBatchHeaders(n, valueSize, 0) }
+
+// encodedBatchHeaders is encodedBatch with nh headers per record.
+func encodedBatchHeaders(n, valueSize, nh int) []byte {
 	b := &abi.Batch{StreamTime: 1}
 	for i := 0; i < n; i++ {
-		b.Records = append(b.Records, abi.Record{
+		r := abi.Record{
 			Topic: "in", Offset: int64(i), Timestamp: 1,
 			Key: fmt.Appendf(nil, "key-%012d", i%100), Value: bytes.Repeat([]byte{'v'}, valueSize),
-		})
+		}
+		for j := range nh {
+			r.Headers = append(r.Headers, abi.Header{Key: fmt.Sprintf("header-%d", j), Value: []byte("value")})
+		}
+		b.Records = append(b.Records, r)
 	}
 	enc := abi.EncodeBatch(nil, b)
 	buf := inputBuffer(int32(len(enc)))
@@ -26,13 +33,16 @@ func encodedBatch(n, valueSize int) []byte {
 	return buf[:len(enc)]
 }
 
-// The per-record path allocates nothing once warmed up: decoding, Emit, and
-// a Get and Put per record.
+// The per-record path allocates nothing once warmed up: decoding (headers
+// included), Emit with and without options, and a Get and Put per record.
 func TestNoAllocs(t *testing.T) {
 	handlers := map[string]func(r *Record) error{
 		"emit": func(r *Record) error { return Emit("out", r.Key, r.Value) },
 		"emit with options": func(r *Record) error {
 			return Emit("out", r.Key, r.Value, WithHeaders(r.Headers...), WithTimestamp(r.Timestamp+1))
+		},
+		"emit with one option": func(r *Record) error {
+			return Emit("out", r.Key, r.Value, WithHeaders(r.Headers...))
 		},
 		"get put emit": func(r *Record) error {
 			s := OpenStore("s")
@@ -47,26 +57,51 @@ func TestNoAllocs(t *testing.T) {
 		},
 	}
 	for name, h := range handlers {
-		t.Run(name, func(t *testing.T) {
-			f := newFakeHost(FakeConfig{Stores: []string{"s"}, Outputs: []string{"out"}})
-			f.Discard = true
-			for i := 0; i < 100; i++ {
-				f.Set("s", fmt.Sprintf("key-%012d", i), string(bytes.Repeat([]byte{'s'}, 100)))
-			}
-			HandleRecord(h)
-			buf := encodedBatch(500, 100)
-			allocs := testing.AllocsPerRun(20, func() {
-				if rc := process(buf); rc != 0 {
-					t.Fatalf("process = %d: %v", rc, f.errs)
+		for _, nh := range []int{0, 3} {
+			t.Run(fmt.Sprintf("%s/headers=%d", name, nh), func(t *testing.T) {
+				f := newFakeHost(FakeConfig{Stores: []string{"s"}, Outputs: []string{"out"}})
+				f.Discard = true
+				for i := 0; i < 100; i++ {
+					f.Set("s", fmt.Sprintf("key-%012d", i), string(bytes.Repeat([]byte{'s'}, 100)))
+				}
+				HandleRecord(h)
+				buf := encodedBatchHeaders(500, 100, nh)
+				allocs := testing.AllocsPerRun(20, func() {
+					if rc := process(buf); rc != 0 {
+						t.Fatalf("process = %d: %v", rc, f.errs)
+					}
+				})
+				if allocs != 0 {
+					t.Errorf("%v allocations per batch, want 0", allocs)
+				}
+				if f.nEmits == 0 || len(f.errs) != 0 {
+					t.Errorf("%d emits, errors %v", f.nEmits, f.errs)
 				}
 			})
-			if allocs != 0 {
-				t.Errorf("%v allocations per batch, want 0", allocs)
+		}
+	}
+}
+
+// A batch handler's decoding allocates nothing once warmed up either.
+func TestNoAllocsBatch(t *testing.T) {
+	f := newFakeHost(FakeConfig{Outputs: []string{"out"}})
+	f.Discard = true
+	HandleBatch(func(b *Batch) error {
+		for _, r := range b.All() {
+			if err := Emit("out", r.Key, r.Value, WithHeaders(r.Headers...)); err != nil {
+				return err
 			}
-			if f.nEmits == 0 || len(f.errs) != 0 {
-				t.Errorf("%d emits, errors %v", f.nEmits, f.errs)
-			}
-		})
+		}
+		return nil
+	})
+	buf := encodedBatchHeaders(500, 100, 2)
+	allocs := testing.AllocsPerRun(20, func() {
+		if rc := process(buf); rc != 0 {
+			t.Fatalf("process = %d: %v", rc, f.errs)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch, want 0", allocs)
 	}
 }
 

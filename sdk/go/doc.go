@@ -43,8 +43,9 @@
 // reused by the next Iterator.Next. Copy what you keep. In the other
 // direction the host copies everything passed to it before the call returns.
 // With that rule the per-record path (decoding, a Get, a Put and an Emit)
-// allocates nothing once warmed up, except one string per header key, which
-// the abi package's decoder allocates.
+// allocates nothing once warmed up. Header keys are strings interned per
+// instance; only a key beyond the first 256 distinct ones is allocated for
+// each record that carries it.
 //
 // # Failures
 //

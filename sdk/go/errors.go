@@ -50,6 +50,11 @@ type HostError struct {
 	Code abi.Code // the negative result
 }
 
+// hostError is not inlined: a caller's error path is then a call and a
+// return, which the compiler lays out of line when the caller tests for
+// success first (see Emit).
+//
+//go:noinline
 func hostError(fn, name string, rc int32) error {
 	return &HostError{Func: fn, Name: name, Code: abi.Code(rc)}
 }

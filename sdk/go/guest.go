@@ -2,7 +2,6 @@ package streamrt
 
 import (
 	"errors"
-	"io"
 	"runtime/debug"
 	"strconv"
 
@@ -17,16 +16,16 @@ type instance struct {
 	onBatch  func(*Batch) error
 
 	input  []byte // the streamrt_buffer: grow-only, reused for every batch
-	reader abi.BatchReader
-	scan   abi.Record // decoding target, reused
-	rec    Record     // the record given to a per-record handler, reused
-	batch  Batch      // the batch given to a batch handler, reused
+	reader reader
+	rec    [1]Record // the record given to a per-record handler, reused
+	batch  Batch     // the batch given to a batch handler, reused
 
 	current    int32 // record index stamped on effects, or abi.NoRecord
 	streamTime int64
 
 	stores     map[string]*Store
 	outputs    map[string]*output
+	outputList []*output // the outputs in the order opened
 	lastOutput *output
 	values     arena       // Store.Get results
 	headers    []byte      // scratch for emit's header list
@@ -121,10 +120,11 @@ func inputBuffer(size int32) []byte {
 
 // process backs the streamrt_process export.
 func process(buf []byte) int32 {
-	if err := inst.reader.Reset(buf); err != nil {
-		return failBatch(err)
+	r := &inst.reader
+	if !r.reset(buf) {
+		return failBatch(r.err())
 	}
-	inst.streamTime = inst.reader.StreamTime()
+	inst.streamTime = r.streamTime
 	var rc int32
 	switch {
 	case inst.onRecord != nil:
@@ -139,30 +139,64 @@ func process(buf []byte) int32 {
 	return rc
 }
 
+// processRecords calls the record handler on every record of the batch. It
+// has one deferred recover per batch rather than one per record, which the
+// Go Wasm port makes costly: runRecords runs the records until the batch
+// ends or a handler panics, and after a panic, which fails only the record
+// at hand, processRecords calls it again to go on with the next record.
 func processRecords() int32 {
-	r := &inst.reader
-	for i := 0; ; i++ {
-		inst.scan.Headers = inst.rec.Headers[:0]
-		if err := r.Next(&inst.scan); err != nil {
-			if err == io.EOF {
-				return 0
-			}
-			return failBatch(err)
+	for {
+		if rc, done := runRecords(); done {
+			return rc
 		}
-		inst.rec = recordOf(&inst.scan, i)
-		inst.current = int32(i)
-		inst.values.reset()
-		if err := callRecord(inst.onRecord, &inst.rec); err != nil {
-			reportRecord(i, err)
-		}
-		inst.current = abi.NoRecord
 	}
+}
+
+// runRecords decodes and handles the records from the reader's position on.
+// It returns done false only after a handler panicked and the panic was
+// reported as its record's failure.
+func runRecords() (rc int32, done bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			rc, done = recordPanic(&PanicError{Value: v, Stack: debug.Stack()})
+		}
+	}()
+	r := &inst.reader
+	if !r.run(inst.rec[:], inst.onRecord) || !r.done() {
+		return failBatch(r.err()), true
+	}
+	return 0, true
+}
+
+// handle calls fn on record i, with the effects attributed to it, and
+// reports the error fn returns. A panic goes up to runRecords.
+func handle(i int, rec *Record, fn func(*Record) error) {
+	inst.current = int32(i)
+	inst.values.reset()
+	err := fn(rec)
+	inst.current = abi.NoRecord
+	if err != nil {
+		reportRecord(i, err)
+	}
+}
+
+// recordPanic reports a panic that runRecords recovered. A panic in a
+// handler fails its record, and the batch goes on with the next one; a panic
+// anywhere else (which would be a bug in the SDK) fails the batch.
+func recordPanic(pe *PanicError) (rc int32, done bool) {
+	i := inst.current
+	inst.current = abi.NoRecord
+	if i < 0 {
+		return failBatch(pe), true
+	}
+	reportRecord(int(i), pe)
+	return 0, false
 }
 
 func processBatch(size int) int32 {
 	r := &inst.reader
 	b := &inst.batch
-	n := r.Len()
+	n := r.count
 	// A record takes at least its fixed part and three length words, which
 	// bounds the count before allocating for it.
 	if n > size/(abi.RecordFixedSize+12) {
@@ -172,15 +206,8 @@ func processBatch(size int) int32 {
 		b.records = append(b.records[:cap(b.records)], make([]Record, n-cap(b.records))...)
 	}
 	b.records = b.records[:n]
-	for i := range b.records {
-		inst.scan.Headers = b.records[i].Headers[:0]
-		if err := r.Next(&inst.scan); err != nil {
-			return failBatch(err)
-		}
-		b.records[i] = recordOf(&inst.scan, i)
-	}
-	if err := r.Next(&inst.scan); err != io.EOF {
-		return failBatch(err)
+	if !r.run(b.records, nop) || !r.done() {
+		return failBatch(r.err())
 	}
 	b.streamTime = inst.streamTime
 	inst.values.reset()
@@ -194,27 +221,8 @@ func processBatch(size int) int32 {
 	return 0
 }
 
-func recordOf(a *abi.Record, i int) Record {
-	return Record{
-		Topic:     a.Topic,
-		Partition: a.Partition,
-		Offset:    a.Offset,
-		Timestamp: a.Timestamp,
-		Key:       a.Key,
-		Value:     a.Value,
-		Headers:   a.Headers,
-		index:     i,
-	}
-}
-
-func callRecord(fn func(*Record) error, r *Record) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return fn(r)
-}
+// nop is the record "handler" of a batch handler's decoding.
+func nop(*Record) error { return nil }
 
 func callBatch(fn func(*Batch) error, b *Batch) (err error) {
 	defer func() {

@@ -76,11 +76,82 @@ func TestRecordFailures(t *testing.T) {
 	}
 }
 
+// One deferred recover serves a whole batch: after a panic the handler goes
+// on with the next record, also when panics come in a row, at the first or
+// the last record, or in every record; and across chunks of decoding.
+func TestPanicsResume(t *testing.T) {
+	tests := []struct {
+		name   string
+		n      int
+		panics func(i int) bool
+	}{
+		{"first", 4, func(i int) bool { return i == 0 }},
+		{"last", 4, func(i int) bool { return i == 3 }},
+		{"in a row", 6, func(i int) bool { return i >= 1 && i <= 3 }},
+		{"every record", 5, func(int) bool { return true }},
+		{"many", 1000, func(i int) bool { return i%127 == 0 || i == 128 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeHost(FakeConfig{Outputs: []string{"out"}})
+			var seen []int
+			HandleRecord(func(r *Record) error {
+				seen = append(seen, r.Index())
+				if err := Emit("out", r.Key, r.Value); err != nil {
+					return err
+				}
+				if tt.panics(r.Index()) {
+					panic(fmt.Sprintf("boom %d", r.Index()))
+				}
+				if r.Index()%5 == 4 {
+					return errors.New("plain error")
+				}
+				return nil
+			})
+			values := make([]string, tt.n)
+			if rc := f.Process(batchOf(values...)); rc != 0 {
+				t.Fatalf("process = %d, errors %v", rc, f.errs)
+			}
+			var wantSeen []int
+			var wantErrs []FakeRecordError
+			for i := range tt.n {
+				wantSeen = append(wantSeen, i)
+				switch {
+				case tt.panics(i):
+					wantErrs = append(wantErrs, FakeRecordError{int32(i), fmt.Sprintf("panic: boom %d", i)})
+				case i%5 == 4:
+					wantErrs = append(wantErrs, FakeRecordError{int32(i), "plain error"})
+				}
+			}
+			if !reflect.DeepEqual(seen, wantSeen) {
+				t.Errorf("handled records %v, want %v", seen, wantSeen)
+			}
+			if !reflect.DeepEqual(f.errs, wantErrs) {
+				t.Errorf("record errors\n got %v\nwant %v", f.errs, wantErrs)
+			}
+			for i, e := range f.emits {
+				if e.Rec != int32(i) {
+					t.Fatalf("emit %d attributed to record %d", i, e.Rec)
+				}
+			}
+			if inst.current != abi.NoRecord {
+				t.Errorf("current record %d after the batch", inst.current)
+			}
+			// The next batch starts afresh.
+			seen = nil
+			f.errs = nil
+			if rc := f.Process(batchOf("x")); rc != 0 || !reflect.DeepEqual(seen, []int{0}) {
+				t.Errorf("next batch: process = %d, handled %v", rc, seen)
+			}
+		})
+	}
+}
+
 func TestPanicErrorUnwraps(t *testing.T) {
 	var got error
 	f := newFakeHost(FakeConfig{})
 	HandleBatch(func(b *Batch) error {
-		err := callRecord(func(*Record) error { panic(ErrTooLarge) }, b.Record(0))
+		err := callBatch(func(*Batch) error { panic(ErrTooLarge) }, b)
 		got = err
 		return nil
 	})

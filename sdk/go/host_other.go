@@ -2,12 +2,15 @@
 
 package streamrt
 
-// Off wasip1 there are no Wasm imports: the SDK's calls go to nativeHost,
-// which the package's tests set to an in-process fake so that `go test` on
-// the native target exercises the same code paths as a real guest. Slices are
-// passed as they are; the host must copy what it keeps, as a real host copies
-// out of guest memory. A nil slice stands for a length of -1 (abi.Null) where
-// the ABI allows null (range bounds, emitted keys and values).
+import "unsafe"
+
+// Off wasip1 there are no Wasm imports: the host functions below, which
+// have the imports' signatures, go to nativeHost, which the package's tests
+// set to an in-process fake so that `go test` on the native target
+// exercises the same code paths as a real guest, argument passing included.
+// The fake gets slices; it must copy what it keeps, as a real host copies
+// out of guest memory. A nil slice stands for a length of -1 (abi.Null)
+// where the ABI allows null (range bounds, emitted keys and values).
 
 type host interface {
 	storeOpen(name string) int32
@@ -32,40 +35,54 @@ func theHost() host {
 	return nativeHost
 }
 
-func storeOpen(name string) int32 { return theHost().storeOpen(name) }
-
-func storeGet(store int32, key, buf []byte) int32 {
-	return theHost().storeGet(store, notNil(key), buf)
+// slice is the inverse of nullableArg and bytesArg: the bytes at p, nil for
+// a length of -1.
+func slice(p *byte, n int32) []byte {
+	if n < 0 {
+		return nil
+	}
+	return unsafe.Slice(p, n)
 }
 
-func storePut(store, rec int32, key, val []byte) int32 {
-	return theHost().storePut(store, rec, notNil(key), notNil(val))
+// buffer is the inverse of capArg: an empty slice with capacity n at p.
+func buffer(p *byte, n int32) []byte { return unsafe.Slice(p, n)[:0] }
+
+func hostStoreOpen(name string) int32 { return theHost().storeOpen(name) }
+
+func hostStoreGet(store int32, key *byte, keyLen int32, buf *byte, bufCap int32) int32 {
+	return theHost().storeGet(store, notNil(slice(key, keyLen)), buffer(buf, bufCap))
 }
 
-func storeDelete(store, rec int32, key []byte) int32 {
-	return theHost().storeDelete(store, rec, notNil(key))
+func hostStorePut(store, rec int32, key *byte, keyLen int32, val *byte, valLen int32) int32 {
+	return theHost().storePut(store, rec, notNil(slice(key, keyLen)), notNil(slice(val, valLen)))
 }
 
-func storeRange(store int32, start, end []byte) int32 {
-	return theHost().storeRange(store, start, end)
+func hostStoreDelete(store, rec int32, key *byte, keyLen int32) int32 {
+	return theHost().storeDelete(store, rec, notNil(slice(key, keyLen)))
 }
 
-func rangeNext(iter int32, buf []byte) int32 { return theHost().rangeNext(iter, buf) }
-
-func rangeClose(iter int32) int32 { return theHost().rangeClose(iter) }
-
-func outputOpen(name string) int32 { return theHost().outputOpen(name) }
-
-func emit(output, rec int32, key, val, hdr []byte, ts int64) int32 {
-	return theHost().emit(output, rec, key, val, hdr, ts)
+func hostStoreRange(store int32, start *byte, startLen int32, end *byte, endLen int32) int32 {
+	return theHost().storeRange(store, slice(start, startLen), slice(end, endLen))
 }
 
-func logMessage(level int32, msg string) { theHost().log(level, msg) }
+func hostRangeNext(iter int32, buf *byte, bufCap int32) int32 {
+	return theHost().rangeNext(iter, buffer(buf, bufCap))
+}
 
-func recordError(rec int32, msg string) int32 { return theHost().recordError(rec, msg) }
+func hostRangeClose(iter int32) int32 { return theHost().rangeClose(iter) }
 
-// notNil mirrors the wasip1 shims, which pass a nil key or value of a store
-// call as empty rather than null.
+func hostOutputOpen(name string) int32 { return theHost().outputOpen(name) }
+
+func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int32, hdr *byte, hdrLen int32, ts int64) int32 {
+	return theHost().emit(output, rec, slice(key, keyLen), slice(val, valLen), slice(hdr, hdrLen), ts)
+}
+
+func hostLog(level int32, msg string) { theHost().log(level, msg) }
+
+func hostRecordError(rec int32, msg string) int32 { return theHost().recordError(rec, msg) }
+
+// notNil mirrors the wasip1 calls, which pass a nil store key or value as
+// empty rather than null: the host sees a length of 0.
 func notNil(b []byte) []byte {
 	if b == nil {
 		return []byte{}

@@ -19,12 +19,13 @@ var rangeBufSize = 4 << 10
 // (the SDK closes any left open when the batch ends).
 func (s *Store) Range(start, end []byte) *Iterator {
 	it := &Iterator{store: s}
-	h, err := s.open()
-	if err != nil {
-		it.err = err
-		return it
+	if !s.opened {
+		if err := s.open(); err != nil {
+			it.err = err
+			return it
+		}
 	}
-	rc := storeRange(h, start, end)
+	rc := storeRange(s.handle, start, end)
 	if rc < 0 {
 		it.err = hostError(abi.FuncStoreRange, s.name, rc)
 		return it

@@ -37,12 +37,13 @@ func OpenStore(name string) *Store {
 // Name returns the store's name.
 func (s *Store) Name() string { return s.name }
 
-func (s *Store) open() (int32, error) {
-	if s.opened {
-		return s.handle, nil
-	}
+// open asks the host for the store's handle; the methods call it only
+// until it succeeds. Their common path, an open store, checks s.opened and
+// leaves by a call when it is false, so that it takes no branch in the Go
+// Wasm port, where a taken branch is costly.
+func (s *Store) open() error {
 	if s.err != nil {
-		return 0, s.err
+		return s.err
 	}
 	rc := storeOpen(s.name)
 	if rc < 0 {
@@ -50,10 +51,10 @@ func (s *Store) open() (int32, error) {
 		if abi.Code(rc) == abi.ErrUnknownStore {
 			s.err = err
 		}
-		return 0, err
+		return err
 	}
 	s.handle, s.opened = rc, true
-	return rc, nil
+	return nil
 }
 
 // Get returns the value stored under key, with found false when there is
@@ -64,15 +65,31 @@ func (s *Store) open() (int32, error) {
 // batch for a batch handler): copy it to keep it longer. Values from
 // several Gets in one handler call stay valid side by side.
 func (s *Store) Get(key []byte) (value []byte, found bool, err error) {
-	h, err := s.open()
-	if err != nil {
-		return nil, false, err
+	if !s.opened {
+		if err := s.open(); err != nil {
+			return nil, false, err
+		}
+		return s.Get(key)
 	}
 	buf := inst.values.free()
-	n := storeGet(h, key, buf)
-	if int(n) > cap(buf) {
+	kp, kl := bytesArg(key)
+	bp, bc := capArg(buf)
+	n := hostStoreGet(s.handle, kp, kl, bp, bc)
+	// One check for the uncommon cases: an error, including "not found"
+	// (n < 0, a huge uint), and a value that does not fit in the arena's
+	// room or fills it to the brim (which covers having no arena yet).
+	if uint(int(n)) >= uint(cap(buf)) {
+		return s.getOther(key, buf, n)
+	}
+	return inst.values.take(int(n)), true, nil
+}
+
+// getOther finishes a Get whose store_get returned n with buf, for the
+// cases Get leaves out.
+func (s *Store) getOther(key, buf []byte, n int32) (value []byte, found bool, err error) {
+	if n >= 0 && (int(n) > cap(buf) || buf == nil) {
 		buf = inst.values.grow(int(n))
-		n = storeGet(h, key, buf)
+		n = storeGet(s.handle, key, buf)
 		if int(n) > cap(buf) {
 			return nil, false, hostError(abi.FuncStoreGet, s.name, int32(abi.ErrInternal))
 		}
@@ -91,27 +108,36 @@ func (s *Store) Get(key []byte) (value []byte, found bool, err error) {
 // them as soon as Put returns. A nil key is the empty key and a nil value
 // the empty value; Delete removes a key.
 func (s *Store) Put(key, value []byte) error {
-	h, err := s.open()
-	if err != nil {
-		return err
+	if !s.opened {
+		if err := s.open(); err != nil {
+			return err
+		}
+		return s.Put(key, value)
 	}
-	if rc := storePut(h, inst.current, key, value); rc < 0 {
-		return hostError(abi.FuncStorePut, s.name, rc)
+	kp, kl := bytesArg(key)
+	vp, vl := bytesArg(value)
+	rc := hostStorePut(s.handle, inst.current, kp, kl, vp, vl)
+	if rc >= 0 {
+		return nil
 	}
-	return nil
+	return hostError(abi.FuncStorePut, s.name, rc)
 }
 
 // Delete removes key, attributed to the record being handled. Deleting an
 // absent key is not an error.
 func (s *Store) Delete(key []byte) error {
-	h, err := s.open()
-	if err != nil {
-		return err
+	if !s.opened {
+		if err := s.open(); err != nil {
+			return err
+		}
+		return s.Delete(key)
 	}
-	if rc := storeDelete(h, inst.current, key); rc < 0 {
-		return hostError(abi.FuncStoreDelete, s.name, rc)
+	kp, kl := bytesArg(key)
+	rc := hostStoreDelete(s.handle, inst.current, kp, kl)
+	if rc >= 0 {
+		return nil
 	}
-	return nil
+	return hostError(abi.FuncStoreDelete, s.name, rc)
 }
 
 // arena holds Get results: values are appended and handed out as capped
@@ -129,18 +155,16 @@ const (
 
 func (a *arena) reset() { a.buf = a.buf[:0] }
 
-// free returns the unused tail of the arena, with len 0.
+// free returns the unused tail of the arena, with len 0; it is nil until
+// the first grow.
 func (a *arena) free() []byte {
-	if a.buf == nil {
-		a.buf = make([]byte, 0, arenaMin)
-	}
 	return a.buf[len(a.buf):len(a.buf)]
 }
 
 // grow replaces the chunk with one that has room for n bytes and returns
 // its free tail.
 func (a *arena) grow(n int) []byte {
-	size := max(n, min(2*cap(a.buf), arenaChunk))
+	size := max(n, arenaMin, min(2*cap(a.buf), arenaChunk))
 	a.buf = make([]byte, 0, size)
 	return a.buf
 }
