@@ -92,13 +92,15 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 }
 
-// e2eStage is the stage a run benchmarks: a test guest, its stores, and its
-// batch_deadline (the default, 5s, or 0 for none).
+// e2eStage is the stage a run benchmarks: a test guest, its stores, its
+// batch_deadline (the default, 5s, or 0 for none) and the app's guarantee
+// (empty for the default).
 type e2eStage struct {
-	name     string
-	guest    string
-	stores   []string
-	deadline time.Duration
+	name      string
+	guest     string
+	stores    []string
+	deadline  time.Duration
+	guarantee config.Guarantee
 }
 
 // e2eRun is the outcome of moving the input once.
@@ -393,6 +395,9 @@ stages:
 		guesttest.Dir(st.guest), in, out, st.deadline, *e2eBatchSize)
 	if len(st.stores) > 0 {
 		y += fmt.Sprintf("    stores: [%s]\n", strings.Join(st.stores, ", "))
+	}
+	if st.guarantee != "" {
+		y = fmt.Sprintf("guarantee: %s\n", st.guarantee) + y
 	}
 	cfg, err := config.Parse([]byte(y), filepath.Join(dir, "app.yaml"), nil, nil)
 	if err != nil {
