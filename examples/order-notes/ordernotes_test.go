@@ -1,6 +1,8 @@
 // order-notes end to end, with two instances of the app sharing the work:
 // orders that arrive before their product, product updates and deletions,
 // bad orders, and "status of order X" served from the enriched-orders table.
+// It runs once with each variant of the enrich stage (Go and Rust), against
+// the embedded kfake broker or the cluster STREAMRT_TEST_BROKERS names.
 package ordernotes_test
 
 import (
@@ -39,7 +41,8 @@ func (in instance) get(path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func start(t *testing.T, brokers []string) instance {
+// start runs an instance of the app that configFile configures.
+func start(t *testing.T, configFile string, brokers []string) instance {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +50,7 @@ func start(t *testing.T, brokers []string) instance {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg, err := config.Load("streamrt.yaml", map[string]string{
+	cfg, err := config.Load(configFile, map[string]string{
 		"brokers":   strings.Join(brokers, ","),
 		"http":      addr,
 		"state_dir": filepath.Join(t.TempDir(), "state"),
@@ -105,11 +108,34 @@ func ensureTopic(t *testing.T, brokers []string, topic string, partitions int32)
 	}
 }
 
+// TestOrderNotes runs the app with each variant of its enrich stage under the
+// same assertions: the variants are the same app, and either may replace the
+// other. On a real cluster they run one after the other on the same topics
+// and consumer group, each with orders and products of its own.
 func TestOrderNotes(t *testing.T) {
+	for _, tc := range []struct {
+		name, configFile string
+		crate            string // a Rust stage to build first, or ""
+	}{
+		{name: "go", configFile: "streamrt.yaml"},
+		{name: "rust", configFile: "streamrt-rust.yaml", crate: "enrich-rust"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.crate != "" {
+				// Skips the variant on a machine without cargo, unless
+				// CI=true, rather than failing in the runtime's build.
+				guesttest.BuildRust(t, tc.crate)
+			}
+			testOrderNotes(t, tc.configFile)
+		})
+	}
+}
+
+func testOrderNotes(t *testing.T, configFile string) {
 	brokers := testkafka.Brokers(t)
 	ensureTopic(t, brokers, "products", 3) // a global table needs no co-partitioning
 	ensureTopic(t, brokers, "orders", 4)
-	a, b := start(t, brokers), start(t, brokers)
+	a, b := start(t, configFile, brokers), start(t, configFile, brokers)
 	instances := []instance{a, b}
 
 	cl := testkafka.Client(t, brokers)
@@ -119,7 +145,8 @@ func TestOrderNotes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	run := fmt.Sprintf("%x", now)
 	order := func(i int, product string) string {
 		id := fmt.Sprintf("o-%s-%d", run, i)
 		send("orders", id, fmt.Appendf(nil, `{"id":%q,"product_id":%q,"customer_id":"c%d","quantity":%d}`, id, product, i%3, i))
@@ -153,11 +180,11 @@ func TestOrderNotes(t *testing.T) {
 	}
 	productOf := func(m map[string]any) map[string]any { p, _ := m["product"].(map[string]any); return p }
 	// Product updates reach every instance's copy of the global table.
-	waitProduct := func(j int, check func(code int, body string) bool) {
+	waitProduct := func(id string, check func(code int, body string) bool) {
 		t.Helper()
-		waitFor(t, 60*time.Second, "product "+product(j)+" on every instance", func() bool {
+		waitFor(t, 60*time.Second, "product "+id+" on every instance", func() bool {
 			for _, in := range instances {
-				if !check(in.get("/v1/stores/products/keys/" + product(j))) {
+				if !check(in.get("/v1/stores/products/keys/" + id)) {
 					return false
 				}
 			}
@@ -182,7 +209,7 @@ func TestOrderNotes(t *testing.T) {
 		putProduct(j, 10+float64(j))
 	}
 	for j := 0; j < 4; j++ {
-		waitProduct(j, func(code int, _ string) bool { return code == 200 })
+		waitProduct(product(j), func(code int, _ string) bool { return code == 200 })
 	}
 	var later []string
 	for i := 12; i < 24; i++ {
@@ -196,9 +223,25 @@ func TestOrderNotes(t *testing.T) {
 		}
 	}
 
-	// 3. A product update applies to orders after it and re-emits nothing.
+	// 3. A product_id written with escapes is looked up unescaped; one
+	// written as a number is looked up by its text.
+	escaped := fmt.Sprintf("o-%s-escaped", run)
+	send("orders", escaped, fmt.Appendf(nil, `{"id":%q, "product_id" : "\u0070%s", "quantity":1}`, escaped, strings.TrimPrefix(product(3), "p")))
+	if p := productOf(waitOrder(escaped, func(map[string]any) bool { return true })); p["id"] != product(3) {
+		t.Fatalf("order %s with an escaped product_id got product %v, want %s", escaped, p, product(3))
+	}
+	numberedID := fmt.Sprint(now) // a number, unique to the run
+	send("products", numberedID, fmt.Appendf(nil, `{"id":%s,"name":"numbered","price":5}`, numberedID))
+	waitProduct(numberedID, func(code int, _ string) bool { return code == 200 })
+	numbered := fmt.Sprintf("o-%s-numbered", run)
+	send("orders", numbered, fmt.Appendf(nil, `{"id":%q,"product_id":%s,"quantity":1}`, numbered, numberedID))
+	if p := productOf(waitOrder(numbered, func(map[string]any) bool { return true })); p["name"] != "numbered" {
+		t.Fatalf("order %s with a numeric product_id got product %v, want product %s", numbered, p, numberedID)
+	}
+
+	// 4. A product update applies to orders after it and re-emits nothing.
 	putProduct(1, 99)
-	waitProduct(1, func(code int, body string) bool { return code == 200 && strings.Contains(body, "99") })
+	waitProduct(product(1), func(code int, body string) bool { return code == 200 && strings.Contains(body, "99") })
 	updated := order(100, product(1))
 	if p := productOf(waitOrder(updated, func(map[string]any) bool { return true })); p["price"] != float64(99) {
 		t.Fatalf("order after the update got %v, want price 99", p)
@@ -207,18 +250,23 @@ func TestOrderNotes(t *testing.T) {
 		t.Fatalf("an order enriched before the update changed to %v", p)
 	}
 
-	// 4. A deleted product is unknown to orders after the deletion.
+	// 5. A deleted product is unknown to orders after the deletion.
 	send("products", product(2), nil)
-	waitProduct(2, func(code int, _ string) bool { return code == 404 })
+	waitProduct(product(2), func(code int, _ string) bool { return code == 404 })
 	afterDelete := order(101, product(2))
 	if m := waitOrder(afterDelete, func(map[string]any) bool { return true }); m["product"] != nil {
 		t.Fatalf("order after the product's deletion enriched as %v, want product null", m)
 	}
 
-	// 5. Bad orders go to the dead-letter topic with their error.
+	// 6. Bad orders go to the dead-letter topic with their error.
 	send("orders", "bad-"+run+"-1", []byte("not json at all"))
 	send("orders", "bad-"+run+"-2", []byte(`{"id":"x","quantity":1}`))
-	want := map[string]string{"bad-" + run + "-1": "not JSON", "bad-" + run + "-2": "no product_id"}
+	send("orders", "bad-"+run+"-3", []byte(`{"id":"y","product_id":null}`))
+	want := map[string]string{
+		"bad-" + run + "-1": "not JSON",
+		"bad-" + run + "-2": "no product_id",
+		"bad-" + run + "-3": "product_id null is not a string or a number",
+	}
 	dlq := testkafka.Client(t, brokers, kgo.ConsumeTopics("order-notes-enrich-dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	deadline := time.Now().Add(60 * time.Second)
 	for len(want) > 0 && time.Now().Before(deadline) {
@@ -236,7 +284,7 @@ func TestOrderNotes(t *testing.T) {
 		t.Fatalf("bad orders missing from the dead-letter topic or without their error: %v", want)
 	}
 
-	// 6. Every order was enriched exactly once: the table's topic holds one
+	// 7. Every order was enriched exactly once: the table's topic holds one
 	// record per order of this run.
 	seen := map[string]int{}
 	out := testkafka.Client(t, brokers, kgo.ConsumeTopics("enriched-orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -255,8 +303,8 @@ func TestOrderNotes(t *testing.T) {
 			break
 		}
 	}
-	if len(seen) != 26 {
-		t.Fatalf("%d orders of this run enriched, want 26", len(seen))
+	if len(seen) != 28 {
+		t.Fatalf("%d orders of this run enriched, want 28", len(seen))
 	}
 	for id, n := range seen {
 		if n != 1 {

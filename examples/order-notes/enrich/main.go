@@ -5,11 +5,16 @@
 // {"id","product_id","customer_id","quantity"}. Table: products (global),
 // keyed by product id, value {"id","name","price"}. Output: enriched, the
 // order's fields plus "product": the product, or null when it is unknown.
-// An order that is not JSON or has no product_id fails, which hands it to
-// the stage's error policy (a dead-letter topic in this example).
+// The product id is a string's text, or a number as written (7 and 7.0 are
+// different products). An order that is not JSON or whose product_id is
+// missing or of another kind fails, which hands it to the stage's error
+// policy (a dead-letter topic in this example).
+//
+// ../enrich-rust is the same stage in Rust; the test runs the app with each.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,9 +34,9 @@ func init() {
 		if !ok {
 			return errors.New("order has no product_id")
 		}
-		var productID string
-		if err := json.Unmarshal(raw, &productID); err != nil {
-			return fmt.Errorf("product_id is not a string: %w", err)
+		productID, err := productKey(raw)
+		if err != nil {
+			return err
 		}
 		product, err := products.Lookup([]byte(productID))
 		if err != nil {
@@ -47,6 +52,23 @@ func init() {
 		}
 		return streamrt.Emit("enriched", r.Key, out)
 	})
+}
+
+// productKey returns the table key of a product_id value.
+func productKey(raw json.RawMessage) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	// A number's key is its text as written, not a float64's formatting.
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err == nil {
+		switch v := v.(type) {
+		case string:
+			return v, nil
+		case json.Number:
+			return v.String(), nil
+		}
+	}
+	return "", fmt.Errorf("product_id %s is not a string or a number", raw)
 }
 
 func main() {}
