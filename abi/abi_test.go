@@ -50,6 +50,18 @@ func TestVectors(t *testing.T) {
 				if !reflect.DeepEqual(hs, v.Headers) && !(len(hs) == 0 && len(v.Headers) == 0) {
 					t.Fatalf("decode\n got %+v\nwant %+v", hs, v.Headers)
 				}
+			case "query":
+				q, err := abi.DecodeQueryRequest(v.Encoded)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := v.Query
+				if len(want.Body) == 0 {
+					want.Body = []byte{}
+				}
+				if !reflect.DeepEqual(*q, want) {
+					t.Fatalf("decode\n got %+v\nwant %+v", *q, want)
+				}
 			case "entries":
 				rest := v.Encoded
 				for i, want := range v.Entries {

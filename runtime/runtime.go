@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/internal/modload"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/engine"
@@ -73,27 +74,61 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer cache.Close(context.Background())
 
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP, err)
+	}
+	defer ln.Close()
+	advertised := *cfg
+	advertised.Advertise = advertiseAddr(cfg.Advertise, ln.Addr())
+	cfg = &advertised
+
+	routed := routedStages(cfg)
 	stages := make([]engine.Stage, len(cfg.Stages))
-	wasmEngines := make([]*wasm.Engine, len(cfg.Stages))
+	var engines []*wasm.Engine
 	defer func() {
-		for _, we := range wasmEngines {
-			if we != nil {
-				we.Close(context.Background())
-			}
+		for _, we := range engines {
+			we.Close(context.Background())
 		}
 	}()
+	newEngine := func(sc config.Stage, deadline time.Duration) (*wasm.Engine, error) {
+		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: sc.MemoryLimit, Deadline: deadline})
+		if err == nil {
+			engines = append(engines, we)
+		}
+		return we, err
+	}
+	stageEngines := make([]*wasm.Engine, len(cfg.Stages))
+	queryEngines := make([]*wasm.Engine, len(cfg.Stages)) // nil for stages that serve no route
+	queryModules := map[string]*wasm.Module{}
 	for i, sc := range cfg.Stages {
-		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: sc.MemoryLimit, Deadline: sc.BatchDeadline})
-		if err != nil {
+		if stageEngines[i], err = newEngine(sc, sc.BatchDeadline); err != nil {
 			return err
 		}
-		wasmEngines[i] = we
-		m, err := r.loadModule(ctx, we, sc, cacheDir)
+		b, err := modload.Load(ctx, sc.Module, cacheDir, r.log)
+		if err != nil {
+			return fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+		m, err := stageEngines[i].Compile(ctx, sc.Module, b)
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", sc.Name, err)
 		}
 		stages[i] = engine.Stage{Config: sc, Module: m}
 		r.log.Info("module loaded", "stage", sc.Name, "module", sc.Module, "version", m.Version()[:12])
+		if !routed[sc.Name] {
+			continue
+		}
+		// Query handlers run in their own engine, under the query
+		// deadline rather than the batch deadline; the compilation cache
+		// makes the second compile cheap.
+		if queryEngines[i], err = newEngine(sc, cfg.Query.HandlerDeadline); err != nil {
+			return err
+		}
+		qm, err := r.compileQueryModule(ctx, queryEngines[i], sc, b)
+		if err != nil {
+			return err
+		}
+		queryModules[sc.Name] = qm
 	}
 
 	db, err := state.Open(filepath.Join(cfg.StateDir, "state"), state.Options{Logger: r.log})
@@ -108,14 +143,18 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTP)
-	if err != nil {
-		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP, err)
+	stores := queryStores(cfg)
+	var handlers *serve.Handlers
+	if len(queryModules) > 0 {
+		handlers = serve.NewHandlers(db, stores, r.log)
+		defer handlers.Close(context.Background())
+		for stage, qm := range queryModules {
+			handlers.SetModule(stage, qm)
+		}
 	}
-	srv := &http.Server{
-		Handler:           serve.New(db, eng, m, queryStores(cfg), cfg.Query.MaxKeyBytes),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	api := serve.New(serve.Options{DB: db, Engine: eng, Metrics: m, Logger: r.log, Stores: stores, Query: cfg.Query, Handlers: handlers})
+	defer api.Close()
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -130,7 +169,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		srv.Shutdown(sctx)
 		wg.Wait()
 	}()
-	r.log.Info("serving queries", "http", ln.Addr().String())
+	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise)
 
 	if err := ensureTopics(ctx, cfg, r.log); err != nil {
 		if ctx.Err() != nil {
@@ -141,7 +180,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 
 	if r.opts.Watch {
 		for i, sc := range cfg.Stages {
-			we := wasmEngines[i]
+			we, qe := stageEngines[i], queryEngines[i]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -154,6 +193,14 @@ func (r *Runtime) Run(ctx context.Context) error {
 					if old := eng.Module(sc.Name); old != nil && old.Version() == m.Version() {
 						return
 					}
+					if qe != nil {
+						qm, err := r.compileQueryModule(ctx, qe, sc, b)
+						if err != nil {
+							r.log.Error("changed module refused; still running the previous version", "stage", sc.Name, "err", err)
+							return
+						}
+						handlers.SetModule(sc.Name, qm)
+					}
 					eng.Swap(sc.Name, m)
 					r.log.Info("module swapped in; tasks switch at their next batch", "stage", sc.Name, "version", m.Version()[:12])
 				})
@@ -164,12 +211,48 @@ func (r *Runtime) Run(ctx context.Context) error {
 	return eng.Run(ctx)
 }
 
-func (r *Runtime) loadModule(ctx context.Context, we *wasm.Engine, sc config.Stage, cacheDir string) (*wasm.Module, error) {
-	b, err := modload.Load(ctx, sc.Module, cacheDir, r.log)
+// compileQueryModule compiles a stage's module for its query handlers,
+// refusing one that serves routes but exports no handler.
+func (r *Runtime) compileQueryModule(ctx context.Context, qe *wasm.Engine, sc config.Stage, b []byte) (*wasm.Module, error) {
+	qm, err := qe.Compile(ctx, sc.Module, b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
 	}
-	return we.Compile(ctx, sc.Module, b)
+	if !qm.ServesQueries() {
+		return nil, fmt.Errorf("stage %q: module %s serves routes under query.routes but exports no %s (register a query handler with the SDK)", sc.Name, sc.Module, abi.ExportQuery)
+	}
+	return qm, nil
+}
+
+// routedStages are the stages whose modules serve query routes.
+func routedStages(cfg *config.Config) map[string]bool {
+	out := map[string]bool{}
+	for _, rt := range cfg.Query.Routes {
+		if rt.Stage != "" {
+			out[rt.Stage] = true
+		}
+	}
+	return out
+}
+
+// advertiseAddr is the query address to advertise to the group: the
+// configured one, else the bound address with an unspecified host
+// (0.0.0.0, ::) replaced by the machine's host name, which other instances
+// can reach where a wildcard means nothing.
+func advertiseAddr(configured string, bound net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return bound.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // queryStores lists the stores the HTTP API serves: every stage store and

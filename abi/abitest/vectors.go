@@ -6,12 +6,24 @@
 // ignored. Each vector starts with "vector NAME" and ends with "end":
 //
 //	vector two-records
-//	kind batch                     # batch | headers | entries
+//	kind batch                     # batch | headers | entries | query
 //	stream_time 1700000000500      # batch only
 //	topics clicks orders           # batch only: the topic table in order
 //	record topic=0 partition=3 offset=42 timestamp=1700000000000 key=686f6d65 value=null
 //	header key=7472616365 value=01ff
 //	entry key=61 value=31          # entries only
+//
+// A query vector holds one query request:
+//
+//	vector genre-chart
+//	kind query
+//	partition 3
+//	method GET
+//	route /charts/genre/{genre}
+//	path /charts/genre/rock
+//	raw_query limit=5              # the rest of the line; may be empty
+//	param name=67656e7265 value=726f636b
+//	body 7b7d
 //	encoded 0200000000...
 //	end
 //
@@ -23,6 +35,7 @@ package abitest
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,8 +51,9 @@ type Vector struct {
 	File    string
 	Line    int // line of the "vector" line
 	Name    string
-	Kind    string // "batch", "headers" or "entries"
+	Kind    string // "batch", "headers", "entries" or "query"
 	Batch   abi.Batch
+	Query   abi.QueryRequest
 	Headers []abi.Header
 	Entries [][2][]byte
 	Encoded []byte
@@ -106,6 +120,41 @@ func Parse(r io.Reader, file string) ([]Vector, error) {
 			cur = &Vector{File: file, Line: line, Name: fields[1]}
 		case "kind":
 			cur.Kind = fields[1]
+		case "partition":
+			p, err := strconv.ParseInt(fields[1], 10, 32)
+			if err != nil {
+				return nil, fail("partition: %v", err)
+			}
+			cur.Query.Partition = int32(p)
+		case "method", "route", "path", "raw_query":
+			text := strings.Join(fields[1:], " ")
+			switch fields[0] {
+			case "method":
+				cur.Query.Method = text
+			case "route":
+				cur.Query.Route = text
+			case "path":
+				cur.Query.Path = text
+			default:
+				cur.Query.RawQuery = text
+			}
+		case "param":
+			kv, err := pairs(fields[1:])
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			name, err1 := bytesOf(kv["name"], false)
+			value, err2 := bytesOf(kv["value"], false)
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, fail("param: %v", err)
+			}
+			cur.Query.Params = append(cur.Query.Params, abi.Param{Name: string(name), Value: string(value)})
+		case "body":
+			b, err := hex.DecodeString(strings.Join(fields[1:], ""))
+			if err != nil {
+				return nil, fail("body: %v", err)
+			}
+			cur.Query.Body = b
 		case "stream_time":
 			v, err := strconv.ParseInt(fields[1], 10, 64)
 			if err != nil {
@@ -171,7 +220,7 @@ func Parse(r io.Reader, file string) ([]Vector, error) {
 			cur.Encoded = b
 		case "end":
 			switch cur.Kind {
-			case "batch", "headers", "entries":
+			case "batch", "headers", "entries", "query":
 			default:
 				return nil, fail("vector %q: unknown kind %q", cur.Name, cur.Kind)
 			}
@@ -199,6 +248,8 @@ func (v *Vector) Encode() []byte {
 		return abi.EncodeBatch(nil, &b)
 	case "headers":
 		return abi.AppendHeaders(nil, v.Headers)
+	case "query":
+		return abi.AppendQueryRequest(nil, &v.Query)
 	default:
 		var out []byte
 		for _, e := range v.Entries {

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -102,9 +103,33 @@ func Fingerprint(path string) (string, error) {
 	if IsRustCrate(path) {
 		return rustFingerprint(path)
 	}
-	entries, err := os.ReadDir(path)
+	fmt.Fprintf(h, "go %s\ndir %s\n", goVersion(), path)
+	if err := hashPackageDir(h, path); err != nil {
+		return "", fmt.Errorf("module %s: %w", path, err)
+	}
+	// Local packages the guest imports (the SDK through a replace
+	// directive, shared code of the app) change its build as much as its
+	// own files do.
+	own := hex.EncodeToString(h.Sum(nil))
+	deps, err := localDeps(path, own)
 	if err != nil {
 		return "", fmt.Errorf("module %s: %w", path, err)
+	}
+	for _, d := range deps {
+		fmt.Fprintf(h, "dep %s\n", d)
+		if err := hashPackageDir(h, d); err != nil {
+			return "", fmt.Errorf("module %s: dependency %s: %w", path, d, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashPackageDir hashes the names and contents of the regular files in dir
+// (subdirectories, which are other packages, excluded).
+func hashPackageDir(h hash.Hash, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
@@ -113,16 +138,58 @@ func Fingerprint(path string) (string, error) {
 		}
 	}
 	sort.Strings(names)
-	fmt.Fprintf(h, "go %s\ndir %s\n", goVersion(), path)
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(path, n))
+		b, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("module %s: %w", path, err)
+			return err
 		}
 		fmt.Fprintf(h, "%s %d\n", n, len(b))
 		h.Write(b)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return nil
+}
+
+// depsMemo caches localDeps by the hash of the guest's own files: listing
+// packages runs the go command, too slow for every poll of Watch, and the
+// imports change only when those files do.
+var depsMemo sync.Map // own hash -> []string
+
+// localDeps lists the directories of the non-standard packages the Go
+// package in dir imports, directly or not, that live outside the module
+// cache: those whose files may change without a version change.
+func localDeps(dir, own string) ([]string, error) {
+	if v, ok := depsMemo.Load(own); ok {
+		return v.([]string), nil
+	}
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list -deps: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	modCache := goEnv("GOMODCACHE")
+	abs, _ := filepath.Abs(dir)
+	var deps []string
+	for _, d := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if d == "" || d == abs || d == dir || (modCache != "" && strings.HasPrefix(d, modCache+string(filepath.Separator))) {
+			continue
+		}
+		deps = append(deps, d)
+	}
+	sort.Strings(deps)
+	depsMemo.Store(own, deps)
+	return deps, nil
+}
+
+func goEnv(key string) string {
+	out, err := exec.Command("go", "env", key).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 var goVersion = sync.OnceValue(func() string {

@@ -86,6 +86,32 @@ func TestFingerprintChangesWithContent(t *testing.T) {
 	}
 }
 
+// A guest's build depends on the local packages it imports through replace
+// directives, such as the SDK: a change there must change the fingerprint,
+// or a cached build would run the old SDK.
+func TestFingerprintCoversLocalDependencies(t *testing.T) {
+	root := t.TempDir()
+	lib, guest := filepath.Join(root, "lib"), filepath.Join(root, "guest")
+	os.MkdirAll(lib, 0o755)
+	os.MkdirAll(guest, 0o755)
+	os.WriteFile(filepath.Join(lib, "go.mod"), []byte("module example.com/lib\n\ngo 1.24\n"), 0o644)
+	os.WriteFile(filepath.Join(lib, "lib.go"), []byte("package lib\n\nconst V = 1\n"), 0o644)
+	os.WriteFile(filepath.Join(guest, "go.mod"), []byte("module example.com/guest\n\ngo 1.24\n\nrequire example.com/lib v0.0.0\n\nreplace example.com/lib => ../lib\n"), 0o644)
+	os.WriteFile(filepath.Join(guest, "main.go"), []byte("package main\n\nimport \"example.com/lib\"\n\nvar _ = lib.V\n\nfunc main() {}\n"), 0o644)
+	a, err := Fingerprint(guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(lib, "lib.go"), []byte("package lib\n\nconst V = 2\n"), 0o644)
+	b, err := Fingerprint(guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatal("fingerprint unchanged after the local dependency changed")
+	}
+}
+
 func TestWatchHandsOverNewVersions(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "m.wasm")
 	os.WriteFile(f, []byte("\x00asm v1"), 0o644)

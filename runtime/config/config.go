@@ -65,6 +65,9 @@ const (
 	DefaultBatchSize         = 500
 	DefaultMemoryLimit       = 64 << 20
 	DefaultBatchDeadline     = 5 * time.Second
+	DefaultMaxRangeLimit     = 1000
+	DefaultHandlerDeadline   = 2 * time.Second
+	DefaultForwardTimeout    = 5 * time.Second
 )
 
 // Limits checked by Validate.
@@ -73,6 +76,7 @@ const (
 	MinMemoryLimit   = 1 << 20
 	MaxMemoryLimit   = 4 << 30
 	MaxQueryKeyBytes = 1 << 20 // upper bound of query.max_key_bytes
+	MaxRangeLimit    = 100_000 // upper bound of query.max_range_limit
 	MaxStoreName     = 255     // bytes
 	maxTopicName     = 249     // Kafka's limit
 )
@@ -94,8 +98,12 @@ type Config struct {
 	// CacheDir keeps compiled modules and Go guest builds, keyed by content,
 	// so they can be shared by the apps of one machine; default
 	// <state_dir>/cache.
-	CacheDir          string        `koanf:"cache_dir"`
-	HTTP              string        `koanf:"http"`
+	CacheDir string `koanf:"cache_dir"`
+	HTTP     string `koanf:"http"`
+	// Advertise is the query address (host:port) other instances forward
+	// queries to; default: the address the HTTP server bound, with an
+	// unspecified host (0.0.0.0, ::) replaced by the machine's host name.
+	Advertise         string        `koanf:"advertise"`
 	Guarantee         Guarantee     `koanf:"guarantee"`
 	Partitions        int32         `koanf:"partitions"`
 	ReplicationFactor int16         `koanf:"replication_factor"`
@@ -112,7 +120,46 @@ type Config struct {
 // Query configures interactive queries.
 type Query struct {
 	MaxKeyBytes int `koanf:"max_key_bytes"`
+	// MaxRangeLimit caps the limit of one range or prefix query page.
+	MaxRangeLimit int `koanf:"max_range_limit"`
+	// HandlerDeadline bounds the CPU time of one guest query handler call.
+	HandlerDeadline time.Duration `koanf:"handler_deadline"`
+	// ForwardTimeout bounds a query forwarded to the instance that owns its
+	// key.
+	ForwardTimeout time.Duration `koanf:"forward_timeout"`
+	// Tokens, when any, are the bearer tokens the query API accepts; a
+	// request without one of them is answered 401. Probes (/healthz,
+	// /readyz) and /metrics stay open.
+	Tokens []string `koanf:"tokens"`
+	// Routes are the app's own HTTP routes, served by guest query handlers
+	// or by the host's built-in answers.
+	Routes []Route `koanf:"routes"`
 }
+
+// Route is one HTTP route of the app.
+type Route struct {
+	Method string `koanf:"method"` // default GET
+	// Path is a net/http ServeMux path pattern, such as
+	// /charts/genre/{genre}; a trailing slash matches the whole subtree.
+	Path string `koanf:"path"`
+	// Stage names the stage whose module serves the route through its
+	// streamrt_query export.
+	Stage string `koanf:"stage"`
+	// Store is the store or table the request routes by: it is answered by
+	// the instance that owns Key's partition of Store. Without a store the
+	// route is answered by whichever instance receives it.
+	Store string `koanf:"store"`
+	// Key is the routing key: path parameters in braces, the rest literal,
+	// such as "{genre}" or "top-five".
+	Key string `koanf:"key"`
+	// Builtin names a host-provided answer instead of a stage: "instances"
+	// lists the instances (optionally those holding the {store} path
+	// parameter's store) as [{"host","port","storeNames"}].
+	Builtin string `koanf:"builtin"`
+}
+
+// Route builtins.
+const BuiltinInstances = "instances"
 
 // Table is a store the host materialises from a topic, with no guest code:
 // each record puts its value under its key, and a null value (tombstone)
@@ -240,9 +287,11 @@ func Parse(data []byte, file string, environ []string, overrides map[string]stri
 // overridable lists the keys that the environment and flags can set: every
 // scalar, not the stages.
 var overridable = map[string]bool{
-	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true,
+	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
 	"guarantee": true, "partitions": true, "replication_factor": true,
 	"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
+	"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
+	"query.tokens": true,
 }
 
 // envKey maps STREAMRT_QUERY__MAX_KEY_BYTES to query.max_key_bytes, recording

@@ -62,7 +62,7 @@ func TestDefaults(t *testing.T) {
 		ReplicationFactor: -1,
 		CommitInterval:    100 * time.Millisecond,
 		StartOffset:       StartEarliest,
-		Query:             Query{MaxKeyBytes: 4096},
+		Query:             Query{MaxKeyBytes: 4096, MaxRangeLimit: 1000, HandlerDeadline: 2 * time.Second, ForwardTimeout: 5 * time.Second},
 		Stages: []Stage{{
 			Name:          "count",
 			Module:        filepath.Join(dir, "guest.wasm"),
@@ -86,8 +86,17 @@ partitions: 12
 replication_factor: 3
 commit_interval: 250ms
 start_offset: latest
+advertise: orders-1.internal:8080
 query:
   max_key_bytes: 1024
+  max_range_limit: 500
+  handler_deadline: 250ms
+  forward_timeout: 2s
+  tokens: [s3cret, other-token]
+  routes:
+    - {path: "/orders/{id}", stage: enrich, store: products, key: "p-{id}"}
+    - {method: POST, path: /orders/, stage: fold}
+    - {path: /instances, builtin: instances}
 stages:
   - name: enrich
     module: ./guest
@@ -133,7 +142,14 @@ func TestFullRoundTrip(t *testing.T) {
 		ReplicationFactor: 3,
 		CommitInterval:    250 * time.Millisecond,
 		StartOffset:       StartLatest,
-		Query:             Query{MaxKeyBytes: 1024},
+		Advertise:         "orders-1.internal:8080",
+		Query: Query{MaxKeyBytes: 1024, MaxRangeLimit: 500, HandlerDeadline: 250 * time.Millisecond,
+			ForwardTimeout: 2 * time.Second, Tokens: []string{"s3cret", "other-token"},
+			Routes: []Route{
+				{Method: "GET", Path: "/orders/{id}", Stage: "enrich", Store: "products", Key: "p-{id}"},
+				{Method: "POST", Path: "/orders/", Stage: "fold"},
+				{Method: "GET", Path: "/instances", Builtin: "instances"},
+			}},
 		Stages: []Stage{{
 			Name:            "enrich",
 			Module:          filepath.Join(dir, "guest"),
@@ -317,6 +333,40 @@ func TestErrors(t *testing.T) {
 			want: []problem{{"partitions", "must be between -2147483648 and 2147483647, got 9999999999"}}},
 		{name: "bad max key bytes", yaml: minimal + "query: {max_key_bytes: 0}\n",
 			want: []problem{{"query.max_key_bytes", "must be between 1 and 1048576, got 0"}}},
+		{name: "bad query limits", yaml: minimal + "query: {max_range_limit: 0, handler_deadline: 0s, forward_timeout: -1s, tokens: ['a b']}\nadvertise: nohost\n",
+			want: []problem{
+				{"query.max_range_limit", "must be between 1 and 100000, got 0"},
+				{"query.handler_deadline", "must be positive, got 0s"},
+				{"query.forward_timeout", "must be positive, got -1s"},
+				{"query.tokens[0]", "a token must be non-empty and contain no white space"},
+				{"advertise", `must be host:port, got "nohost"`},
+			}},
+		{name: "bad routes", yaml: minimal + `    stores: [counts]
+query:
+  routes:
+    - {path: "/a/{id}", stage: count, store: counts, key: "{name}"}
+    - {path: /b, stage: nope}
+    - {path: /c, builtin: everything}
+    - {path: /v1/mine, stage: count}
+    - {method: FETCH, path: /d, stage: count}
+    - {path: e, stage: count}
+    - {path: "/f/{id}", stage: count, store: counts}
+    - {path: /g, stage: count, builtin: instances}
+    - {path: "/h/{id}", stage: count, store: missing, key: "{id}"}
+    - {path: "/a/{id}", stage: count}
+`,
+			want: []problem{
+				{"query.routes[0].key", `uses {name}, which is not a parameter of path "/a/{id}"`},
+				{"query.routes[1].stage", `no stage "nope"`},
+				{"query.routes[2].builtin", `must be "instances", got "everything"`},
+				{"query.routes[3].path", `"/v1/mine" is reserved for the host's own API (/v1/)`},
+				{"query.routes[4].method", `must be one of GET, HEAD, POST, PUT, PATCH, DELETE, got "FETCH"`},
+				{"query.routes[5].path", `must start with /, got "e"`},
+				{"query.routes[6].key", `required with store "counts"`},
+				{"query.routes[7]", `has both stage "count" and builtin "instances"; give one`},
+				{"query.routes[8].store", `no store or table "missing"`},
+				{"query.routes[9].path", `pattern "GET /a/{id}" conflicts with pattern "GET /a/{id}": GET /a/{id} matches the same requests`},
+			}},
 		{name: "query not a mapping", yaml: minimal + "query: 5\n",
 			want: []problem{{"query", "must be a mapping, got 5"}}},
 		{name: "stages required", yaml: "app: a\nbrokers: [b:1]\n",

@@ -13,10 +13,11 @@ import (
 
 // The keys each mapping accepts, in the order the schema documents them.
 var (
-	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "guarantee", "partitions",
+	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "advertise", "guarantee", "partitions",
 		"replication_factor", "commit_interval", "start_offset", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
-	queryKeys = []string{"max_key_bytes"}
+	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
+	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
 	stageKeys = []string{"name", "module", "inputs", "stores", "tables", "outputs", "error_policy",
 		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline"}
 )
@@ -39,17 +40,15 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.StateDir = d.str(m, "", "state_dir", "")
 	c.CacheDir = d.str(m, "", "cache_dir", "")
 	c.HTTP = d.str(m, "", "http", DefaultHTTP)
+	c.Advertise = d.str(m, "", "advertise", "")
 	c.Guarantee = Guarantee(d.str(m, "", "guarantee", string(DefaultGuarantee)))
 	c.Partitions = int32(d.integer(m, "", "partitions", DefaultPartitions, math.MinInt32, math.MaxInt32))
 	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", DefaultReplicationFactor, math.MinInt16, math.MaxInt16))
 	c.CommitInterval = d.duration(m, "", "commit_interval", DefaultCommitInterval)
 	c.StartOffset = StartOffset(d.str(m, "", "start_offset", string(DefaultStartOffset)))
 
-	c.Query.MaxKeyBytes = DefaultMaxKeyBytes
-	if q, ok := d.mapping(m, "", "query"); ok {
-		d.unknown(q, "query", queryKeys)
-		c.Query.MaxKeyBytes = int(d.integer(q, "query", "max_key_bytes", DefaultMaxKeyBytes, math.MinInt32, math.MaxInt32))
-	}
+	q, _ := d.mapping(m, "", "query")
+	d.query(q, &c.Query)
 
 	if v, ok := m["tables"]; ok && v != nil {
 		if list, ok := v.([]any); !ok {
@@ -87,6 +86,43 @@ func (d decoder) config(m map[string]any, c *Config) {
 			continue
 		}
 		d.stage(sm, path, &c.Stages[i])
+	}
+}
+
+// query decodes the query section; m is nil when it is absent.
+func (d decoder) query(m map[string]any, q *Query) {
+	d.unknown(m, "query", queryKeys)
+	q.MaxKeyBytes = int(d.integer(m, "query", "max_key_bytes", DefaultMaxKeyBytes, math.MinInt32, math.MaxInt32))
+	q.MaxRangeLimit = int(d.integer(m, "query", "max_range_limit", DefaultMaxRangeLimit, math.MinInt32, math.MaxInt32))
+	q.HandlerDeadline = d.duration(m, "query", "handler_deadline", DefaultHandlerDeadline)
+	q.ForwardTimeout = d.duration(m, "query", "forward_timeout", DefaultForwardTimeout)
+	q.Tokens = d.strList(m, "query", "tokens", true)
+	v, ok := m["routes"]
+	if !ok || v == nil {
+		return
+	}
+	list, ok := v.([]any)
+	if !ok {
+		d.p.add("query.routes", "must be a list of routes, got "+describe(v))
+		return
+	}
+	q.Routes = make([]Route, len(list))
+	for i, item := range list {
+		path := fmt.Sprintf("query.routes[%d]", i)
+		rm, ok := item.(map[string]any)
+		if !ok {
+			d.p.add(path, "must be a mapping with method, path, stage, store and key, got "+describe(item))
+			continue
+		}
+		d.unknown(rm, path, routeKeys)
+		q.Routes[i] = Route{
+			Method:  d.str(rm, path, "method", "GET"),
+			Path:    d.str(rm, path, "path", ""),
+			Stage:   d.str(rm, path, "stage", ""),
+			Store:   d.str(rm, path, "store", ""),
+			Key:     d.str(rm, path, "key", ""),
+			Builtin: d.str(rm, path, "builtin", ""),
+		}
 	}
 }
 

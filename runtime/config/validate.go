@@ -58,9 +58,6 @@ func (c *Config) validate(p *problems) {
 	if c.StartOffset != StartEarliest && c.StartOffset != StartLatest {
 		p.add("start_offset", fmt.Sprintf("must be %s or %s, got %q", StartEarliest, StartLatest, c.StartOffset))
 	}
-	if n := c.Query.MaxKeyBytes; n < 1 || n > MaxQueryKeyBytes {
-		p.add("query.max_key_bytes", fmt.Sprintf("must be between 1 and %d, got %d", MaxQueryKeyBytes, n))
-	}
 
 	if len(c.Stages) == 0 {
 		p.add("stages", "at least one stage is required")
@@ -122,6 +119,7 @@ func (c *Config) validate(p *problems) {
 			}
 		}
 	}
+	c.validateQuery(p, storeAt)
 }
 
 func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {

@@ -33,6 +33,11 @@ type fakeHost struct {
 	// one element per call; it lets tests feed the SDK exact bytes.
 	Canned [][]byte
 
+	// querying is set during a query call: writes and emits are refused,
+	// and resp takes the guest's answer.
+	querying bool
+	resp     *FakeResponse
+
 	emits  []FakeEmit
 	writes []fakeWrite
 	errs   []FakeRecordError
@@ -174,7 +179,7 @@ func (f *fakeHost) write(h, rec int32, key, val []byte, del bool) int32 {
 		return int32(abi.ErrUnknownStore)
 	}
 	name := f.storeNames[h]
-	if f.readOnly[name] {
+	if f.readOnly[name] || f.querying {
 		return int32(abi.ErrReadOnly)
 	}
 	if f.Discard {
@@ -260,6 +265,9 @@ func (f *fakeHost) rangeClose(h int32) int32 {
 
 func (f *fakeHost) outputOpen(name string) int32 {
 	f.opens++
+	if f.querying {
+		return int32(abi.ErrNotAllowed)
+	}
 	if i := slices.Index(f.outputs, name); i >= 0 {
 		return int32(i)
 	}
@@ -267,6 +275,9 @@ func (f *fakeHost) outputOpen(name string) int32 {
 }
 
 func (f *fakeHost) emit(h, rec int32, key, val, hdr []byte, ts int64) int32 {
+	if f.querying {
+		return int32(abi.ErrNotAllowed)
+	}
 	if h < 0 || int(h) >= len(f.outputs) {
 		return int32(abi.ErrUnknownOut)
 	}
@@ -284,6 +295,37 @@ func (f *fakeHost) emit(h, rec int32, key, val, hdr []byte, ts int64) int32 {
 
 func (f *fakeHost) log(level int32, msg string) {
 	f.logs = append(f.logs, Level(level).String()+" "+msg)
+}
+
+// FakeResponse is a query handler's answer as the host received it.
+type FakeResponse struct {
+	Status      int32
+	ContentType string
+	Body        string
+}
+
+// Query encodes q, writes it into the guest's buffer as the host does and
+// calls streamrt_query; it returns the export's result and the answer.
+func (f *fakeHost) Query(q *abi.QueryRequest) (int32, *FakeResponse) {
+	enc := abi.AppendQueryRequest(nil, q)
+	buf := inputBuffer(int32(len(enc)))
+	copy(buf, enc)
+	f.querying, f.resp = true, nil
+	rc := query(buf[:len(enc)])
+	f.querying = false
+	clear(f.iters)
+	return rc, f.resp
+}
+
+func (f *fakeHost) respond(status int32, contentType string, body []byte) int32 {
+	if !f.querying || f.resp != nil {
+		return int32(abi.ErrNotAllowed)
+	}
+	if status < abi.MinStatus || status > abi.MaxStatus {
+		return int32(abi.ErrInvalid)
+	}
+	f.resp = &FakeResponse{Status: status, ContentType: contentType, Body: string(body)}
+	return 0
 }
 
 func (f *fakeHost) recordError(rec int32, msg string) int32 {

@@ -14,6 +14,7 @@ import (
 type instance struct {
 	onRecord func(*Record) error
 	onBatch  func(*Batch) error
+	onQuery  func(*Query) Response
 
 	input  []byte // the streamrt_buffer: grow-only, reused for every batch
 	reader reader
@@ -95,7 +96,7 @@ func StreamTime() int64 { return inst.streamTime }
 // initInstance backs the streamrt_init export: an instance without a handler
 // is refused when it is created rather than failing every batch.
 func initInstance() int32 {
-	if inst.onRecord == nil && inst.onBatch == nil {
+	if inst.onRecord == nil && inst.onBatch == nil && inst.onQuery == nil {
 		logMessage(abi.LevelError, errNoHandler.Error())
 		return 1
 	}

@@ -58,3 +58,8 @@ func emit(output, rec int32, key, val, hdr []byte, ts int64) int32 {
 func logMessage(level int32, msg string) { hostLog(level, msg) }
 
 func recordError(rec int32, msg string) int32 { return hostRecordError(rec, msg) }
+
+func respond(status int32, contentType string, body []byte) int32 {
+	p, n := bytesArg(body)
+	return hostRespond(status, contentType, p, n)
+}

@@ -24,6 +24,7 @@ type host interface {
 	emit(output, rec int32, key, val, hdr []byte, ts int64) int32
 	log(level int32, msg string)
 	recordError(rec int32, msg string) int32
+	respond(status int32, contentType string, body []byte) int32
 }
 
 var nativeHost host
@@ -80,6 +81,10 @@ func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int3
 func hostLog(level int32, msg string) { theHost().log(level, msg) }
 
 func hostRecordError(rec int32, msg string) int32 { return theHost().recordError(rec, msg) }
+
+func hostRespond(status int32, contentType string, body *byte, bodyLen int32) int32 {
+	return theHost().respond(status, contentType, slice(body, bodyLen))
+}
 
 // notNil mirrors the wasip1 calls, which pass a nil store key or value as
 // empty rather than null: the host sees a length of 0.

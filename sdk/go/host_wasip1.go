@@ -39,3 +39,6 @@ func hostLog(level int32, msg string)
 
 //go:wasmimport streamrt_v1 record_error
 func hostRecordError(rec int32, msg string) int32
+
+//go:wasmimport streamrt_v1 respond
+func hostRespond(status int32, contentType string, body *byte, bodyLen int32) int32

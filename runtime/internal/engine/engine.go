@@ -203,7 +203,11 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		}
 		sets = append(sets, set)
 	}
-	e.bal = assign.New(assign.Config{QueryAddr: e.cfg.HTTP, Groups: sets})
+	addr := e.cfg.Advertise
+	if addr == "" {
+		addr = e.cfg.HTTP
+	}
+	e.bal = assign.New(assign.Config{QueryAddr: addr, Groups: sets})
 	return e, nil
 }
 

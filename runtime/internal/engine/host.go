@@ -27,7 +27,7 @@ type batchHost struct {
 	failed   map[int32]string // record index → last reported message
 	batchMsg string           // message explaining a failing batch
 
-	iters  []*iter
+	iters  state.Cursors
 	getBuf []byte
 }
 
@@ -39,15 +39,7 @@ func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
 }
 
 // closeIters closes iterators the guest left open; they live for one call.
-func (h *batchHost) closeIters() {
-	for i, it := range h.iters {
-		if it != nil {
-			it.it.Close()
-			h.iters[i] = nil
-		}
-	}
-	h.iters = h.iters[:0]
-}
+func (h *batchHost) closeIters() { h.iters.CloseAll() }
 
 // attribute notes that record rec is about to cause an effect.
 func (h *batchHost) attribute(rec int32) {
@@ -166,62 +158,14 @@ func (h *batchHost) Range(store int32, start, end []byte) (int32, abi.Code) {
 		h.t.log.Error("store range failed", "store", ks.Store(), "err", err)
 		return 0, abi.ErrInternal
 	}
-	h.iters = append(h.iters, &iter{it: it})
-	return int32(len(h.iters) - 1), abi.OK
+	return h.iters.Open(it), abi.OK
 }
 
 func (h *batchHost) RangeNext(iter int32, buf []byte) (int, int, abi.Code) {
-	if iter < 0 || int(iter) >= len(h.iters) || h.iters[iter] == nil {
-		return 0, 0, abi.ErrBadIterator
-	}
-	it := h.iters[iter]
-	n := 0
-	for {
-		k, v, ok := it.peek()
-		if !ok {
-			return n, 0, abi.OK
-		}
-		size := abi.EntrySize(k, v)
-		if n+size > len(buf) {
-			if n == 0 {
-				return 0, size, abi.OK
-			}
-			return n, 0, abi.OK
-		}
-		n = len(abi.AppendEntry(buf[:n], k, v))
-		it.pending = false
-	}
+	return h.iters.Next(iter, buf)
 }
 
-// iter adds a one-entry lookahead to a store iterator, so that an entry that
-// does not fit the guest's buffer is handed out on the next call.
-type iter struct {
-	it      *state.Iter
-	pending bool
-	k, v    []byte
-}
-
-func (i *iter) peek() (k, v []byte, ok bool) {
-	if i.pending {
-		return i.k, i.v, true
-	}
-	k, v, ok = i.it.Next()
-	if !ok {
-		return nil, nil, false
-	}
-	// The iterator's slices are valid only until its next call; keep copies.
-	i.k, i.v, i.pending = append(i.k[:0], k...), append(i.v[:0], v...), true
-	return i.k, i.v, true
-}
-
-func (h *batchHost) RangeClose(iter int32) abi.Code {
-	if iter < 0 || int(iter) >= len(h.iters) || h.iters[iter] == nil {
-		return abi.ErrBadIterator
-	}
-	h.iters[iter].it.Close()
-	h.iters[iter] = nil
-	return abi.OK
-}
+func (h *batchHost) RangeClose(iter int32) abi.Code { return h.iters.Close(iter) }
 
 func (h *batchHost) OpenOutput(name string) (int32, abi.Code) {
 	for i, o := range h.t.stage.outputs {

@@ -23,8 +23,10 @@ type Metrics struct {
 	Commits          prometheus.Counter
 	CommitSeconds    prometheus.Histogram
 	BrokerErrors     prometheus.Counter
-	Queries          *prometheus.CounterVec // route, code
-	RestoredRecords  *prometheus.CounterVec // store
+	BrokerUp         prometheus.Gauge
+	Queries          *prometheus.CounterVec   // route, code
+	QuerySeconds     *prometheus.HistogramVec // route, served (local, forwarded)
+	RestoredRecords  *prometheus.CounterVec   // store
 	RestoringTasks   prometheus.Gauge
 	TableRecords     *prometheus.CounterVec // table
 }
@@ -46,11 +48,13 @@ func New() *Metrics {
 	m.Commits = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_commits_total", Help: "Commit cycles completed."})
 	m.CommitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamrt_commit_seconds", Help: "Time of a commit cycle: flush outputs, commit state, commit offsets.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 10)})
 	m.BrokerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_broker_errors_total", Help: "Fetch and connection errors from the Kafka cluster."})
+	m.BrokerUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_broker_up", Help: "1 while every broker the runtime's Kafka clients last tried answers, 0 while one is unreachable (see /readyz for which)."})
 	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_queries_total", Help: "HTTP queries by route and status code."}, []string{"route", "code"})
+	m.QuerySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "streamrt_query_seconds", Help: "Time to answer a query, by route and by where it was served (local, forwarded to the owner, stale)."}, []string{"route", "served"})
 	m.RestoredRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_restored_records_total", Help: "Changelog records replayed into local stores."}, []string{"store"})
 	m.RestoringTasks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_restoring_tasks", Help: "Tasks restoring their stores from changelogs."})
 	m.TableRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_table_records_total", Help: "Records materialised into tables, global tables included."}, []string{"table"})
-	for _, c := range []prometheus.Collector{m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.Queries,
+	for _, c := range []prometheus.Collector{m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

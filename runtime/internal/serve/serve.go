@@ -1,22 +1,30 @@
-// Package serve is the runtime's HTTP surface on each instance: key lookups
-// in stores, liveness and readiness probes, and Prometheus metrics.
+// Package serve is the runtime's HTTP surface on each instance: key, range
+// and prefix queries over stores, the app's own routes served by guest query
+// handlers, instance metadata, liveness and readiness probes, and Prometheus
+// metrics.
 //
 // A store's partition p lives on the instance that owns partition p of its
-// stage's inputs. A lookup computes the key's partition with Kafka's default
-// partitioner and answers from local state when this instance owns it; it
-// answers 503 with Retry-After otherwise.
+// stage's inputs. Any instance answers any query: it computes the key's
+// partition with Kafka's default partitioner, answers from local state when
+// it owns that partition, and otherwise forwards the request to the owner
+// named in the group's assignment (see route.go).
 package serve
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/assign"
 	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
-	"github.com/streamrt/streamrt/runtime/internal/partition"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
@@ -34,32 +42,99 @@ type Store struct {
 
 // Engine is what the server asks of the processing engine.
 type Engine interface {
+	// Owns reports whether this instance owns partition p of topic and its
+	// task is ready to be read.
 	Owns(topic string, p int32) bool
 	Status() engine.Status
+	Assignment() assign.Assignment
+}
+
+// Options configure a Server.
+type Options struct {
+	DB      *state.DB
+	Engine  Engine
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	Stores  []Store
+	Query   config.Query
+	// Handlers serves the guest query handlers of Query.Routes; nil when the
+	// app declares none.
+	Handlers *Handlers
 }
 
 // Server serves the HTTP API.
 type Server struct {
-	db          *state.DB
-	eng         Engine
-	metrics     *metrics.Metrics
-	stores      map[string]Store
-	maxKeyBytes int
-	mux         *http.ServeMux
+	db       *state.DB
+	eng      Engine
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	stores   map[string]Store
+	query    config.Query
+	handlers *Handlers
+	client   *http.Client
+	mux      *http.ServeMux
 }
 
-// New returns a server over db's stores.
-func New(db *state.DB, eng Engine, m *metrics.Metrics, stores []Store, maxKeyBytes int) *Server {
-	s := &Server{db: db, eng: eng, metrics: m, stores: map[string]Store{}, maxKeyBytes: maxKeyBytes, mux: http.NewServeMux()}
-	for _, st := range stores {
+// Headers the server sets on answers, and reads on forwarded requests.
+const (
+	// HeaderForwarded marks a request one instance forwarded to another,
+	// with the sender's address. An instance never forwards such a request
+	// again: if it is not the owner either, ownership moved while the
+	// request was in flight and it answers 503.
+	HeaderForwarded = "X-Streamrt-Forwarded-By"
+	// HeaderServedBy names the instance (its advertised address) whose
+	// state answered.
+	HeaderServedBy = "X-Streamrt-Served-By"
+	// HeaderPartition is the store partition that answered.
+	HeaderPartition = "X-Streamrt-Partition"
+	// HeaderStale is "true" on an answer from state that may be behind the
+	// owner's: a standby's, a restoring task's or a previous owner's. Only
+	// requests with stale=true get one.
+	HeaderStale = "X-Streamrt-Stale"
+)
+
+// New returns a server for opts.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		db: opts.DB, eng: opts.Engine, metrics: opts.Metrics, log: opts.Logger,
+		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers,
+		mux: http.NewServeMux(),
+		client: &http.Client{
+			Timeout: opts.Query.ForwardTimeout,
+			Transport: &http.Transport{
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		},
+	}
+	for _, st := range opts.Stores {
 		s.stores[st.Name] = st
 	}
-	s.mux.HandleFunc("GET /v1/stores/{store}/keys/{key}", s.getKey)
+	api := func(route string, h func(http.ResponseWriter, *http.Request) int) http.Handler {
+		return s.observe(route, s.authorize(h))
+	}
+	s.mux.Handle("GET /v1/stores/{store}/keys/{key}", api("key", s.getKey))
+	s.mux.Handle("GET /v1/stores/{store}", api("range", s.getRange))
+	s.mux.Handle("GET /v1/metadata/stores/{store}/keys/{key}", api("metadata", s.keyMetadata))
+	s.mux.Handle("GET /v1/instances", api("instances", s.getInstances))
+	for _, rt := range opts.Query.Routes {
+		name := rt.Path
+		if rt.Builtin == config.BuiltinInstances {
+			s.mux.Handle(rt.Pattern(), api(name, s.builtinInstances))
+			continue
+		}
+		s.mux.Handle(rt.Pattern(), api(name, func(w http.ResponseWriter, r *http.Request) int {
+			return s.appRoute(w, r, rt)
+		}))
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
@@ -69,43 +144,59 @@ func New(db *state.DB, eng Engine, m *metrics.Metrics, stores []Store, maxKeyByt
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
-	code := s.lookup(w, r)
-	s.metrics.Queries.WithLabelValues("key", strconv.Itoa(code)).Inc()
+// Close releases idle forwarding connections.
+func (s *Server) Close() { s.client.CloseIdleConnections() }
+
+// observe counts each answer by route and status code, and times it by
+// where it was served.
+func (s *Server) observe(route string, h func(http.ResponseWriter, *http.Request) int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ow := &observed{ResponseWriter: w, served: "local"}
+		code := h(ow, r)
+		s.metrics.Queries.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		s.metrics.QuerySeconds.WithLabelValues(route, ow.served).Observe(time.Since(start).Seconds())
+	})
 }
 
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request) int {
-	name, key := r.PathValue("store"), r.PathValue("key")
-	st, ok := s.stores[name]
-	if !ok {
-		return writeError(w, http.StatusNotFound, fmt.Sprintf("unknown store %q", name))
+// observed carries where an answer was served from to observe.
+type observed struct {
+	http.ResponseWriter
+	served string
+}
+
+// markServed records where w's answer comes from: "forwarded" or "stale".
+func markServed(w http.ResponseWriter, served string) {
+	if ow, ok := w.(*observed); ok {
+		ow.served = served
 	}
-	if len(key) > s.maxKeyBytes {
-		return writeError(w, http.StatusBadRequest, fmt.Sprintf("key of %d bytes is longer than the maximum of %d (query.max_key_bytes)", len(key), s.maxKeyBytes))
+}
+
+// authorize refuses a request without one of the configured bearer tokens.
+func (s *Server) authorize(h func(http.ResponseWriter, *http.Request) int) func(http.ResponseWriter, *http.Request) int {
+	if len(s.query.Tokens) == 0 {
+		return h
 	}
-	p := partition.For([]byte(key), st.Partitions)
-	if st.Global {
-		p = 0
-	} else if !s.eng.Owns(st.Topic, p) {
-		w.Header().Set("Retry-After", "1")
-		return writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("partition %d of store %q is not assigned to this instance (yet)", p, name))
+	return func(w http.ResponseWriter, r *http.Request) int {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		valid := false
+		for _, t := range s.query.Tokens {
+			// Constant time, so that response times do not reveal how much
+			// of a token matched.
+			if ok && subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
+				valid = true
+			}
+		}
+		if !valid {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="streamrt"`)
+			why := "missing bearer token (Authorization: Bearer <token>)"
+			if ok {
+				why = "invalid bearer token"
+			}
+			return writeError(w, http.StatusUnauthorized, why)
+		}
+		return h(w, r)
 	}
-	ks, err := s.db.Keyspace(name, p)
-	if err != nil {
-		return writeError(w, http.StatusInternalServerError, err.Error())
-	}
-	v, found, err := s.db.Get(ks, []byte(key))
-	if err != nil {
-		return writeError(w, http.StatusInternalServerError, fmt.Sprintf("store %q partition %d: %v", name, p, err))
-	}
-	if !found {
-		return writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found in store %q", key, name))
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("X-Streamrt-Partition", strconv.Itoa(int(p)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(v)
-	return http.StatusOK
 }
 
 func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
@@ -118,13 +209,31 @@ func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, code, st)
 }
 
+// store returns the named store, or answers 404.
+func (s *Server) store(w http.ResponseWriter, name string) (Store, int, bool) {
+	st, ok := s.stores[name]
+	if !ok {
+		return st, writeError(w, http.StatusNotFound, fmt.Sprintf("unknown store %q", name)), false
+	}
+	return st, 0, true
+}
+
+// checkKey answers 400 for a key over the configured maximum.
+func (s *Server) checkKey(w http.ResponseWriter, key string) (int, bool) {
+	if len(key) > s.query.MaxKeyBytes {
+		return writeError(w, http.StatusBadRequest, fmt.Sprintf("key of %d bytes is longer than the maximum of %d (query.max_key_bytes)", len(key), s.query.MaxKeyBytes)), false
+	}
+	return 0, true
+}
+
 func writeError(w http.ResponseWriter, code int, msg string) int {
 	writeJSON(w, code, map[string]string{"error": msg})
 	return code
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+func writeJSON(w http.ResponseWriter, code int, v any) int {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+	return code
 }

@@ -29,6 +29,13 @@ type Host interface {
 	RecordError(rec int32, msg []byte) abi.Code
 }
 
+// Responder is the Host of a query handler call: it takes the guest's
+// answer. During a batch the host is no Responder and respond returns
+// ERR_NOT_ALLOWED.
+type Responder interface {
+	Respond(status int32, contentType, body []byte) abi.Code
+}
+
 var (
 	i32 = api.ValueTypeI32
 	i64 = api.ValueTypeI64
@@ -146,6 +153,20 @@ var hostFuncs = map[string]hostFunc{
 			return
 		}
 		s[0] = code(h.RecordError(int32(s[0]), msg))
+	}},
+	abi.FuncRespond: {[]api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}, func(h Host, mem api.Memory, s []uint64) {
+		r, ok := h.(Responder)
+		if !ok {
+			s[0] = code(abi.ErrNotAllowed)
+			return
+		}
+		ctype, ok1 := mem.Read(u32(s[1]), u32(s[2]))
+		body, ok2 := mem.Read(u32(s[3]), u32(s[4]))
+		if !ok1 || !ok2 {
+			s[0] = code(abi.ErrInvalid)
+			return
+		}
+		s[0] = code(r.Respond(int32(s[0]), ctype, body))
 	}},
 }
 

@@ -19,7 +19,7 @@ type Instance struct {
 	m      *Module
 	mod    api.Module
 	mem    api.Memory
-	fns    struct{ version, buffer, process api.Function }
+	fns    struct{ version, buffer, process, query api.Function }
 	stack  [2]uint64
 	output *tail
 	broken error
@@ -42,6 +42,7 @@ func (m *Module) Instantiate(ctx context.Context) (*Instance, error) {
 	inst.fns.version = mod.ExportedFunction(abi.ExportABIVersion)
 	inst.fns.buffer = mod.ExportedFunction(abi.ExportBuffer)
 	inst.fns.process = mod.ExportedFunction(abi.ExportProcess)
+	inst.fns.query = mod.ExportedFunction(abi.ExportQuery)
 	for _, name := range []string{abi.ExportInitialize, abi.ExportInit} {
 		fn := mod.ExportedFunction(name)
 		if fn == nil {
@@ -71,6 +72,23 @@ func (i *Instance) Module() *Module { return i.m }
 // ErrBatchFailed means the guest refused the batch and the instance lives on.
 // When ctx itself ends, Process returns ctx's error.
 func (i *Instance) Process(ctx context.Context, h Host, batch []byte) error {
+	return i.call(ctx, h, i.fns.process, abi.ExportProcess, "the batch", batch)
+}
+
+// Query runs streamrt_query on one encoded query request, with h (which
+// should also be a Responder) serving the guest's host calls. Errors are
+// as for Process; a module without a query handler fails with
+// ErrBatchFailed.
+func (i *Instance) Query(ctx context.Context, h Host, req []byte) error {
+	if i.fns.query == nil {
+		return &CallError{Module: i.m.name, Kind: ErrBatchFailed, Detail: "exports no " + abi.ExportQuery}
+	}
+	return i.call(ctx, h, i.fns.query, abi.ExportQuery, "the query", req)
+}
+
+// call writes in into a guest buffer and calls fn(ptr, len) under the
+// engine's deadline.
+func (i *Instance) call(ctx context.Context, h Host, fn api.Function, name, what string, in []byte) error {
 	if i.broken != nil {
 		return i.broken
 	}
@@ -78,21 +96,21 @@ func (i *Instance) Process(ctx context.Context, h Host, batch []byte) error {
 	cctx, cancel := i.m.engine.callCtx(ctx)
 	defer cancel()
 	cctx = withHost(cctx, h)
-	i.stack[0] = uint64(len(batch))
+	i.stack[0] = uint64(len(in))
 	if err := i.fns.buffer.CallWithStack(cctx, i.stack[:]); err != nil {
 		return i.fail(ctx, err)
 	}
 	ptr := uint32(i.stack[0])
-	if ptr == 0 || !i.mem.Write(ptr, batch) {
+	if ptr == 0 || !i.mem.Write(ptr, in) {
 		return &CallError{Module: i.m.name, Kind: ErrBatchFailed,
-			Detail: fmt.Sprintf("%s could not provide %d bytes for the batch%s", abi.ExportBuffer, len(batch), i.output.suffix())}
+			Detail: fmt.Sprintf("%s could not provide %d bytes for %s%s", abi.ExportBuffer, len(in), what, i.output.suffix())}
 	}
-	i.stack[0], i.stack[1] = uint64(ptr), uint64(len(batch))
-	if err := i.fns.process.CallWithStack(cctx, i.stack[:]); err != nil {
+	i.stack[0], i.stack[1] = uint64(ptr), uint64(len(in))
+	if err := fn.CallWithStack(cctx, i.stack[:]); err != nil {
 		return i.fail(ctx, err)
 	}
 	if rc := int32(i.stack[0]); rc != 0 {
-		return &CallError{Module: i.m.name, Kind: ErrBatchFailed, Detail: fmt.Sprintf("%s returned %d%s", abi.ExportProcess, rc, i.output.suffix())}
+		return &CallError{Module: i.m.name, Kind: ErrBatchFailed, Detail: fmt.Sprintf("%s returned %d%s", name, rc, i.output.suffix())}
 	}
 	return nil
 }

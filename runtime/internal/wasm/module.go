@@ -23,10 +23,15 @@ type Module struct {
 	version  string
 	hasInit  bool
 	hasWASI  bool
+	hasQuery bool
 }
 
 // Name returns the label the module was compiled under, such as its file.
 func (m *Module) Name() string { return m.name }
+
+// ServesQueries reports whether the module exports a query handler
+// (streamrt_query).
+func (m *Module) ServesQueries() bool { return m.hasQuery }
 
 // Version returns the module's content address: the hex sha256 of its bytes.
 func (m *Module) Version() string { return m.version }
@@ -49,6 +54,7 @@ var exports = []export{
 	{abi.ExportProcess, []api.ValueType{i32, i32}, []api.ValueType{i32}, true},
 	{abi.ExportInit, nil, []api.ValueType{i32}, false},
 	{abi.ExportInitialize, nil, nil, false},
+	{abi.ExportQuery, []api.ValueType{i32, i32}, []api.ValueType{i32}, false},
 }
 
 // Compile compiles and validates wasm, naming it name in errors. It refuses a
@@ -115,8 +121,11 @@ func (m *Module) validate(ctx context.Context) error {
 		if !slices.Equal(f.ParamTypes(), x.params) || !slices.Equal(f.ResultTypes(), x.results) {
 			return refuse("exports %s with signature %s, want %s", x.name, sig(f.ParamTypes(), f.ResultTypes()), sig(x.params, x.results))
 		}
-		if x.name == abi.ExportInit {
+		switch x.name {
+		case abi.ExportInit:
 			m.hasInit = true
+		case abi.ExportQuery:
+			m.hasQuery = true
 		}
 	}
 	if len(missing) > 0 {

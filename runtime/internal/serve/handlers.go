@@ -1,0 +1,327 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+)
+
+// MaxRequestBody caps the body of a request to a guest route.
+const MaxRequestBody = 1 << 20
+
+// Handlers runs the guest query handlers of an app's stages. Each stage
+// has a pool of instances of its module, compiled under the query
+// handler deadline, since instances are single-threaded and requests are
+// not; an instance that traps or overruns the deadline is discarded.
+type Handlers struct {
+	db    *state.DB
+	log   *slog.Logger
+	names []string        // every store and table, sorted: handle i is names[i]
+	glob  map[string]bool // global tables
+
+	mu    sync.Mutex
+	pools map[string]*pool // by stage
+}
+
+// NewHandlers returns handlers that read stores from db.
+func NewHandlers(db *state.DB, stores []Store, log *slog.Logger) *Handlers {
+	h := &Handlers{db: db, log: log, glob: map[string]bool{}, pools: map[string]*pool{}}
+	for _, st := range stores {
+		h.names = append(h.names, st.Name)
+		h.glob[st.Name] = st.Global
+	}
+	slices.Sort(h.names)
+	return h
+}
+
+// SetModule makes m serve stage's routes from the next request on: at
+// start and after a module swap. Instances of the previous version finish
+// the requests they are serving and are then dropped.
+func (h *Handlers) SetModule(stage string, m *wasm.Module) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pools[stage]
+	if p == nil {
+		// Instances bound memory: a few per core are enough to keep the
+		// cores busy with short handlers.
+		p = &pool{slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+		h.pools[stage] = p
+	}
+	p.mu.Lock()
+	old := p.idle
+	p.module, p.idle = m, nil
+	p.mu.Unlock()
+	for _, in := range old {
+		in.Close(context.Background())
+	}
+}
+
+// Close releases every idle instance.
+func (h *Handlers) Close(ctx context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.pools {
+		p.mu.Lock()
+		for _, in := range p.idle {
+			in.Close(ctx)
+		}
+		p.idle = nil
+		p.mu.Unlock()
+	}
+}
+
+type pool struct {
+	slots  chan struct{} // one per instance in use
+	mu     sync.Mutex
+	module *wasm.Module
+	idle   []*wasm.Instance
+}
+
+func (p *pool) get(ctx context.Context) (*wasm.Instance, error) {
+	p.mu.Lock()
+	m := p.module
+	if m == nil {
+		p.mu.Unlock()
+		return nil, errors.New("no module loaded")
+	}
+	if n := len(p.idle); n > 0 {
+		in := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return in, nil
+	}
+	p.mu.Unlock()
+	return m.Instantiate(ctx)
+}
+
+func (p *pool) put(in *wasm.Instance) {
+	p.mu.Lock()
+	if in.Broken() == nil && in.Module() == p.module {
+		p.idle = append(p.idle, in)
+		in = nil
+	}
+	p.mu.Unlock()
+	if in != nil {
+		in.Close(context.Background())
+	}
+}
+
+// response is a guest's answer.
+type response struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+// serve runs stage's query handler on req.
+func (h *Handlers) serve(ctx context.Context, stage string, req *abi.QueryRequest) (*response, error) {
+	h.mu.Lock()
+	p := h.pools[stage]
+	h.mu.Unlock()
+	if p == nil {
+		return nil, fmt.Errorf("stage %q has no module loaded", stage)
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-p.slots }()
+	in, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer p.put(in)
+	if !in.Module().ServesQueries() {
+		return nil, fmt.Errorf("module %s of stage %q exports no %s: build it with a query handler", in.Module().Name(), stage, abi.ExportQuery)
+	}
+	qh := &queryHost{h: h, stage: stage, partition: req.Partition}
+	defer qh.end()
+	if err := in.Query(ctx, qh, abi.AppendQueryRequest(nil, req)); err != nil {
+		return nil, err
+	}
+	if qh.resp == nil {
+		return nil, fmt.Errorf("query handler of stage %q returned without responding", stage)
+	}
+	return qh.resp, nil
+}
+
+// queryHost serves a guest's host calls during one query (wasm.Host and
+// wasm.Responder): every store and table of the app, read-only, at the
+// request's partition.
+type queryHost struct {
+	h         *Handlers
+	stage     string
+	partition int32
+	txn       *state.Txn
+	iters     state.Cursors
+	getBuf    []byte
+	resp      *response
+}
+
+func (q *queryHost) end() {
+	q.iters.CloseAll()
+	if q.txn != nil {
+		q.txn.Discard()
+	}
+}
+
+func (q *queryHost) OpenStore(name string) (int32, abi.Code) {
+	i, ok := slices.BinarySearch(q.h.names, name)
+	if !ok {
+		return 0, abi.ErrUnknownStore
+	}
+	return int32(i), abi.OK
+}
+
+// keyspace resolves a store handle at the request's partition: a global
+// table's only partition, 0, or the partition the request was routed to.
+func (q *queryHost) keyspace(store int32) (state.Keyspace, abi.Code) {
+	if store < 0 || int(store) >= len(q.h.names) {
+		return state.Keyspace{}, abi.ErrUnknownStore
+	}
+	name := q.h.names[store]
+	p := q.partition
+	if q.h.glob[name] {
+		p = 0
+	} else if p < 0 {
+		// The route names no store to route by, so no partition is here.
+		return state.Keyspace{}, abi.ErrNotAllowed
+	}
+	ks, err := q.h.db.Keyspace(name, p)
+	if err != nil {
+		return state.Keyspace{}, abi.ErrInvalid
+	}
+	if q.txn == nil {
+		q.txn = q.h.db.NewTxn()
+	}
+	return ks, abi.OK
+}
+
+func (q *queryHost) Get(store int32, key []byte) ([]byte, abi.Code) {
+	ks, c := q.keyspace(store)
+	if c != abi.OK {
+		return nil, c
+	}
+	v, found, err := q.txn.Get(ks, key, q.getBuf)
+	q.getBuf = v
+	if err != nil {
+		q.h.log.Error("query store get failed", "stage", q.stage, "store", ks.Store(), "err", err)
+		return nil, abi.ErrInternal
+	}
+	if !found {
+		return nil, abi.ErrNotFound
+	}
+	return v, abi.OK
+}
+
+func (q *queryHost) Put(int32, int32, []byte, []byte) abi.Code { return abi.ErrReadOnly }
+func (q *queryHost) Delete(int32, int32, []byte) abi.Code      { return abi.ErrReadOnly }
+
+func (q *queryHost) Range(store int32, start, end []byte) (int32, abi.Code) {
+	ks, c := q.keyspace(store)
+	if c != abi.OK {
+		return 0, c
+	}
+	it, err := q.txn.NewIter(ks, start, end)
+	if err != nil {
+		q.h.log.Error("query store range failed", "stage", q.stage, "store", ks.Store(), "err", err)
+		return 0, abi.ErrInternal
+	}
+	return q.iters.Open(it), abi.OK
+}
+
+func (q *queryHost) RangeNext(iter int32, buf []byte) (int, int, abi.Code) {
+	return q.iters.Next(iter, buf)
+}
+
+func (q *queryHost) RangeClose(iter int32) abi.Code { return q.iters.Close(iter) }
+
+func (q *queryHost) OpenOutput(string) (int32, abi.Code) { return 0, abi.ErrNotAllowed }
+
+func (q *queryHost) Emit(int32, int32, []byte, []byte, []byte, int64) abi.Code {
+	return abi.ErrNotAllowed
+}
+
+func (q *queryHost) Log(level int32, msg []byte) {
+	lv := slog.LevelInfo
+	switch level {
+	case abi.LevelDebug:
+		lv = slog.LevelDebug
+	case abi.LevelWarn:
+		lv = slog.LevelWarn
+	case abi.LevelError:
+		lv = slog.LevelError
+	}
+	q.h.log.Log(context.Background(), lv, string(msg), "stage", q.stage, "in", "query handler")
+}
+
+func (q *queryHost) RecordError(int32, []byte) abi.Code { return abi.ErrNotAllowed }
+
+func (q *queryHost) Respond(status int32, contentType, body []byte) abi.Code {
+	if q.resp != nil {
+		return abi.ErrNotAllowed
+	}
+	if status < abi.MinStatus || status > abi.MaxStatus {
+		return abi.ErrInvalid
+	}
+	q.resp = &response{status: int(status), contentType: string(contentType), body: bytes.Clone(body)}
+	return abi.OK
+}
+
+// appRoute serves one of the app's routes: routed to the owner of its key
+// when it names a store, then answered by its stage's guest handler.
+func (s *Server) appRoute(w http.ResponseWriter, r *http.Request, rt config.Route) int {
+	answer := func(p int32) int { return s.callGuest(w, r, rt, p) }
+	if rt.Store == "" {
+		w.Header().Set(HeaderServedBy, s.self())
+		return answer(-1)
+	}
+	st, code, ok := s.store(w, rt.Store)
+	if !ok {
+		return code
+	}
+	key := rt.RoutingKey(r.PathValue)
+	if code, ok := s.checkKey(w, key); !ok {
+		return code
+	}
+	return s.dispatch(w, r, st, key, answer)
+}
+
+func (s *Server) callGuest(w http.ResponseWriter, r *http.Request, rt config.Route, p int32) int {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
+		}
+		return writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+	}
+	req := &abi.QueryRequest{Partition: p, Method: r.Method, Route: rt.Path, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body}
+	for _, name := range rt.Params() {
+		req.Params = append(req.Params, abi.Param{Name: name, Value: r.PathValue(name)})
+	}
+	resp, err := s.handlers.serve(r.Context(), rt.Stage, req)
+	if err != nil {
+		s.log.Warn("query handler failed", "stage", rt.Stage, "route", rt.Pattern(), "path", r.URL.Path, "err", err)
+		return writeError(w, http.StatusInternalServerError, fmt.Sprintf("query handler of stage %q: %v", rt.Stage, err))
+	}
+	if resp.contentType != "" {
+		w.Header().Set("Content-Type", resp.contentType)
+	}
+	w.WriteHeader(resp.status)
+	w.Write(resp.body)
+	return resp.status
+}

@@ -1,0 +1,268 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/streamrt/streamrt/runtime/internal/partition"
+)
+
+// placement is where a request for one key is answered.
+type placement struct {
+	p     int32
+	owner string // forward to this address; empty: answer here
+	stale bool   // the local answer may be behind the owner's
+}
+
+// unavailable is a 503 answer: the key's partition has no instance that can
+// answer now, and the caller should retry.
+type unavailable struct{ reason string }
+
+func (u *unavailable) Error() string { return u.reason }
+
+// place decides where the request for key in st is answered: here when this
+// instance owns the key's partition and the task is ready, else at the
+// owner the group's assignment names. A request that asks for stale=true is
+// answered from local state, marked stale, when there is no owner to ask
+// and this instance holds a copy of the partition.
+func (s *Server) place(r *http.Request, st Store, key string) (placement, error) {
+	if st.Global {
+		return placement{p: 0}, nil
+	}
+	p := partition.For([]byte(key), st.Partitions)
+	if s.eng.Owns(st.Topic, p) {
+		return placement{p: p}, nil
+	}
+	why := s.noOwner(r, st, p)
+	if why == nil {
+		a := s.eng.Assignment()
+		addr, _ := a.Owner(st.Topic, p)
+		return placement{p: p, owner: addr}, nil
+	}
+	if stale(r) && s.hasLocal(st.Name, p) {
+		return placement{p: p, stale: true}, nil
+	}
+	return placement{}, why
+}
+
+// noOwner says why partition p of st cannot be forwarded, or nil when the
+// assignment names an owner to forward to.
+func (s *Server) noOwner(r *http.Request, st Store, p int32) error {
+	a := s.eng.Assignment()
+	self, _ := a.Self()
+	id, ok := a.OwnerID(st.Topic, p)
+	switch {
+	case !a.Valid():
+		return &unavailable{"this instance has not received the group's assignment yet"}
+	case !ok:
+		return &unavailable{fmt.Sprintf("partition %d of store %q has no owner: a rebalance is in progress", p, st.Name)}
+	case id == self.ID:
+		return &unavailable{fmt.Sprintf("partition %d of store %q is assigned to this instance and still restoring", p, st.Name)}
+	case r.Header.Get(HeaderForwarded) != "":
+		addr, _ := a.Owner(st.Topic, p)
+		return &unavailable{fmt.Sprintf("forwarded here by %s, but partition %d of store %q is owned by %s: ownership moved while the request was in flight",
+			r.Header.Get(HeaderForwarded), p, st.Name, addr)}
+	}
+	if addr, _ := a.Owner(st.Topic, p); addr == "" {
+		return &unavailable{fmt.Sprintf("the owner of partition %d of store %q advertises no query address", p, st.Name)}
+	}
+	return nil
+}
+
+// dispatch answers a request for key in st: locally through answer, or by
+// forwarding the whole request to the key's owner. When the owner cannot be
+// reached, a stale=true request falls back to a local copy.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, st Store, key string, answer func(p int32) int) int {
+	pl, err := s.place(r, st, key)
+	if err != nil {
+		return s.unavailable(w, err)
+	}
+	if pl.owner == "" {
+		return s.answerHere(w, pl, answer)
+	}
+	code, err := s.forward(w, r, pl.owner)
+	if err == nil {
+		return code
+	}
+	if stale(r) && s.hasLocal(st.Name, pl.p) {
+		return s.answerHere(w, placement{p: pl.p, stale: true}, answer)
+	}
+	return s.unavailable(w, &unavailable{fmt.Sprintf("the owner of partition %d of store %q, %s, did not answer: %v", pl.p, st.Name, pl.owner, err)})
+}
+
+func (s *Server) answerHere(w http.ResponseWriter, pl placement, answer func(p int32) int) int {
+	h := w.Header()
+	h.Set(HeaderPartition, strconv.Itoa(int(pl.p)))
+	h.Set(HeaderServedBy, s.self())
+	if pl.stale {
+		h.Set(HeaderStale, "true")
+		markServed(w, "stale")
+	}
+	return answer(pl.p)
+}
+
+func (s *Server) unavailable(w http.ResponseWriter, err error) int {
+	var u *unavailable
+	if !errors.As(err, &u) {
+		return writeError(w, http.StatusInternalServerError, err.Error())
+	}
+	w.Header().Set("Retry-After", "1")
+	return writeError(w, http.StatusServiceUnavailable, u.reason)
+}
+
+// forwardedHeaders are the request headers a forwarded request carries.
+var forwardedHeaders = []string{"Authorization", "Content-Type", "Accept"}
+
+// answerHeaders are the response headers copied back from the owner.
+var answerHeaders = []string{"Content-Type", "Retry-After", "WWW-Authenticate", HeaderServedBy, HeaderPartition, HeaderStale}
+
+// forward sends r to the instance at addr and copies its answer to w. It
+// writes nothing to w when it fails.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string) (int, error) {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+r.URL.RequestURI(), r.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, h := range forwardedHeaders {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(HeaderForwarded, s.self())
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	for _, h := range answerHeaders {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	markServed(w, "forwarded")
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		s.log.Warn("forwarded answer cut short", "owner", addr, "path", r.URL.Path, "err", err)
+	}
+	return resp.StatusCode, nil
+}
+
+// self is this instance's advertised query address.
+func (s *Server) self() string {
+	m, _ := s.eng.Assignment().Self()
+	return m.Addr
+}
+
+// hasLocal reports whether this instance holds any data of partition p of
+// store: a copy that can answer a stale read.
+func (s *Server) hasLocal(store string, p int32) bool {
+	ks, err := s.db.Keyspace(store, p)
+	if err != nil {
+		return false
+	}
+	found := false
+	err = s.db.Scan(ks, nil, nil, 1, func(_, _ []byte) error {
+		found = true
+		return nil
+	})
+	return err == nil && found
+}
+
+func stale(r *http.Request) bool { return r.URL.Query().Get("stale") == "true" }
+
+// getKey answers GET /v1/stores/{store}/keys/{key} with the key's value.
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request) int {
+	name, key := r.PathValue("store"), r.PathValue("key")
+	st, code, ok := s.store(w, name)
+	if !ok {
+		return code
+	}
+	if code, ok := s.checkKey(w, key); !ok {
+		return code
+	}
+	return s.dispatch(w, r, st, key, func(p int32) int {
+		v, found, err := s.get(name, p, key)
+		if err != nil {
+			return writeError(w, http.StatusInternalServerError, err.Error())
+		}
+		if !found {
+			return writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found in store %q", key, name))
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		w.Write(v)
+		return http.StatusOK
+	})
+}
+
+func (s *Server) get(store string, p int32, key string) ([]byte, bool, error) {
+	ks, err := s.db.Keyspace(store, p)
+	if err != nil {
+		return nil, false, err
+	}
+	v, found, err := s.db.Get(ks, []byte(key))
+	if err != nil {
+		return nil, false, fmt.Errorf("store %q partition %d: %w", store, p, err)
+	}
+	return v, found, nil
+}
+
+// keyMetadata answers GET /v1/metadata/stores/{store}/keys/{key}: the key's
+// partition, the instance that owns it and the instances keeping standby
+// copies.
+func (s *Server) keyMetadata(w http.ResponseWriter, r *http.Request) int {
+	name, key := r.PathValue("store"), r.PathValue("key")
+	st, code, ok := s.store(w, name)
+	if !ok {
+		return code
+	}
+	if code, ok := s.checkKey(w, key); !ok {
+		return code
+	}
+	a := s.eng.Assignment()
+	md := keyMetadata{Store: name, Key: key, Global: st.Global, Standbys: []instanceRef{}, Generation: a.Generation(), Rebalancing: a.Rebalancing()}
+	if st.Global {
+		// Every instance holds the whole store: each one is active for it.
+		for _, m := range a.Members() {
+			md.Replicas = append(md.Replicas, ref(m.ID, m.Addr))
+		}
+		return writeJSON(w, http.StatusOK, md)
+	}
+	md.Partition = partition.For([]byte(key), st.Partitions)
+	for _, m := range a.Members() {
+		if slices.Contains(m.Partitions[st.Topic], md.Partition) {
+			r := ref(m.ID, m.Addr)
+			md.Active = &r
+		}
+		if slices.Contains(m.Standbys[st.Topic], md.Partition) {
+			md.Standbys = append(md.Standbys, ref(m.ID, m.Addr))
+		}
+	}
+	return writeJSON(w, http.StatusOK, md)
+}
+
+type keyMetadata struct {
+	Store     string `json:"store"`
+	Key       string `json:"key"`
+	Partition int32  `json:"partition"`
+	Global    bool   `json:"global,omitempty"`
+	// Active is the instance that owns the partition; null while it has
+	// none (a rebalance is in progress).
+	Active   *instanceRef  `json:"active"`
+	Standbys []instanceRef `json:"standbys"`
+	// Replicas are, for a global store, every instance.
+	Replicas    []instanceRef `json:"replicas,omitempty"`
+	Generation  int32         `json:"generation"`
+	Rebalancing bool          `json:"rebalancing"`
+}
+
+type instanceRef struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+}
+
+func ref(id, addr string) instanceRef { return instanceRef{ID: id, Address: addr} }
