@@ -1,0 +1,326 @@
+// kafka-music end to end, from streamrt.yaml: two instances of the app
+// share the work; songs and plays with known charts go in, and every route
+// answers the same on both instances. It runs against the embedded kfake
+// broker, or the cluster STREAMRT_TEST_BROKERS names.
+package kafkamusic_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime"
+	"github.com/streamrt/streamrt/runtime/config"
+)
+
+// track is a song of the test's catalogue with the plays the test sends:
+// plays that count (30 s or more) and short ones that do not.
+type track struct {
+	id                         int
+	genre, artist, album, name string
+	plays, short               int
+}
+
+// catalogue's charts, worked out by hand, are in TestKafkaMusic. Genres
+// come in several cases; a chart's genre is lower-cased.
+var catalogue = []track{
+	{1, "Punk", "Wire Fence", "Short Fuse", "Three Chords", 5, 1},
+	{2, "punk", "Wire Fence", "Short Fuse", "Safety Pin", 7, 0},
+	{3, "PUNK", "The Staples", "Photocopy", "Zine", 3, 2},
+	{4, "Punk", "The Staples", "Photocopy", "Xerox Love", 7, 1},
+	{5, "punk", "Gob", "Spit", "Pogo", 1, 0},
+	{6, "punk", "Gob", "Spit", "Mohawk", 2, 0},
+	{7, "punk", "Gob", "Spit", "Too Short", 0, 3},
+	{10, "Hip Hop", "MC Lattice", "Grid Lines", "Cipher", 9, 0},
+	{11, "hip hop", "MC Lattice", "Grid Lines", "Sample Clear", 4, 1},
+	{12, "Hip Hop", "DJ Vinyl", "Crates", "Dig Deep", 5, 0},
+	{20, "Electronic", "Modulär", "Patch Bay", "Oscillate", 6, 2},
+	{21, "electronic", "Modulär", "Patch Bay", "Almost", 0, 1},
+	{30, "Jazz", "Quartet Nine", "Blue Room", "Brushes", 0, 0},
+}
+
+// Durations of the plays sent: the shortest that counts, and the longest
+// that does not, come first.
+var (
+	longPlays  = []int{30_000, 61_000, 184_500, 245_000}
+	shortPlays = []int{29_999, 5_000, 12_000}
+)
+
+func TestKafkaMusic(t *testing.T) {
+	app := newApp(t)
+	testkafka.CreateTopic(t, app.brokers, app.songFeed, 3) // a global table needs no co-partitioning
+	testkafka.CreateTopic(t, app.brokers, app.playEvents, 4)
+	var songs []*kgo.Record
+	for _, tr := range catalogue {
+		songs = append(songs, &kgo.Record{Topic: app.songFeed, Key: fmt.Append(nil, tr.id), Value: fmt.Appendf(nil,
+			`{"id":%d,"album":%q,"artist":%q,"name":%q,"genre":%q}`, tr.id, tr.album, tr.artist, tr.name, tr.genre)})
+	}
+	testkafka.ProduceRecords(t, app.brokers, songs...)
+	instances := []instance{app.start(t), app.start(t)}
+
+	// Plays in a fixed shuffled order from five regions, so that songs
+	// overtake each other and every partition has some; then a play of an
+	// unknown song (dropped) and two bad ones (dead-lettered).
+	var plays []*kgo.Record
+	regions := []string{"uk", "us", "de", "fr", "jp"}
+	play := func(value string) {
+		plays = append(plays, &kgo.Record{Topic: app.playEvents, Key: []byte(regions[len(plays)%len(regions)]), Value: []byte(value)})
+	}
+	for _, tr := range catalogue {
+		for i := range tr.plays {
+			play(fmt.Sprintf(`{"song_id":%d,"duration":%d}`, tr.id, longPlays[i%len(longPlays)]))
+		}
+		for i := range tr.short {
+			play(fmt.Sprintf(`{"song_id":%d,"duration":%d}`, tr.id, shortPlays[i%len(shortPlays)]))
+		}
+	}
+	play(`{"song_id":99,"duration":200000}`)
+	rand.New(rand.NewPCG(5, 5)).Shuffle(len(plays), func(i, j int) { plays[i], plays[j] = plays[j], plays[i] })
+	testkafka.ProduceRecords(t, app.brokers, plays...)
+	testkafka.ProduceRecords(t, app.brokers,
+		&kgo.Record{Topic: app.playEvents, Key: []byte("bad-1"), Value: []byte("not json")},
+		&kgo.Record{Topic: app.playEvents, Key: []byte("bad-2"), Value: []byte(`{"song_id":1}`)})
+
+	app.waitCaughtUp(t)
+
+	// The charts, as the store keeps them: "id:plays name" in rank order.
+	wantCharts := map[string]string{
+		"top-five":         "10:9 Cipher, 2:7 Safety Pin, 4:7 Xerox Love, 20:6 Oscillate, 1:5 Three Chords",
+		"genre:punk":       "2:7 Safety Pin, 4:7 Xerox Love, 1:5 Three Chords, 3:3 Zine, 6:2 Mohawk",
+		"genre:hip hop":    "10:9 Cipher, 12:5 Dig Deep, 11:4 Sample Clear",
+		"genre:electronic": "20:6 Oscillate",
+	}
+	for key, want := range wantCharts {
+		if got := storedChart(t, instances, key); got != want {
+			t.Errorf("chart %q:\n got %s\nwant %s", key, got, want)
+		}
+	}
+	if got := storedChart(t, instances, "genre:jazz"); got != "" {
+		t.Errorf("chart of jazz, which has no plays: %s", got)
+	}
+
+	dead := map[string]string{}
+	for _, r := range testkafka.ReadAll(t, app.brokers, app.name+"-plays-dlq", 2, time.Minute) {
+		dead[string(r.Key)] = header(r, "streamrt.error")
+	}
+	for key, want := range map[string]string{"bad-1": "play event is not JSON", "bad-2": "play event needs song_id and duration"} {
+		if !strings.Contains(dead[key], want) {
+			t.Errorf("dead letter %s: error %q, want %q", key, dead[key], want)
+		}
+	}
+}
+
+// app is the example's configuration as a test runs it: as written on the
+// embedded broker, which is new for every test, and with an app name and
+// topics of its own on a real cluster, which outlives runs.
+type app struct {
+	brokers              []string
+	name                 string // the app's name and consumer group
+	songFeed, playEvents string
+	yaml                 []byte
+}
+
+func newApp(t *testing.T) *app {
+	t.Helper()
+	yaml, err := os.ReadFile("streamrt.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{brokers: testkafka.Brokers(t), name: "kafka-music", songFeed: "song-feed", playEvents: "play-events", yaml: yaml}
+	if testkafka.Real() {
+		a.name = testkafka.Name(t, "kafka-music")
+		a.songFeed, a.playEvents = a.name+"-song-feed", a.name+"-play-events"
+		s := strings.ReplaceAll(string(yaml), "song-feed", a.songFeed)
+		a.yaml = []byte(strings.ReplaceAll(s, "play-events", a.playEvents))
+	}
+	return a
+}
+
+// instance is one running instance of the app.
+type instance struct{ addr string }
+
+func (in instance) get(path string) (code int, body string) {
+	resp, err := http.Get("http://" + in.addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(b)
+}
+
+// start runs an instance of the app in-process, on a port of its own with
+// a state directory of its own, until the test ends; it returns once the
+// instance is ready.
+func (a *app) start(t *testing.T) instance {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, err := config.Parse(a.yaml, "streamrt.yaml", os.Environ(), map[string]string{
+		"app":       a.name,
+		"brokers":   strings.Join(a.brokers, ","),
+		"http":      addr,
+		"state_dir": t.TempDir(),
+		"cache_dir": guesttest.CacheDir(), // built guests, shared with other tests
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rt, err := runtime.New(cfg, runtime.Options{Logger: log.With("instance", addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("instance %s: %v", addr, err)
+		}
+	})
+	in := instance{addr: addr}
+	waitFor(t, 3*time.Minute, "instance "+addr+" to be ready", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("instance %s stopped: %v", addr, err)
+		default:
+		}
+		code, _ := in.get("/readyz")
+		return code == http.StatusOK
+	})
+	return in
+}
+
+// waitCaughtUp waits until the app has processed everything in its input
+// topics: stage by stage down the pipeline, the group's committed offsets
+// reach the topic's end. Outputs are flushed and state committed before
+// offsets, so once a stage's inputs are done its outputs are all in the
+// next stage's topic, and the last stage's state is all in its store.
+func (a *app) waitCaughtUp(t *testing.T) {
+	t.Helper()
+	adm := kadm.NewClient(testkafka.Client(t, a.brokers))
+	topics := []string{a.playEvents, config.RepartitionTopic(a.name, "counts"), config.RepartitionTopic(a.name, "charts")}
+	behind := ""
+	waitFor(t, 2*time.Minute, "the app to catch up", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, topic := range topics {
+			committed, err := adm.FetchOffsetsForTopics(ctx, a.name, topic)
+			if err == nil {
+				err = committed.Error()
+			}
+			if err != nil {
+				behind = err.Error()
+				return false
+			}
+			ends, err := adm.ListEndOffsets(ctx, topic)
+			if err == nil {
+				err = ends.Error()
+			}
+			if err != nil {
+				behind = err.Error()
+				return false
+			}
+			behind = ""
+			ends.Each(func(end kadm.ListedOffset) {
+				c, ok := committed.Lookup(topic, end.Partition)
+				if end.Offset > 0 && (!ok || c.At < end.Offset) {
+					behind = fmt.Sprintf("%s[%d] at %d of %d", topic, end.Partition, c.At, end.Offset)
+				}
+			})
+			if behind != "" {
+				return false
+			}
+		}
+		return true
+	}, func() string { return behind })
+}
+
+// storedChart returns the chart under key in store charts, from the
+// instance that owns it, as "id:plays name" in rank order; "" when there is
+// none.
+func storedChart(t *testing.T, instances []instance, key string) string {
+	t.Helper()
+	var answers []string
+	for _, in := range instances {
+		code, body := in.get("/v1/stores/charts/keys/" + url.PathEscape(key))
+		switch code {
+		case http.StatusOK:
+			var c []struct {
+				ID    int    `json:"id"`
+				Name  string `json:"name"`
+				Plays int    `json:"plays"`
+			}
+			if err := json.Unmarshal([]byte(body), &c); err != nil {
+				t.Fatalf("chart %q: %v in %s", key, err, body)
+			}
+			var s []string
+			for _, e := range c {
+				s = append(s, fmt.Sprintf("%d:%d %s", e.ID, e.Plays, e.Name))
+			}
+			return strings.Join(s, ", ")
+		case http.StatusNotFound:
+			return ""
+		}
+		answers = append(answers, fmt.Sprintf("%s: %d %s", in.addr, code, body))
+	}
+	t.Fatalf("chart %q: no instance answers: %s", key, strings.Join(answers, "; "))
+	return ""
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// waitFor polls cond until it holds, failing the test after timeout with
+// what it waited for and, if given, why the last poll failed.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, why ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("timed out after %v waiting for %s", timeout, what)
+			for _, w := range why {
+				msg += ": " + w()
+			}
+			t.Fatal(msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
