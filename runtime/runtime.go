@@ -152,7 +152,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 			handlers.SetModule(stage, qm)
 		}
 	}
-	api := serve.New(serve.Options{DB: db, Engine: eng, Metrics: m, Logger: r.log, Stores: stores, Query: cfg.Query, Handlers: handlers})
+	api := serve.New(serve.Options{DB: db, Engine: eng, Metrics: m, Logger: r.log, Stores: stores, Query: cfg.Query, Advertise: cfg.Advertise, Handlers: handlers})
 	defer api.Close()
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup

@@ -153,6 +153,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string) (i
 
 // self is this instance's advertised query address.
 func (s *Server) self() string {
+	if s.addr != "" {
+		return s.addr
+	}
 	m, _ := s.eng.Assignment().Self()
 	return m.Addr
 }

@@ -57,6 +57,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Stores  []Store
 	Query   config.Query
+	// Advertise is this instance's query address, as the group knows it.
+	Advertise string
 	// Handlers serves the guest query handlers of Query.Routes; nil when the
 	// app declares none.
 	Handlers *Handlers
@@ -71,6 +73,7 @@ type Server struct {
 	stores   map[string]Store
 	query    config.Query
 	handlers *Handlers
+	addr     string // advertised query address
 	client   *http.Client
 	mux      *http.ServeMux
 }
@@ -100,12 +103,15 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		db: opts.DB, eng: opts.Engine, metrics: opts.Metrics, log: opts.Logger,
-		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers,
+		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers, addr: opts.Advertise,
 		mux: http.NewServeMux(),
 		client: &http.Client{
 			Timeout: opts.Query.ForwardTimeout,
+			// Bounded, so that a burst queues for connections to the
+			// owner instead of opening thousands of them.
 			Transport: &http.Transport{
 				MaxIdleConnsPerHost: 64,
+				MaxConnsPerHost:     128,
 				IdleConnTimeout:     90 * time.Second,
 			},
 		},
