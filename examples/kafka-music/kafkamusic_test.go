@@ -13,8 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,9 +73,9 @@ func TestKafkaMusic(t *testing.T) {
 	testkafka.ProduceRecords(t, app.brokers, songs...)
 	instances := []instance{app.start(t), app.start(t)}
 
-	// Plays in a fixed shuffled order from five regions, so that songs
-	// overtake each other and every partition has some; then a play of an
-	// unknown song (dropped) and two bad ones (dead-lettered).
+	// Plays in a fixed shuffled order, so that songs overtake each other,
+	// from five regions spread over the partitions, with a play of an
+	// unknown song among them (dropped); then two bad ones (dead-lettered).
 	var plays []*kgo.Record
 	regions := []string{"uk", "us", "de", "fr", "jp"}
 	play := func(value string) {
@@ -98,20 +98,59 @@ func TestKafkaMusic(t *testing.T) {
 
 	app.waitCaughtUp(t)
 
-	// The charts, as the store keeps them: "id:plays name" in rank order.
-	wantCharts := map[string]string{
-		"top-five":         "10:9 Cipher, 2:7 Safety Pin, 4:7 Xerox Love, 20:6 Oscillate, 1:5 Three Chords",
-		"genre:punk":       "2:7 Safety Pin, 4:7 Xerox Love, 1:5 Three Chords, 3:3 Zine, 6:2 Mohawk",
-		"genre:hip hop":    "10:9 Cipher, 12:5 Dig Deep, 11:4 Sample Clear",
-		"genre:electronic": "20:6 Oscillate",
+	// Every route, asked of both instances: the same exact answers. Ranks
+	// are worked out by hand from the catalogue: most plays first, ties to
+	// the lower song id, five at most, genres lower-cased.
+	topFive := chart(t, "10:9", "2:7", "4:7", "20:6", "1:5") // 12:5 loses its tie with 1:5
+	punk := chart(t, "2:7", "4:7", "1:5", "3:3", "6:2")      // 5:1 is sixth; 7 had short plays only
+	hipHop := chart(t, "10:9", "12:5", "11:4")
+	electronic := chart(t, "20:6") // 21's only play was 29.999 s
+	page, err := os.ReadFile("charts/index.html")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for key, want := range wantCharts {
-		if got := storedChart(t, instances, key); got != want {
-			t.Errorf("chart %q:\n got %s\nwant %s", key, got, want)
+	routes := []struct {
+		path, ctype string
+		code        int
+		body        string
+	}{
+		{"/kafka-music/charts/top-five", jsonType, 200, topFive},
+		{"/kafka-music/charts/genre/punk", jsonType, 200, punk},
+		{"/kafka-music/charts/genre/hip%20hop", jsonType, 200, hipHop},
+		{"/kafka-music/charts/genre/electronic", jsonType, 200, electronic},
+		{"/kafka-music/charts/genre/jazz", jsonType, 404, `{"error":"no chart for genre \"jazz\""}`},
+		{"/kafka-music/charts/genre/polka", jsonType, 404, `{"error":"no chart for genre \"polka\""}`},
+		{"/kafka-music/charts/genre/Punk", jsonType, 404, `{"error":"no chart for genre \"Punk\": genres are lower case, as in \"punk\""}`},
+		{"/kafka-music/song/4", jsonType, 200, `{"artist":"The Staples","album":"Photocopy","name":"Xerox Love"}`},
+		{"/kafka-music/song/21", jsonType, 200, `{"artist":"Modulär","album":"Patch Bay","name":"Almost"}`},
+		{"/kafka-music/song/99", jsonType, 404, `{"error":"no song \"99\""}`},
+		{"/kafka-music/song/x", jsonType, 404, `{"error":"no song \"x\""}`},
+		{"/kafka-music/genres", jsonType, 200, `["electronic","hip hop","jazz","punk"]`},
+		{"/kafka-music/", "text/html; charset=utf-8", 200, string(page)},
+		{"/kafka-music/nope", jsonType, 404, `{"error":"no page /kafka-music/nope"}`},
+	}
+	for _, in := range instances {
+		for _, r := range routes {
+			if got := in.get(r.path); got.code != r.code || got.ctype != r.ctype || got.body != r.body {
+				t.Errorf("instance %s: GET %s:\n got %d %s %s\nwant %d %s %s", in.addr, r.path, got.code, got.ctype, got.body, r.code, r.ctype, r.body)
+			}
 		}
 	}
-	if got := storedChart(t, instances, "genre:jazz"); got != "" {
-		t.Errorf("chart of jazz, which has no plays: %s", got)
+
+	// The instances routes list both instances, each with the stores it
+	// holds (which partitions land where is the balancer's business), the
+	// same from both.
+	for _, path := range []string{"/kafka-music/instances", "/kafka-music/instances/songs", "/kafka-music/instances/charts", "/kafka-music/instances/nope"} {
+		a, b := instances[0].get(path), instances[1].get(path)
+		if a != b {
+			t.Errorf("GET %s: instances differ:\n%s: %+v\n%s: %+v", path, instances[0].addr, a, instances[1].addr, b)
+		}
+	}
+	checkInstances(t, instances, "", 2)
+	checkInstances(t, instances, "songs", 2) // a global table: on every instance
+	checkInstances(t, instances, "charts", 1)
+	if got := instances[0].get("/kafka-music/instances/nope"); got.code != 404 {
+		t.Errorf("GET /kafka-music/instances/nope: %+v, want 404", got)
 	}
 
 	dead := map[string]string{}
@@ -121,6 +160,97 @@ func TestKafkaMusic(t *testing.T) {
 	for key, want := range map[string]string{"bad-1": "play event is not JSON", "bad-2": "play event needs song_id and duration"} {
 		if !strings.Contains(dead[key], want) {
 			t.Errorf("dead letter %s: error %q, want %q", key, dead[key], want)
+		}
+	}
+
+	t.Run("web page in headless Chromium", func(t *testing.T) {
+		bin := chromium(t)
+		want := map[string]string{"top-five": topFive, "punk": punk, "hip hop": hipHop, "electronic": electronic, "jazz": "[]"}
+		for _, in := range instances {
+			dom := dumpDOM(t, bin, "http://"+in.addr+"/kafka-music/")
+			for name, rows := range want {
+				if got, want := renderedChart(dom, name), pageRows(t, rows); got != want {
+					t.Errorf("instance %s: chart %q on the page:\n got %s\nwant %s", in.addr, name, got, want)
+				}
+			}
+			if !strings.Contains(dom, "No plays yet") {
+				t.Errorf("instance %s: the page does not say jazz has no plays yet", in.addr)
+			}
+			for _, other := range instances {
+				if !strings.Contains(dom, other.addr) {
+					t.Errorf("instance %s: the page does not list instance %s", in.addr, other.addr)
+				}
+			}
+			if t.Failed() {
+				t.Logf("the page as rendered by %s:\n%s", in.addr, dom)
+			}
+		}
+	})
+}
+
+const jsonType = "application/json"
+
+// chart returns the JSON a chart route answers for songs given as
+// "id:plays", in rank order.
+func chart(t *testing.T, songs ...string) string {
+	t.Helper()
+	var rows []string
+	for _, s := range songs {
+		var id, plays int
+		if _, err := fmt.Sscanf(s, "%d:%d", &id, &plays); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(catalogue, func(tr track) bool { return tr.id == id })
+		tr := catalogue[i]
+		rows = append(rows, fmt.Sprintf(`{"artist":%q,"album":%q,"name":%q,"plays":%d}`, tr.artist, tr.album, tr.name, plays))
+	}
+	return "[" + strings.Join(rows, ",") + "]"
+}
+
+// checkInstances checks the builtin instances route, for every instance
+// or those holding store: at least min of the test's instances, none
+// other, each listing store.
+func checkInstances(t *testing.T, instances []instance, store string, min int) {
+	t.Helper()
+	path := "/kafka-music/instances"
+	if store != "" {
+		path += "/" + store
+	}
+	got := instances[0].get(path)
+	var list []struct {
+		Host       string   `json:"host"`
+		Port       int      `json:"port"`
+		StoreNames []string `json:"storeNames"`
+	}
+	if err := json.Unmarshal([]byte(got.body), &list); got.code != 200 || err != nil {
+		t.Errorf("GET %s: %+v (%v)", path, got, err)
+		return
+	}
+	var addrs []string
+	for _, in := range instances {
+		addrs = append(addrs, in.addr)
+	}
+	all := map[string]bool{}
+	for _, l := range list {
+		addr := net.JoinHostPort(l.Host, fmt.Sprint(l.Port))
+		if !slices.Contains(addrs, addr) {
+			t.Errorf("GET %s: unknown instance %s in %s", path, addr, got.body)
+		}
+		for _, s := range l.StoreNames {
+			all[s] = true
+		}
+		if store != "" && !slices.Contains(l.StoreNames, store) {
+			t.Errorf("GET %s: instance %s without store %s: %s", path, addr, store, got.body)
+		}
+	}
+	if len(list) < min {
+		t.Errorf("GET %s: %d instances, want at least %d: %s", path, len(list), min, got.body)
+	}
+	if store == "" {
+		for _, s := range []string{"charts", "song-plays", "songs"} {
+			if !all[s] {
+				t.Errorf("GET %s: no instance holds store %s: %s", path, s, got.body)
+			}
 		}
 	}
 }
@@ -154,17 +284,23 @@ func newApp(t *testing.T) *app {
 // instance is one running instance of the app.
 type instance struct{ addr string }
 
-func (in instance) get(path string) (code int, body string) {
+// answer is an HTTP answer, or the error that kept it away as its body.
+type answer struct {
+	code        int
+	ctype, body string
+}
+
+func (in instance) get(path string) answer {
 	resp, err := http.Get("http://" + in.addr + path)
 	if err != nil {
-		return 0, err.Error()
+		return answer{body: err.Error()}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err.Error()
+		return answer{body: err.Error()}
 	}
-	return resp.StatusCode, string(b)
+	return answer{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
 }
 
 // start runs an instance of the app in-process, on a port of its own with
@@ -209,8 +345,7 @@ func (a *app) start(t *testing.T) instance {
 			t.Fatalf("instance %s stopped: %v", addr, err)
 		default:
 		}
-		code, _ := in.get("/readyz")
-		return code == http.StatusOK
+		return in.get("/readyz").code == http.StatusOK
 	})
 	return in
 }
@@ -258,38 +393,6 @@ func (a *app) waitCaughtUp(t *testing.T) {
 		}
 		return true
 	}, func() string { return behind })
-}
-
-// storedChart returns the chart under key in store charts, from the
-// instance that owns it, as "id:plays name" in rank order; "" when there is
-// none.
-func storedChart(t *testing.T, instances []instance, key string) string {
-	t.Helper()
-	var answers []string
-	for _, in := range instances {
-		code, body := in.get("/v1/stores/charts/keys/" + url.PathEscape(key))
-		switch code {
-		case http.StatusOK:
-			var c []struct {
-				ID    int    `json:"id"`
-				Name  string `json:"name"`
-				Plays int    `json:"plays"`
-			}
-			if err := json.Unmarshal([]byte(body), &c); err != nil {
-				t.Fatalf("chart %q: %v in %s", key, err, body)
-			}
-			var s []string
-			for _, e := range c {
-				s = append(s, fmt.Sprintf("%d:%d %s", e.ID, e.Plays, e.Name))
-			}
-			return strings.Join(s, ", ")
-		case http.StatusNotFound:
-			return ""
-		}
-		answers = append(answers, fmt.Sprintf("%s: %d %s", in.addr, code, body))
-	}
-	t.Fatalf("chart %q: no instance answers: %s", key, strings.Join(answers, "; "))
-	return ""
 }
 
 func header(r *kgo.Record, key string) string {
