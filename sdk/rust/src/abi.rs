@@ -710,6 +710,155 @@ pub fn next_entry(b: &[u8]) -> Result<(&[u8], &[u8], &[u8]), DecodeError> {
     Ok((key, &rest[4..4 + vl], &rest[4 + vl..]))
 }
 
+/// The export a guest that serves HTTP routes defines: `(ptr, len i32) ->
+/// i32`, called with one query request ([`QueryRequest`]) written into the
+/// `streamrt_buffer`. 0 means the guest answered through `respond`.
+pub const EXPORT_QUERY: &str = "streamrt_query";
+
+/// The host function a query handler answers with: `(status, ctype_ptr,
+/// ctype_len, body_ptr, body_len) -> i32`, once per `streamrt_query` call
+/// and only there.
+pub const FUNC_RESPOND: &str = "respond";
+
+/// The lowest HTTP status a guest may respond with.
+pub const MIN_STATUS: i32 = 200;
+/// The highest HTTP status a guest may respond with.
+pub const MAX_STATUS: i32 = 599;
+
+/// The reason a [`DecodeError`] gives for a query request's text field
+/// that is not UTF-8: a client's doing (a path such as `/a/%FF`) rather
+/// than a malformed encoding.
+pub const NOT_UTF8: &str = "not UTF-8";
+
+/// One path parameter of a query request, such as `genre` in
+/// `/charts/genre/{genre}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Param<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// One HTTP request for a guest's query handler, as the host encodes it:
+///
+/// ```text
+/// request := partition:i32 method:str route:str path:str raw_query:str
+///            nparams:u32 param{nparams} body_len:u32 body
+/// param   := name:str value:str
+/// str     := len:u32 bytes
+/// ```
+///
+/// Decoded, everything borrows the encoding. The text fields must be UTF-8
+/// (the decoder refuses others with reason [`NOT_UTF8`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryRequest<'a> {
+    /// The store partition the host routed the request to, or -1 for a
+    /// route without a store.
+    pub partition: i32,
+    pub method: &'a str,
+    /// The route's path pattern, as configured.
+    pub route: &'a str,
+    /// The request's path.
+    pub path: &'a str,
+    /// The query string, without '?'.
+    pub raw_query: &'a str,
+    pub params: Vec<Param<'a>>,
+    pub body: &'a [u8],
+}
+
+/// Appends `q`'s encoding to `dst`.
+pub fn append_query_request(dst: &mut Vec<u8>, q: &QueryRequest<'_>) {
+    dst.extend_from_slice(&q.partition.to_le_bytes());
+    for s in [q.method, q.route, q.path, q.raw_query] {
+        append_str(dst, s.as_bytes());
+    }
+    dst.extend_from_slice(&(q.params.len() as u32).to_le_bytes());
+    for p in &q.params {
+        append_str(dst, p.name.as_bytes());
+        append_str(dst, p.value.as_bytes());
+    }
+    append_str(dst, q.body);
+}
+
+fn append_str(dst: &mut Vec<u8>, b: &[u8]) {
+    dst.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    dst.extend_from_slice(b);
+}
+
+/// Decodes a query request, borrowing `buf`.
+pub fn decode_query_request(buf: &[u8]) -> Result<QueryRequest<'_>, DecodeError> {
+    let mut pos = 0usize;
+    let fail =
+        |what: &str, at: usize, why: &str| DecodeError::new(format!("query {}", what), at, why);
+    if buf.len() < 4 {
+        return Err(fail("partition", 0, TRUNCATED));
+    }
+    let partition = u32_at(buf, 0) as i32;
+    pos += 4;
+    let mut text = [""; 4];
+    for (i, what) in ["method", "route", "path", "raw query"].iter().enumerate() {
+        let at = pos;
+        let b = take_str(buf, &mut pos).map_err(|why| fail(what, at, why))?;
+        text[i] = std::str::from_utf8(b).map_err(|_| fail(what, at, NOT_UTF8))?;
+    }
+    if buf.len() - pos < 4 {
+        return Err(fail("parameter count", pos, TRUNCATED));
+    }
+    let n = u32_at(buf, pos) as usize;
+    pos += 4;
+    // Each parameter takes at least 8 bytes, which bounds n before
+    // allocating for it.
+    if n > (buf.len() - pos) / 8 {
+        return Err(fail("parameters", pos, TRUNCATED));
+    }
+    let mut params = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut pair = [""; 2];
+        for (i, what) in ["parameter name", "parameter value"].iter().enumerate() {
+            let at = pos;
+            let b = take_str(buf, &mut pos).map_err(|why| fail(what, at, why))?;
+            pair[i] = std::str::from_utf8(b).map_err(|_| fail(what, at, NOT_UTF8))?;
+        }
+        params.push(Param {
+            name: pair[0],
+            value: pair[1],
+        });
+    }
+    let at = pos;
+    let body = take_str(buf, &mut pos).map_err(|why| fail("body", at, why))?;
+    if pos != buf.len() {
+        return Err(fail(
+            "end",
+            pos,
+            &format!("{} trailing bytes", buf.len() - pos),
+        ));
+    }
+    let [method, route, path, raw_query] = text;
+    Ok(QueryRequest {
+        partition,
+        method,
+        route,
+        path,
+        raw_query,
+        params,
+        body,
+    })
+}
+
+/// Reads one `len:u32 bytes` field at `*pos` and advances past it.
+fn take_str<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], &'static str> {
+    if buf.len() - *pos < 4 {
+        return Err(TRUNCATED);
+    }
+    let n = u32_at(buf, *pos) as usize;
+    *pos += 4;
+    if n > buf.len() - *pos {
+        return Err(TRUNCATED);
+    }
+    let b = &buf[*pos..*pos + n];
+    *pos += n;
+    Ok(b)
+}
+
 // One bounds check and one load each: indexing byte by byte would check
 // every byte and keep the compiler from merging the loads.
 #[inline]
@@ -792,6 +941,69 @@ mod tests {
                 enc.len()
             )
         );
+    }
+
+    #[test]
+    fn truncated_query_requests_fail_cleanly() {
+        let q = QueryRequest {
+            partition: 2,
+            method: "GET",
+            route: "/a/{b}",
+            path: "/a/x",
+            raw_query: "n=1",
+            params: vec![Param {
+                name: "b",
+                value: "x",
+            }],
+            body: b"{}",
+        };
+        let mut enc = Vec::new();
+        append_query_request(&mut enc, &q);
+        assert_eq!(decode_query_request(&enc).unwrap(), q);
+        for n in 0..enc.len() {
+            assert!(
+                decode_query_request(&enc[..n]).is_err(),
+                "a request cut to {} of {} bytes decoded",
+                n,
+                enc.len()
+            );
+        }
+        enc.push(0);
+        let err = decode_query_request(&enc).unwrap_err();
+        assert_eq!(
+            (err.what.as_str(), err.reason.as_str()),
+            ("query end", "1 trailing bytes")
+        );
+    }
+
+    #[test]
+    fn query_text_must_be_utf8() {
+        let mut enc = Vec::new();
+        append_query_request(
+            &mut enc,
+            &QueryRequest {
+                path: "/a/\u{e9}",
+                ..Default::default()
+            },
+        );
+        // "é" is c3 a9; a lone a9 is not UTF-8.
+        let at = enc.iter().position(|&b| b == 0xc3).unwrap();
+        enc[at] = b'x';
+        let err = decode_query_request(&enc).unwrap_err();
+        assert_eq!(
+            (err.what.as_str(), err.reason.as_str()),
+            ("query path", NOT_UTF8)
+        );
+    }
+
+    #[test]
+    fn huge_parameter_count_is_refused_before_allocating() {
+        let mut enc = Vec::new();
+        append_query_request(&mut enc, &QueryRequest::default());
+        // The count follows the partition and four empty strings.
+        enc[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = decode_query_request(&enc).unwrap_err();
+        assert_eq!(err.what, "query parameters");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! The guest side of a batch call: the input buffer, decoding, calling the
-//! handler, attributing effects to records and reporting failures.
+//! The guest side of a batch call (the input buffer, decoding, calling the
+//! handler, attributing effects to records and reporting failures) and of a
+//! query call.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::abi::{self, BatchReader};
+use crate::query::{self, Query, Response};
 use crate::record::{Batch, Record};
 use crate::sys;
 
@@ -23,6 +25,13 @@ pub(crate) struct Instance {
     /// Whether a call is running: the host refuses writes outside one, and
     /// the panic hook only reports panics inside one.
     pub(crate) in_call: Cell<bool>,
+    /// Whether the call is a `streamrt_query`: a panic answers 500 rather
+    /// than failing a record.
+    in_query: Cell<bool>,
+    /// How the panic hook answers a query: set by `query`, so that a module
+    /// without a query handler links no `respond` and loads on hosts that
+    /// predate it.
+    answer_panic: Cell<Option<fn(&str)>>,
     hooked: Cell<bool>,
     /// The `streamrt_buffer`, grown with headroom and reused for every batch.
     input: RefCell<Vec<u8>>,
@@ -47,6 +56,8 @@ impl Instance {
             stream_time: Cell::new(-1),
             call: Cell::new(0),
             in_call: Cell::new(false),
+            in_query: Cell::new(false),
+            answer_panic: Cell::new(None),
             hooked: Cell::new(false),
             input: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
@@ -136,8 +147,8 @@ pub(crate) fn buffer(size: i32) -> usize {
     })
 }
 
-/// Starts a `streamrt_process` call.
-fn begin(inst: &Instance) {
+/// Starts a `streamrt_process` or `streamrt_query` call.
+fn begin(inst: &Instance, query: bool) {
     if !inst.hooked.get() {
         install_panic_hook();
         inst.hooked.set(true);
@@ -145,16 +156,18 @@ fn begin(inst: &Instance) {
     inst.call.set(inst.call.get().wrapping_add(1));
     inst.current.set(abi::NO_RECORD);
     inst.in_call.set(true);
+    inst.in_query.set(query);
 }
 
 fn end(inst: &Instance) {
     inst.current.set(abi::NO_RECORD);
     inst.in_call.set(false);
+    inst.in_query.set(false);
 }
 
-/// The batch at ptr..ptr+len, which must lie in the buffer handed out by
+/// The input at ptr..ptr+len, which must lie in the buffer handed out by
 /// `streamrt_buffer`: it is the only guest memory the host may write.
-fn batch_in(input: &[u8], ptr: usize, len: usize) -> Option<&[u8]> {
+fn input_in(input: &[u8], ptr: usize, len: usize) -> Option<&[u8]> {
     let base = input.as_ptr() as usize;
     let off = ptr.checked_sub(base)?;
     if input.is_empty() || off > input.len() || len > input.len() - off {
@@ -172,9 +185,9 @@ where
     E: fmt::Display,
 {
     INST.with(|inst| {
-        begin(inst);
+        begin(inst, false);
         let input = inst.input.borrow();
-        let rc = match batch_in(&input, ptr, len) {
+        let rc = match input_in(&input, ptr, len) {
             None => fail_batch(OUTSIDE_BUFFER),
             Some(buf) => run_records(inst, buf, handler),
         };
@@ -210,6 +223,33 @@ where
     0
 }
 
+const QUERY_OUTSIDE_BUFFER: &str =
+    "streamrt: streamrt_query: request lies outside the streamrt_buffer";
+
+/// Backs `streamrt_query`: answers the request through `respond` and
+/// returns 0, whatever the handler did (short of a panic, which traps).
+pub(crate) fn query<F, E>(ptr: usize, len: usize, handler: &mut F) -> i32
+where
+    F: FnMut(&Query<'_>) -> Result<Response, E>,
+    E: fmt::Display,
+{
+    INST.with(|inst| {
+        begin(inst, true);
+        inst.answer_panic.set(Some(answer_panic));
+        let input = inst.input.borrow();
+        match input_in(&input, ptr, len) {
+            None => query::respond_error(500, QUERY_OUTSIDE_BUFFER),
+            Some(buf) => query::run(buf, handler),
+        }
+        end(inst);
+        0
+    })
+}
+
+fn answer_panic(text: &str) {
+    query::respond_error(500, text);
+}
+
 /// Backs `streamrt_process` for a batch handler.
 pub(crate) fn process_batch<F, E>(ptr: usize, len: usize, handler: &mut F) -> i32
 where
@@ -217,9 +257,9 @@ where
     E: fmt::Display,
 {
     INST.with(|inst| {
-        begin(inst);
+        begin(inst, false);
         let input = inst.input.borrow();
-        let rc = match batch_in(&input, ptr, len) {
+        let rc = match input_in(&input, ptr, len) {
             None => fail_batch(OUTSIDE_BUFFER),
             Some(buf) => run_batch(inst, buf, handler),
         };
@@ -334,14 +374,26 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> &str {
 /// aborts: there is no unwinding to recover from): the record being handled
 /// fails with "panic: " and the message (the batch, outside a record), and
 /// the location goes to the host's log. The host then applies the stage's
-/// error policy to that record with this message.
+/// error policy to that record with this message. In a query handler, the
+/// panic answers 500 with the message as a JSON error instead.
 // PanicInfo is what 1.63 calls the hook's argument.
 #[allow(deprecated)]
 pub(crate) fn report_panic(info: &std::panic::PanicInfo<'_>) {
     let msg = payload_text(info.payload());
-    let rec = INST.try_with(|i| i.current.get()).unwrap_or(abi::NO_RECORD);
+    let (rec, answer) = INST
+        .try_with(|i| {
+            let answer = if i.in_query.get() {
+                i.answer_panic.get()
+            } else {
+                None
+            };
+            (i.current.get(), answer)
+        })
+        .unwrap_or((abi::NO_RECORD, None));
     let text = format!("panic: {}", msg);
-    let whose = if rec == abi::NO_RECORD {
+    let whose = if answer.is_some() {
+        "query handler".to_string()
+    } else if rec == abi::NO_RECORD {
         "batch handler".to_string()
     } else {
         format!("record {}", rec)
@@ -354,7 +406,10 @@ pub(crate) fn report_panic(info: &std::panic::PanicInfo<'_>) {
         crate::log::Level::Error,
         &format!("streamrt: {}: {}{}", whose, text, at),
     );
-    record_error(rec, &text);
+    match answer {
+        Some(answer) => answer(&text),
+        None => record_error(rec, &text),
+    }
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -36,10 +36,47 @@
 //! first call (no `_initialize`, no `main`), so the handler is not
 //! registered at run time: [`export_stage!`] defines the module's exports
 //! (`streamrt_abi_version`, `streamrt_init`, `streamrt_buffer` and
-//! `streamrt_process`) around it, and `streamrt_process` calls it directly.
+//! `streamrt_process`, and `streamrt_query` with a query handler) around it,
+//! and `streamrt_process` calls it directly.
 //! Using the macro twice is a link error, and forgetting it leaves the module
 //! without the exports the host requires, which the host refuses at load
 //! naming them.
+//!
+//! # Query handlers
+//!
+//! A stage may also answer the HTTP routes that the app declares under
+//! `query.routes` and names it for: give [`export_stage!`] a query handler,
+//! a `fn(&Query) -> Result<Response, E>`, and the module exports
+//! `streamrt_query` too.
+//!
+//! ```ignore
+//! use streamrt::{Query, Response, Result, Store};
+//!
+//! static CHARTS: Store = Store::new("charts");
+//!
+//! // GET /charts/genre/{genre}, routed by the genre to its partition's owner.
+//! fn serve(q: &Query) -> Result<Response> {
+//!     let genre = q.param("genre").unwrap_or_default();
+//!     Ok(match CHARTS.get(genre.as_bytes())? {
+//!         Some(chart) => Response::json(chart),
+//!         None => Response::error(404, format_args!("no chart for {}", genre)),
+//!     })
+//! }
+//!
+//! streamrt::export_stage!(record: count, query: serve);
+//! ```
+//!
+//! Inside a query handler, stores and tables are read-only views at the
+//! request's partition (global tables whole): `get` and `range` work, `put`
+//! and `delete` fail with [`Code::ReadOnly`], and [`emit()`] fails with
+//! [`Code::NotAllowed`]. An `Err` answers 500 with its text as a JSON error
+//! (`{"error":"..."}`), and so does a panic, with `"panic: "` and the
+//! message, before the instance traps (the host then discards the
+//! instance). A request whose path or parameters are not UTF-8 is answered
+//! 400 without calling the handler. A module without a query handler
+//! exports no `streamrt_query`, and the host refuses it at load for a stage
+//! that serves routes (the Go SDK, whose export is always there, answers
+//! 501 instead).
 //!
 //! # Attribution
 //!
@@ -83,6 +120,7 @@ mod emit;
 mod error;
 mod guest;
 mod log;
+mod query;
 mod record;
 mod store;
 pub mod sys;
@@ -93,6 +131,7 @@ pub use crate::abi::{Code, Header, Headers};
 pub use crate::emit::{emit, emit_with, EmitOptions, Output};
 pub use crate::error::{Error, Result};
 pub use crate::log::{log, Level};
+pub use crate::query::{Query, Response};
 pub use crate::record::{stream_time, All, Batch, Record};
 pub use crate::store::{Range, Store};
 
@@ -102,37 +141,43 @@ pub use crate::store::{Range, Store};
 /// implements `Display` (this crate's [`Error`], `String`,
 /// `Box<dyn std::error::Error>`...). An optional initialiser,
 /// `fn() -> Result<(), E>`, runs once per instance; an `Err` refuses the
-/// instance with its text in the host's log.
+/// instance with its text in the host's log. An optional query handler,
+/// `fn(&Query) -> Result<Response, E>`, answers the app's routes that name
+/// the stage (see [Query handlers](crate#query-handlers)).
 ///
 /// ```ignore
 /// streamrt::export_stage!(record: handle);
 /// streamrt::export_stage!(batch: handle_batch);
 /// streamrt::export_stage!(record: handle, init: setup);
+/// streamrt::export_stage!(record: handle, query: serve);
+/// streamrt::export_stage!(batch: handle_batch, init: setup, query: serve);
 /// ```
 ///
-/// Use it once, in the root of a `cdylib` crate. Off `wasm32` it defines no
-/// exports (so that `cargo test` builds the crate); test the handler with
-/// [`testing::FakeHost`].
+/// Use it once, in the root of a `cdylib` crate, with its arguments in this
+/// order. Off `wasm32` it defines no exports (so that `cargo test` builds
+/// the crate); test the handlers with [`testing::FakeHost`].
 #[macro_export]
 macro_rules! export_stage {
-    (record: $handler:expr $(,)?) => {
-        $crate::__export_stage!(process_records, $handler, $crate::__private::no_init);
+    (record: $handler:expr $(, init: $init:expr)? $(, query: $query:expr)? $(,)?) => {
+        $crate::__export_stage!(process_records, $handler, [$($init)?], [$($query)?]);
     };
-    (record: $handler:expr, init: $init:expr $(,)?) => {
-        $crate::__export_stage!(process_records, $handler, $init);
-    };
-    (batch: $handler:expr $(,)?) => {
-        $crate::__export_stage!(process_batch, $handler, $crate::__private::no_init);
-    };
-    (batch: $handler:expr, init: $init:expr $(,)?) => {
-        $crate::__export_stage!(process_batch, $handler, $init);
+    (batch: $handler:expr $(, init: $init:expr)? $(, query: $query:expr)? $(,)?) => {
+        $crate::__export_stage!(process_batch, $handler, [$($init)?], [$($query)?]);
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_stage {
-    ($process:ident, $handler:expr, $init:expr) => {
+    ($process:ident, $handler:expr, [], [$($query:expr)?]) => {
+        $crate::__export_stage!(
+            $process,
+            $handler,
+            [$crate::__private::no_init],
+            [$($query)?]
+        );
+    };
+    ($process:ident, $handler:expr, [$init:expr], [$($query:expr)?]) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             #[no_mangle]
@@ -154,14 +199,21 @@ macro_rules! __export_stage {
             pub extern "C" fn streamrt_process(ptr: i32, len: i32) -> i32 {
                 $crate::__private::$process(ptr, len, $handler)
             }
+
+            $(
+                #[no_mangle]
+                pub extern "C" fn streamrt_query(ptr: i32, len: i32) -> i32 {
+                    $crate::__private::query(ptr, len, $query)
+                }
+            )?
         };
 
-        /// Off wasm the stage has no exports; this keeps the handler in use
+        /// Off wasm the stage has no exports; this keeps the handlers in use
         /// and makes a second `export_stage!` a compile error there too.
         #[cfg(not(target_arch = "wasm32"))]
         #[doc(hidden)]
         pub fn __streamrt_export_stage() {
-            let _ = (&$handler, &$init);
+            let _ = (&$handler, &$init $(, &$query)?);
         }
     };
 }
@@ -172,7 +224,7 @@ pub mod __private {
     use std::fmt;
 
     use crate::guest;
-    use crate::{Batch, Record};
+    use crate::{Batch, Query, Record, Response};
 
     pub fn no_init() -> Result<(), crate::Error> {
         Ok(())
@@ -207,5 +259,14 @@ pub mod __private {
         E: fmt::Display,
     {
         guest::process_batch(ptr as u32 as usize, len as u32 as usize, &mut handler)
+    }
+
+    #[inline]
+    pub fn query<F, E>(ptr: i32, len: i32, mut handler: F) -> i32
+    where
+        F: FnMut(&Query<'_>) -> Result<Response, E>,
+        E: fmt::Display,
+    {
+        guest::query(ptr as u32 as usize, len as u32 as usize, &mut handler)
     }
 }

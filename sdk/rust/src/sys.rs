@@ -57,6 +57,14 @@ extern "C" {
     ) -> i32;
     pub fn log(level: i32, msg_ptr: *const u8, msg_len: i32);
     pub fn record_error(rec: i32, msg_ptr: *const u8, msg_len: i32) -> i32;
+    /// Answers the query being handled; only inside `streamrt_query`, once.
+    pub fn respond(
+        status: i32,
+        ctype_ptr: *const u8,
+        ctype_len: i32,
+        body_ptr: *const u8,
+        body_len: i32,
+    ) -> i32;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -195,6 +203,19 @@ mod native {
     pub unsafe fn record_error(rec: i32, msg_ptr: *const u8, msg_len: i32) -> i32 {
         match read(msg_ptr, msg_len) {
             Ok(Some(msg)) => with_host(|h| h.record_error(rec, msg)),
+            _ => INVALID,
+        }
+    }
+
+    pub unsafe fn respond(
+        status: i32,
+        ctype_ptr: *const u8,
+        ctype_len: i32,
+        body_ptr: *const u8,
+        body_len: i32,
+    ) -> i32 {
+        match (read(ctype_ptr, ctype_len), read(body_ptr, body_len)) {
+            (Ok(Some(ctype)), Ok(Some(body))) => with_host(|h| h.respond(status, ctype, body)),
             _ => INVALID,
         }
     }

@@ -19,6 +19,9 @@
 //! assert_eq!(host.get("click-counts", b"home"), Some(b"1".to_vec()));
 //! ```
 //!
+//! [`FakeHost::query`] calls a query handler as the host does, with the
+//! stores read-only and outputs refused, and returns its answer.
+//!
 //! [`Host`] is the interface the SDK's raw calls ([`crate::sys`]) reach off
 //! `wasm32`; implement it to fake a host differently.
 
@@ -30,8 +33,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
-use crate::abi::{self, Code, Headers, OwnedHeader, OwnedRecord};
+use crate::abi::{self, Code, Headers, OwnedHeader, OwnedRecord, QueryRequest};
 use crate::guest;
+use crate::query::{Query, Response};
 use crate::record::{Batch, Record};
 
 /// The host functions of ABI v1 as a fake host serves them. Slices stand
@@ -59,6 +63,12 @@ pub trait Host {
     ) -> i32;
     fn log(&mut self, level: i32, msg: &[u8]);
     fn record_error(&mut self, rec: i32, msg: &[u8]) -> i32;
+    /// A query handler's answer. Outside a query call the host refuses it,
+    /// which is what this default does.
+    fn respond(&mut self, status: i32, content_type: &[u8], body: &[u8]) -> i32 {
+        let _ = (status, content_type, body);
+        Code::NotAllowed.raw()
+    }
 }
 
 thread_local! {
@@ -152,6 +162,27 @@ where
     let h: Rc<RefCell<dyn Host>> = host.clone();
     call(h, generation, batch, &mut |ptr, len| {
         guest::process_batch(ptr, len, handler)
+    })
+}
+
+/// Makes one `streamrt_query` call with a query handler against `host`,
+/// with `request` (an encoded [`QueryRequest`]) written into the SDK's
+/// `streamrt_buffer`. The handler's answer goes to `host`'s
+/// [`Host::respond`].
+pub fn call_query<H, F, E>(
+    host: &Rc<RefCell<H>>,
+    generation: u32,
+    request: &[u8],
+    handler: &mut F,
+) -> Call
+where
+    H: Host + 'static,
+    F: FnMut(&Query<'_>) -> Result<Response, E>,
+    E: fmt::Display,
+{
+    let h: Rc<RefCell<dyn Host>> = host.clone();
+    call(h, generation, request, &mut |ptr, len| {
+        guest::query(ptr, len, handler)
     })
 }
 
@@ -452,6 +483,46 @@ impl FakeHost {
         })
     }
 
+    /// Calls a query handler on `request` as the host does: stores and
+    /// tables are readable and read-only (`put` and `delete` fail with
+    /// [`Code::ReadOnly`]), outputs and `record_error` are refused
+    /// ([`Code::NotAllowed`]). It returns what the call did and the answer
+    /// the guest gave, if any. A panic answers 500 before it traps; the
+    /// real host then answers 500 with its own text and discards the
+    /// instance.
+    ///
+    /// The fake host's stores are not partitioned: every partition sees
+    /// all of them.
+    pub fn query<F, E>(
+        &self,
+        request: &QueryRequest<'_>,
+        mut handler: F,
+    ) -> (Call, Option<Response>)
+    where
+        F: FnMut(&Query<'_>) -> Result<Response, E>,
+        E: fmt::Display,
+    {
+        let mut enc = Vec::new();
+        abi::append_query_request(&mut enc, request);
+        {
+            let mut m = self.model.borrow_mut();
+            m.begin(0, &[]);
+            m.querying = true;
+            m.response = None;
+        }
+        let c = call_query(&self.model, self.gen.get(), &enc, &mut handler);
+        let response = {
+            let mut m = self.model.borrow_mut();
+            m.end();
+            m.querying = false;
+            m.response.take()
+        };
+        if let Call::Trapped(_) = c {
+            self.gen.set(new_generation());
+        }
+        (c, response)
+    }
+
     fn raw_call(&self, encoded: &[u8], call: &mut Caller<'_>) -> Call {
         // The host knows the records it encoded: their count bounds record
         // indexes, and their timestamps are what emits inherit.
@@ -649,6 +720,10 @@ struct Model {
     failed: BTreeMap<i32, String>,
     batch_msg: String,
     iters: Vec<Option<FakeIter>>,
+    /// The call is a query: writes, emits and record errors are refused,
+    /// and `response` takes the guest's answer.
+    querying: bool,
+    response: Option<Response>,
 }
 
 struct FakeIter {
@@ -682,6 +757,8 @@ impl Default for Model {
             failed: BTreeMap::new(),
             batch_msg: String::new(),
             iters: Vec::new(),
+            querying: false,
+            response: None,
         }
     }
 }
@@ -756,7 +833,7 @@ impl Model {
         if store < 0 || store as usize >= self.stores.len() {
             return Code::UnknownStore.raw();
         }
-        if self.read_only.contains(&(store as usize)) {
+        if self.querying || self.read_only.contains(&(store as usize)) {
             return Code::ReadOnly.raw();
         }
         if !delete && value.is_none() {
@@ -880,7 +957,7 @@ impl Host for Model {
     }
 
     fn output_open(&mut self, name: &[u8]) -> i32 {
-        if !self.in_call {
+        if !self.in_call || self.querying {
             return Code::NotAllowed.raw();
         }
         match self.outputs.iter().position(|(n, _)| n.as_bytes() == name) {
@@ -898,7 +975,7 @@ impl Host for Model {
         headers: &[u8],
         ts: i64,
     ) -> i32 {
-        if !self.in_call {
+        if !self.in_call || self.querying {
             return Code::NotAllowed.raw();
         }
         if output < 0 || output as usize >= self.outputs.len() {
@@ -943,6 +1020,9 @@ impl Host for Model {
     }
 
     fn record_error(&mut self, rec: i32, msg: &[u8]) -> i32 {
+        if self.querying {
+            return Code::NotAllowed.raw();
+        }
         let msg = String::from_utf8_lossy(msg).into_owned();
         self.record_errors.push((rec, msg.clone()));
         if rec == abi::NO_RECORD {
@@ -960,6 +1040,21 @@ impl Host for Model {
             self.interleaved = true;
         }
         self.failed.insert(rec, msg);
+        OK
+    }
+
+    fn respond(&mut self, status: i32, content_type: &[u8], body: &[u8]) -> i32 {
+        if !self.querying || self.response.is_some() {
+            return Code::NotAllowed.raw();
+        }
+        if !(abi::MIN_STATUS..=abi::MAX_STATUS).contains(&status) {
+            return Code::Invalid.raw();
+        }
+        self.response = Some(Response {
+            status: status as u16,
+            content_type: String::from_utf8_lossy(content_type).into_owned(),
+            body: body.to_vec(),
+        });
         OK
     }
 }

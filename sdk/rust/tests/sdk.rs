@@ -1,13 +1,16 @@
 //! The SDK's behaviour off wasm, against the testing hosts: failures and
-//! panics, attribution, buffer growth, iterator lifetimes, handle caching.
+//! panics, attribution, buffer growth, iterator lifetimes, handle caching,
+//! query handlers.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use streamrt::abi::{self, Batch as AbiBatch, OwnedRecord};
+use streamrt::abi::{self, Batch as AbiBatch, OwnedRecord, Param, QueryRequest};
 use streamrt::testing::{self, Call, FakeHost, Host, Policy};
-use streamrt::{Batch, Code, EmitOptions, Error, Output, Range, Record, Result, Store};
+use streamrt::{
+    Batch, Code, EmitOptions, Error, Output, Query, Range, Record, Response, Result, Store,
+};
 
 fn batch_of(values: &[&str]) -> Vec<OwnedRecord> {
     values
@@ -41,6 +44,7 @@ struct Spy {
     writes: Vec<(i32, String)>,
     errors: Vec<(i32, String)>,
     logs: Vec<(i32, String)>,
+    responses: Vec<(i32, String, String)>,
 }
 
 impl Host for Spy {
@@ -104,6 +108,14 @@ impl Host for Spy {
     fn record_error(&mut self, rec: i32, msg: &[u8]) -> i32 {
         self.errors
             .push((rec, String::from_utf8_lossy(msg).into_owned()));
+        0
+    }
+    fn respond(&mut self, status: i32, content_type: &[u8], body: &[u8]) -> i32 {
+        self.responses.push((
+            status,
+            String::from_utf8_lossy(content_type).into_owned(),
+            String::from_utf8_lossy(body).into_owned(),
+        ));
         0
     }
 }
@@ -632,3 +644,312 @@ fn tables_are_read_only() {
     .unwrap();
     assert_eq!(host.get("s", b"k"), Some(b"v".to_vec()));
 }
+
+fn chart_request(genre: &'static str) -> QueryRequest<'static> {
+    QueryRequest {
+        partition: 3,
+        method: "GET",
+        route: "/charts/genre/{genre}",
+        path: "/charts/genre/rock",
+        raw_query: "pretty=1&limit=5",
+        params: vec![Param {
+            name: "genre",
+            value: genre,
+        }],
+        body: b"",
+    }
+}
+
+#[test]
+fn a_query_handler_reads_stores_and_answers() {
+    static CHARTS: Store = Store::new("charts");
+    let host = FakeHost::new().store("charts").output("out", "out-topic");
+    host.set("charts", b"rock", br#"[{"name":"a"}]"#);
+    host.set("charts", b"rock/2", b"b");
+    // What the query's put and emit returned.
+    let refused = RefCell::new(Vec::new());
+    let serve = |q: &Query| -> Result<Response> {
+        refused.borrow_mut().push(CHARTS.put(b"x", b"y"));
+        refused
+            .borrow_mut()
+            .push(streamrt::emit("out", None, Some(b"v")));
+        let genre = q.param("genre").ok_or("no genre")?;
+        if q.query_value("pretty").as_deref() != Some("1")
+            || q.partition != 3
+            || q.route != "/charts/genre/{genre}"
+            || q.method != "GET"
+        {
+            return Ok(Response::new(
+                400,
+                "text/plain",
+                format!("unexpected request {:?}", q),
+            ));
+        }
+        let n = CHARTS.prefix(genre.as_bytes())?.count();
+        Ok(match CHARTS.get(genre.as_bytes())? {
+            Some(chart) => {
+                let mut r = Response::json(chart);
+                r.content_type.push_str("; entries=");
+                r.content_type.push_str(&n.to_string());
+                r
+            }
+            None => Response::error(404, format_args!("unknown genre {}", genre)),
+        })
+    };
+    let (call, resp) = host.query(&chart_request("rock"), serve);
+    assert_eq!(call, Call::Returned(0));
+    assert_eq!(
+        resp,
+        Some(Response::new(
+            200,
+            "application/json; entries=2",
+            &br#"[{"name":"a"}]"#[..]
+        ))
+    );
+    let errs: Vec<Error> = refused
+        .take()
+        .into_iter()
+        .map(|r| r.expect_err("a query wrote or emitted"))
+        .collect();
+    assert_eq!(errs[0].code(), Some(Code::ReadOnly));
+    assert_eq!(
+        errs[0].to_string(),
+        "streamrt: store_put \"charts\": store is read-only"
+    );
+    assert_eq!(errs[1].code(), Some(Code::NotAllowed));
+    assert_eq!(
+        errs[1].to_string(),
+        "streamrt: output_open \"out\": not allowed"
+    );
+    assert_eq!(
+        host.get("charts", b"x"),
+        None,
+        "a query's put reached the store"
+    );
+    assert!(host.emitted().is_empty());
+
+    let (_, resp) = host.query(&chart_request("jazz"), serve);
+    assert_eq!(
+        resp,
+        Some(Response::new(
+            404,
+            "application/json",
+            &br#"{"error":"unknown genre jazz"}"#[..]
+        ))
+    );
+
+    // Batches still write and emit after a query.
+    host.run_records(&batch_of(&["a"]), |r: &Record| -> Result<()> {
+        CHARTS.put(r.key.unwrap(), b"1")?;
+        streamrt::emit("out", r.key, r.value)
+    })
+    .unwrap();
+    assert_eq!(host.get("charts", b"k0"), Some(b"1".to_vec()));
+    assert_eq!(host.emitted().len(), 1);
+}
+
+#[test]
+fn a_query_handler_panic_answers_500_before_the_trap() {
+    let host = FakeHost::new().output("out", "t");
+    let req = QueryRequest {
+        partition: -1,
+        method: "GET",
+        route: "/x",
+        path: "/x",
+        ..Default::default()
+    };
+    let (call, resp) = host.query(&req, |q: &Query| -> Result<Response> {
+        panic!("no chart for {}", q.path)
+    });
+    assert_eq!(call, Call::Trapped("no chart for /x".to_string()));
+    assert_eq!(
+        resp,
+        Some(Response::new(
+            500,
+            "application/json",
+            &br#"{"error":"panic: no chart for /x"}"#[..]
+        ))
+    );
+    assert!(
+        host.logs().iter().any(|(l, m)| *l == 3
+            && m.starts_with("streamrt: query handler: panic: no chart for /x (at tests/sdk.rs:")),
+        "logs: {:?}",
+        host.logs()
+    );
+    assert!(host.record_errors().is_empty());
+
+    // The next batch's panic is a record's again.
+    host.run_records(&batch_of(&["a"]), |_: &Record| -> Result<()> {
+        panic!("boom")
+    })
+    .unwrap();
+    assert_eq!(host.failures().len(), 1);
+    assert!(host.failures()[0].message.starts_with("panic: boom"));
+}
+
+#[test]
+fn query_handler_failures_answer_json_errors() {
+    let req = QueryRequest {
+        partition: -1,
+        method: "POST",
+        route: "/notes/",
+        path: "/notes/a",
+        body: br#"{"note":"hi"}"#,
+        ..Default::default()
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&Query) -> Result<Response>>, Response)> = vec![
+        (
+            "an Err",
+            Box::new(|q| Err(Error::new(format!("cannot take {}", q.body.len())))),
+            Response::error(500, "cannot take 13"),
+        ),
+        (
+            "a host error",
+            Box::new(|_| {
+                Ok(Response::json(
+                    Store::new("nope").get(b"k")?.unwrap_or_default(),
+                ))
+            }),
+            Response::error(500, "streamrt: store_open \"nope\": unknown store"),
+        ),
+        (
+            "a status under 200",
+            Box::new(|_| Ok(Response::text("early").with_status(99))),
+            Response::error(500, "streamrt: respond \"status 99\": invalid argument"),
+        ),
+        (
+            "a status over 599",
+            Box::new(|_| Ok(Response::default().with_status(600))),
+            Response::error(500, "streamrt: respond \"status 600\": invalid argument"),
+        ),
+        (
+            "an empty answer",
+            Box::new(|_| Ok(Response::default())),
+            Response::new(200, "", Vec::new()),
+        ),
+        (
+            "a status from the whole range",
+            Box::new(|q| Ok(Response::new(201, "application/json", q.body))),
+            Response::new(201, "application/json", &br#"{"note":"hi"}"#[..]),
+        ),
+    ];
+    for (name, f, want) in cases {
+        let host = FakeHost::new();
+        let (call, resp) = host.query(&req, |q: &Query| f(q));
+        assert_eq!(call, Call::Returned(0), "{}", name);
+        assert_eq!(resp, Some(want), "{}", name);
+    }
+}
+
+#[test]
+fn a_request_that_is_not_utf8_is_a_400_and_a_malformed_one_a_500() {
+    let mut enc = Vec::new();
+    abi::append_query_request(
+        &mut enc,
+        &QueryRequest {
+            partition: 1,
+            method: "GET",
+            route: "/k/{key}",
+            path: "/k/\u{e9}",
+            params: vec![Param {
+                name: "key",
+                value: "\u{e9}",
+            }],
+            ..Default::default()
+        },
+    );
+    // "é" is c3 a9; a lone a9 is not UTF-8 (as a client's /k/%A9 would be).
+    let at = enc.iter().position(|&b| b == 0xc3).unwrap();
+    let mut bad = enc.clone();
+    bad[at] = b'x';
+    let h = spy();
+    let mut calls = 0;
+    let mut handler = |_: &Query| -> Result<Response> {
+        calls += 1;
+        Ok(Response::default())
+    };
+    let call = testing::call_query(&h, testing::new_generation(), &bad, &mut handler);
+    assert_eq!(call, Call::Returned(0));
+    let call = testing::call_query(
+        &h,
+        testing::new_generation(),
+        &enc[..enc.len() - 1],
+        &mut handler,
+    );
+    assert_eq!(call, Call::Returned(0));
+    assert_eq!(calls, 0);
+    let h = h.borrow();
+    assert_eq!(h.responses.len(), 2);
+    assert_eq!(
+        h.responses[0],
+        (
+            400,
+            "application/json".to_string(),
+            r#"{"error":"streamrt: abi: decode query path at byte 23: not UTF-8"}"#.to_string()
+        )
+    );
+    assert_eq!(h.responses[1].0, 500);
+    assert!(
+        h.responses[1].2.contains("decode query body"),
+        "{}",
+        h.responses[1].2
+    );
+}
+
+#[test]
+fn respond_is_refused_outside_a_query() {
+    let host = FakeHost::new();
+    host.run_records(&batch_of(&["a"]), |_: &Record| -> Result<()> {
+        let (p, n) = (b"text/plain".as_ptr(), 10);
+        let rc = unsafe { streamrt::sys::respond(200, p, n, b"x".as_ptr(), 1) };
+        assert_eq!(Code::from_result(rc), Some(Code::NotAllowed));
+        Ok(())
+    })
+    .unwrap();
+    assert!(host.failures().is_empty(), "{:?}", host.failures());
+}
+
+thread_local! {
+    static KEPT_IN_QUERY: RefCell<Option<Range<'static>>> = const { RefCell::new(None) };
+}
+
+#[test]
+fn a_query_iterator_is_closed_when_the_query_ends() {
+    static S: Store = Store::new("s");
+    let host = FakeHost::new().store("s");
+    host.set("s", b"a", b"1");
+    let req = QueryRequest {
+        partition: 0,
+        method: "GET",
+        route: "/all",
+        path: "/all",
+        ..Default::default()
+    };
+    let (_, resp) = host.query(&req, |_: &Query| -> Result<Response> {
+        KEPT_IN_QUERY.with(|k| *k.borrow_mut() = Some(S.range(None, None).unwrap()));
+        Ok(Response::default())
+    });
+    assert_eq!(resp.map(|r| r.status), Some(200));
+    let (_, resp) = host.query(&req, |_: &Query| -> Result<Response> {
+        let mut stale = KEPT_IN_QUERY.with(|k| k.borrow_mut().take()).unwrap();
+        assert!(stale.next_entry().unwrap_err().is_iterator_closed());
+        let keys: Vec<Vec<u8>> = S
+            .range(None, None)?
+            .map(|e| e.map(|(k, _)| k))
+            .collect::<Result<_>>()?;
+        Ok(Response::text(String::from_utf8_lossy(&keys.concat())))
+    });
+    assert_eq!(resp, Some(Response::text("a")));
+}
+
+// The macro's fullest form parses (off wasm it defines no exports).
+fn full_batch(_: &Batch) -> Result<()> {
+    Ok(())
+}
+fn full_init() -> std::result::Result<(), String> {
+    Ok(())
+}
+fn full_query(q: &Query) -> std::result::Result<Response, &'static str> {
+    Ok(Response::text(q.path))
+}
+streamrt::export_stage!(batch: full_batch, init: full_init, query: full_query,);

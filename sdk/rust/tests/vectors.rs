@@ -1,15 +1,17 @@
 //! The golden vectors of abi/testdata/*.vec, shared with the host and the Go
 //! SDK: every one decoded and re-encoded by this crate's abi module, and run
 //! through the SDK's own paths (the batch decoder behind both handler kinds,
-//! emit's header encoding, the range iterator).
+//! emit's header encoding, the range iterator, the query handler).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use streamrt::abi::{self, Batch, BatchReader, Header, Headers, OwnedHeader, OwnedRecord};
+use streamrt::abi::{
+    self, Batch, BatchReader, Header, Headers, OwnedHeader, OwnedRecord, Param, QueryRequest,
+};
 use streamrt::testing::{self, Call, FakeHost, Host};
-use streamrt::{EmitOptions, Record, Store};
+use streamrt::{EmitOptions, Query, Record, Response, Store};
 
 struct Vector {
     file: String,
@@ -19,7 +21,39 @@ struct Vector {
     batch: Batch,
     headers: Vec<OwnedHeader>,
     entries: Vec<(Vec<u8>, Vec<u8>)>,
+    query: OwnedQuery,
     encoded: Vec<u8>,
+}
+
+/// A query vector's request; [`OwnedQuery::request`] borrows it as the abi
+/// module's type.
+#[derive(Default)]
+struct OwnedQuery {
+    partition: i32,
+    method: String,
+    route: String,
+    path: String,
+    raw_query: String,
+    params: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl OwnedQuery {
+    fn request(&self) -> QueryRequest<'_> {
+        QueryRequest {
+            partition: self.partition,
+            method: &self.method,
+            route: &self.route,
+            path: &self.path,
+            raw_query: &self.raw_query,
+            params: self
+                .params
+                .iter()
+                .map(|(n, v)| Param { name: n, value: v })
+                .collect(),
+            body: &self.body,
+        }
+    }
 }
 
 impl Vector {
@@ -79,6 +113,7 @@ fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
                 batch: Batch::default(),
                 headers: Vec::new(),
                 entries: Vec::new(),
+                query: OwnedQuery::default(),
                 encoded: Vec::new(),
             });
             continue;
@@ -140,6 +175,30 @@ fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
                         .push(h);
                 }
             }
+            "partition" => {
+                v.query.partition = fields[1].parse().map_err(|_| fail("partition".into()))?
+            }
+            // The rest of the line, which may be empty.
+            "method" | "route" | "path" | "raw_query" => {
+                let text = fields[1..].join(" ");
+                match fields[0] {
+                    "method" => v.query.method = text,
+                    "route" => v.query.route = text,
+                    "path" => v.query.path = text,
+                    _ => v.query.raw_query = text,
+                }
+            }
+            "param" => {
+                let m = kv(&fields[1..]).map_err(fail)?;
+                let text = |k: &str| -> Result<String, String> {
+                    let b = bytes(m.get(k).map_or("", |s| s.as_str()), false)?.unwrap();
+                    String::from_utf8(b).map_err(|_| format!("param {} is not UTF-8", k))
+                };
+                v.query
+                    .params
+                    .push((text("name").map_err(fail)?, text("value").map_err(fail)?));
+            }
+            "body" => v.query.body = bytes(&fields[1..].concat(), false).map_err(fail)?.unwrap(),
             "entry" => {
                 let m = kv(&fields[1..]).map_err(fail)?;
                 v.entries.push((
@@ -153,7 +212,7 @@ fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
                     .unwrap()
             }
             "end" => {
-                if !matches!(v.kind.as_str(), "batch" | "headers" | "entries") {
+                if !matches!(v.kind.as_str(), "batch" | "headers" | "entries" | "query") {
                     return Err(fail(format!("unknown kind {}", v.kind)));
                 }
                 out.push(cur.take().unwrap());
@@ -206,7 +265,7 @@ fn owned(r: &Record) -> OwnedRecord {
 #[test]
 fn every_vector_file_parses() {
     let vs = load();
-    assert!(vs.len() >= 9, "only {} vectors", vs.len());
+    assert!(vs.len() >= 12, "only {} vectors", vs.len());
 }
 
 #[test]
@@ -487,5 +546,64 @@ fn entries_decode_and_iterate() {
             assert_eq!(call, Call::Returned(0));
             assert_eq!(got, v.entries, "{}: iterated (pad {})", v.at(), pad);
         }
+    }
+}
+
+#[test]
+fn queries_decode_and_reencode() {
+    for v in vectors("query") {
+        let want = v.query.request();
+        let mut enc = Vec::new();
+        abi::append_query_request(&mut enc, &want);
+        assert_eq!(enc, v.encoded, "{}: encode", v.at());
+        let got =
+            abi::decode_query_request(&v.encoded).unwrap_or_else(|e| panic!("{}: {}", v.at(), e));
+        assert_eq!(got, want, "{}: decode", v.at());
+    }
+}
+
+#[test]
+fn queries_through_a_query_handler() {
+    for v in vectors("query") {
+        let host = FakeHost::new();
+        let want = v.query.request();
+        let mut calls = 0;
+        let (call, resp) = host.query(&want, |q: &Query| -> streamrt::Result<Response> {
+            calls += 1;
+            assert_eq!(
+                (
+                    q.partition,
+                    q.method,
+                    q.route,
+                    q.path,
+                    q.raw_query(),
+                    q.body
+                ),
+                (
+                    want.partition,
+                    want.method,
+                    want.route,
+                    want.path,
+                    want.raw_query,
+                    want.body
+                ),
+                "{}",
+                v.at()
+            );
+            for p in &want.params {
+                assert_eq!(
+                    q.param(p.name),
+                    Some(p.value),
+                    "{}: param {}",
+                    v.at(),
+                    p.name
+                );
+            }
+            assert_eq!(q.param("no-such-param"), None);
+            Ok(Response::text(q.path))
+        });
+        assert_eq!(call, Call::Returned(0), "{}", v.at());
+        assert_eq!(calls, 1);
+        assert_eq!(resp, Some(Response::text(want.path)), "{}", v.at());
     }
 }
