@@ -347,6 +347,13 @@ func TestQuery(t *testing.T) {
 			w.Write([]byte("escaped"))
 		case "/v1/stores/click-counts/keys/broken":
 			http.Error(w, "something broke", http.StatusInternalServerError)
+		case "/v1/stores/guarded/keys/k":
+			if r.Header.Get("Authorization") != "Bearer s3cret" {
+				w.WriteHeader(http.StatusUnauthorized)
+				w.Write([]byte(`{"error": "missing bearer token"}`))
+				return
+			}
+			w.Write([]byte("let in"))
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)
@@ -368,6 +375,9 @@ func TestQuery(t *testing.T) {
 			"streamrt query: key not found (404 Not Found)\n"},
 		{"not JSON", []string{"query", "-a", srv.URL, "click-counts", "broken"}, 1, "",
 			"streamrt query: something broke (500 Internal Server Error)\n"},
+		{"token", []string{"query", "-a", srv.URL, "--token", "s3cret", "guarded", "k"}, 0, "let in\n", ""},
+		{"no token", []string{"query", "-a", srv.URL, "guarded", "k"}, 1, "",
+			"streamrt query: missing bearer token (401 Unauthorized)\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

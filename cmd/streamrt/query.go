@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -19,11 +20,14 @@ const maxQueryBody = 64 << 20
 func cmdQuery(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("query", "query [-a URL] STORE KEY", `Print the value of KEY in STORE of a running app, followed by a newline, by
 asking any of its instances: GET URL/v1/stores/STORE/keys/KEY, with STORE and
-KEY path-escaped. An error from the app, such as a missing key (404), is
-printed to standard error and exits 1. Flags go before STORE and KEY.`)
+KEY path-escaped; any instance answers, forwarding to the key's owner. An
+error from the app, such as a missing key (404), is printed to standard error
+and exits 1. Flags go before STORE and KEY. When the app sets query.tokens,
+pass one with --token or in STREAMRT_TOKEN.`)
 	addr := f.String("addr", "http://"+config.DefaultHTTP, "base `URL` of an instance's query API")
 	f.alias("a", "addr")
 	timeout := f.Duration("timeout", 10*time.Second, "give up after `D`")
+	token := f.String("token", os.Getenv("STREAMRT_TOKEN"), "bearer `TOKEN` for an app with query.tokens (default $STREAMRT_TOKEN)")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
 	}
@@ -45,6 +49,9 @@ printed to standard error and exits 1. Flags go before STORE and KEY.`)
 	if err != nil {
 		fmt.Fprintf(stderr, "streamrt query: %v\n", err)
 		return exitFail
+	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

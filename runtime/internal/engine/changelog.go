@@ -149,6 +149,7 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.WithLogger(kgoLogger{e.log}),
+		kgo.WithHooks(e.health),
 	)
 	if err != nil {
 		return err

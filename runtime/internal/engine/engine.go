@@ -87,6 +87,7 @@ type Engine struct {
 	sess    *kgo.GroupTransactSession // exactly_once only; cl is its client
 	bal     *assign.Balancer
 	adm     *kadm.Client
+	health  *brokerHealth // shared by every Kafka client of the engine
 	runCtx  context.Context
 	// clientSet is closed once cl is set: the group can call back into
 	// the engine before the client's constructor has returned.
@@ -250,7 +251,7 @@ func (e *Engine) inputs() []string {
 // and leaves the group. It returns nil on a clean stop.
 func (e *Engine) Run(ctx context.Context) error {
 	e.runCtx = ctx
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log}))
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log}), kgo.WithHooks(e.health))
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
@@ -951,12 +952,16 @@ type Status struct {
 	Restoring []string `json:"restoring_tasks,omitempty"`
 }
 
-// Status reports whether the engine has its assignment and which tasks the
-// fail policy stopped.
+// Status reports whether the engine has its assignment, which brokers it
+// cannot reach, which tasks are restoring and which the fail policy stopped.
 func (e *Engine) Status() Status {
 	st := Status{Ready: e.assigned.Load()}
 	if !st.Ready {
 		st.Reasons = append(st.Reasons, "waiting for the consumer group assignment")
+	}
+	if down := e.health.reasons(); len(down) > 0 {
+		st.Ready = false
+		st.Reasons = append(st.Reasons, down...)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -84,6 +84,7 @@ func (e *Engine) startGlobals(ctx context.Context) (done <-chan struct{}, err er
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.WithLogger(kgoLogger{e.log}),
+		kgo.WithHooks(e.health),
 	)
 	if err != nil {
 		return nil, err
