@@ -121,6 +121,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		tables:     map[string]*tableSpec{},
 		clientSet:  make(chan struct{}),
 	}
+	e.health = newBrokerHealth(log, m)
 	for _, tc := range cfg.Tables {
 		ts := &tableSpec{name: tc.Name, topic: tc.Topic, global: tc.Global}
 		e.tables[tc.Name] = ts
@@ -289,6 +290,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.AdjustFetchOffsetsFn(e.prepare),
 		kgo.RecordPartitioner(partitioner{manual: e.changelogs, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.WithLogger(kgoLogger{e.log}),
+		kgo.WithHooks(e.health),
 	}
 	var cl *kgo.Client
 	if e.cfg.Guarantee == config.ExactlyOnce {
