@@ -150,7 +150,8 @@ type Route struct {
 	// route is answered by whichever instance receives it.
 	Store string `koanf:"store"`
 	// Key is the routing key: path parameters in braces, the rest literal,
-	// such as "{genre}" or "top-five".
+	// such as "{genre}" or "top-five"; "{genre|lower}" lower-cases the
+	// parameter.
 	Key string `koanf:"key"`
 	// Builtin names a host-provided answer instead of a stage: "instances"
 	// lists the instances (optionally those holding the {store} path

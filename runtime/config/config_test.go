@@ -753,3 +753,18 @@ stages:
 		})
 	}
 }
+
+func TestRoutingKey(t *testing.T) {
+	params := map[string]string{"genre": "Punk", "id": "7"}
+	for _, c := range []struct{ key, want string }{
+		{"{genre}", "Punk"},
+		{"genre:{genre|lower}", "genre:punk"},
+		{"top-five", "top-five"},
+		{"{genre}/{id}", "Punk/7"},
+	} {
+		r := Route{Key: c.key}
+		if got := r.RoutingKey(func(n string) string { return params[n] }); got != c.want {
+			t.Errorf("RoutingKey(%q) = %q, want %q", c.key, got, c.want)
+		}
+	}
+}

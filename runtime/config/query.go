@@ -15,8 +15,9 @@ var ReservedPaths = []string{"/v1/", "/healthz", "/readyz", "/metrics"}
 // routeMethods are the methods a route may declare.
 var routeMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 
-// pathParam matches one {name} or {name...} segment of a path pattern.
-var pathParam = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
+// pathParam matches one {name} or {name...} segment of a path pattern, or
+// one {name} or {name|lower} of a key template.
+var pathParam = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?(\|lower)?\}`)
 
 // Params returns the names of the path parameters in the route's path, in
 // order.
@@ -39,10 +40,15 @@ func (r Route) KeyParams() []string {
 }
 
 // RoutingKey fills the route's key template from a request's path
-// parameters.
+// parameters; {name|lower} lower-cases the parameter, for stores keyed by
+// a normalised form of what users type.
 func (r Route) RoutingKey(param func(name string) string) string {
 	return pathParam.ReplaceAllStringFunc(r.Key, func(m string) string {
-		return param(pathParam.FindStringSubmatch(m)[1])
+		sm := pathParam.FindStringSubmatch(m)
+		if sm[3] != "" {
+			return strings.ToLower(param(sm[1]))
+		}
+		return param(sm[1])
 	})
 }
 

@@ -47,12 +47,9 @@ func serve(q *streamrt.Query) streamrt.Response {
 	case routeTopFive:
 		return chartAnswer(overallKey, "no plays yet")
 	case routeGenre:
-		genre := q.Param("genre")
-		if lower := strings.ToLower(genre); lower != genre {
-			// The host routed the query by this genre's key, and the
-			// lower-cased one may live on another partition.
-			return errorAnswer(statusNotFound, fmt.Sprintf("no chart for genre %q: genres are lower case, as in %q", genre, lower))
-		}
+		// The route's key is "genre:{genre|lower}": the host routed the
+		// query to the partition of the lower-cased genre's chart.
+		genre := strings.ToLower(q.Param("genre"))
 		return chartAnswer(genrePrefix+genre, fmt.Sprintf("no chart for genre %q", genre))
 	case routeSong:
 		return songAnswer(q.Param("id"))
