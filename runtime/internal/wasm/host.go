@@ -134,7 +134,11 @@ var hostFuncs = map[string]hostFunc{
 	abi.FuncEmit: {[]api.ValueType{i32, i32, i32, i32, i32, i32, i32, i32, i64}, []api.ValueType{i32}, func(h Host, mem api.Memory, s []uint64) {
 		key, ok1 := readNullable(mem, s[2], s[3])
 		val, ok2 := readNullable(mem, s[4], s[5])
-		hdr, ok3 := mem.Read(u32(s[6]), u32(s[7]))
+		var hdr []byte
+		ok3 := true
+		if s[7] != 0 { // most records carry no headers
+			hdr, ok3 = mem.Read(u32(s[6]), u32(s[7]))
+		}
 		if !ok1 || !ok2 || !ok3 {
 			s[0] = code(abi.ErrInvalid)
 			return
@@ -172,9 +176,14 @@ var hostFuncs = map[string]hostFunc{
 
 type hostKey struct{}
 
+// hostBox carries the Host in the call's context. Asserting the context
+// value to this concrete type, unlike to the Host interface, needs no itab
+// lookup: it is on the path of every host call.
+type hostBox struct{ h Host }
+
 // withHost makes h serve the host calls made during a guest call under ctx.
 func withHost(ctx context.Context, h Host) context.Context {
-	return context.WithValue(ctx, hostKey{}, h)
+	return context.WithValue(ctx, hostKey{}, &hostBox{h})
 }
 
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
@@ -182,13 +191,13 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	for name, f := range hostFuncs {
 		fn := f.fn
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			h, _ := ctx.Value(hostKey{}).(Host)
-			if h == nil {
+			box, _ := ctx.Value(hostKey{}).(*hostBox)
+			if box == nil {
 				// Called outside a batch, such as from an initialiser.
 				stack[0] = code(abi.ErrNotAllowed)
 				return
 			}
-			fn(h, mod.Memory(), stack)
+			fn(box.h, mod.Memory(), stack)
 		}), f.params, f.results).Export(name)
 	}
 	if _, err := b.Instantiate(ctx); err != nil {
