@@ -284,7 +284,7 @@ func catchUpDeadline(t *testing.T, wait time.Duration) time.Time {
 // fixedPort returns a free loopback address for a process that restarts on
 // it. Its port is below Linux's ephemeral range (32768 and up), so that an
 // outgoing connection does not take it while the process is down.
-func fixedPort(t *testing.T) string {
+func fixedPort(t testing.TB) string {
 	t.Helper()
 	for range 1000 {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20_000+rand.IntN(12_000)))
@@ -498,7 +498,7 @@ func readOutputs(t *testing.T, brokers []string, topic string) (last map[string]
 
 // buildStreamrt builds the CLI once for the test; the children are not
 // race-instrumented even when the test binary is.
-func buildStreamrt(t *testing.T) string {
+func buildStreamrt(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "streamrt")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -525,7 +525,7 @@ type child struct {
 	killed  bool          // the current process was stopped on purpose
 }
 
-func newChild(t *testing.T, bin, name, cfgFile string, brokers []string, stateDir, logPath string) *child {
+func newChild(t testing.TB, bin, name, cfgFile string, brokers []string, stateDir, logPath string) *child {
 	c := &child{name: name, bin: bin, http: fixedPort(t), logPath: logPath}
 	c.args = []string{"run", "-c", cfgFile, "--brokers", strings.Join(brokers, ","), "--http", c.http, "--state-dir", stateDir}
 	t.Cleanup(func() {
@@ -537,7 +537,7 @@ func newChild(t *testing.T, bin, name, cfgFile string, brokers []string, stateDi
 	return c
 }
 
-func (c *child) start(t *testing.T) {
+func (c *child) start(t testing.TB) {
 	t.Helper()
 	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -575,7 +575,7 @@ func (c *child) running() bool {
 }
 
 // kill sends SIGKILL and reaps the process; it returns its pid.
-func (c *child) kill(t *testing.T) int {
+func (c *child) kill(t testing.TB) int {
 	t.Helper()
 	pid := c.cmd.Process.Pid
 	c.killed = true
@@ -590,7 +590,7 @@ func (c *child) kill(t *testing.T) int {
 
 // stop asks the process to stop with SIGTERM and fails the test if it does
 // not exit cleanly within 30 s.
-func (c *child) stop(t *testing.T) {
+func (c *child) stop(t testing.TB) {
 	t.Helper()
 	if !c.running() {
 		return

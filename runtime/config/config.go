@@ -56,6 +56,8 @@ const (
 const (
 	DefaultHTTP              = "127.0.0.1:7070"
 	DefaultGuarantee         = AtLeastOnce
+	DefaultStandbyReplicas   = 0
+	DefaultSessionTimeout    = 45 * time.Second // Kafka's default
 	DefaultPartitions        = 4
 	DefaultReplicationFactor = -1 // the broker's default
 	DefaultCommitInterval    = 100 * time.Millisecond
@@ -79,6 +81,23 @@ const (
 	MaxRangeLimit    = 100_000 // upper bound of query.max_range_limit
 	MaxStoreName     = 255     // bytes
 	maxTopicName     = 249     // Kafka's limit
+)
+
+// Bounds of standby_replicas and session_timeout, checked by Validate.
+//
+// standby_replicas (Config.StandbyReplicas) is how many other instances keep
+// a warm copy of each task's stores by tailing its changelogs, so that a
+// task taken over after a failure replays only the changelog's tail. Each
+// replica is a full copy of the app's state on one more instance.
+//
+// session_timeout (Config.SessionTimeout) is how long the group waits for a
+// silent instance before moving its tasks; heartbeats go every third of it,
+// at most every 3s. Lower it for faster failover; the broker bounds it
+// (group.min.session.timeout.ms, 6s by default on Kafka).
+const (
+	MaxStandbyReplicas = 8
+	MinSessionTimeout  = time.Second
+	MaxSessionTimeout  = 30 * time.Minute // Kafka's group.max.session.timeout.ms
 )
 
 // EnvPrefix starts the name of every environment variable that overrides a
@@ -105,6 +124,8 @@ type Config struct {
 	// unspecified host (0.0.0.0, ::) replaced by the machine's host name.
 	Advertise         string        `koanf:"advertise"`
 	Guarantee         Guarantee     `koanf:"guarantee"`
+	StandbyReplicas   int           `koanf:"standby_replicas"` // warm copies of each task elsewhere; see MaxStandbyReplicas
+	SessionTimeout    time.Duration `koanf:"session_timeout"`  // see MaxSessionTimeout
 	Partitions        int32         `koanf:"partitions"`
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`

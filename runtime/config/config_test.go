@@ -58,6 +58,7 @@ func TestDefaults(t *testing.T) {
 		CacheDir:          filepath.Join(dir, ".streamrt", "clickcount", "cache"),
 		HTTP:              "127.0.0.1:7070",
 		Guarantee:         AtLeastOnce,
+		SessionTimeout:    DefaultSessionTimeout,
 		Partitions:        4,
 		ReplicationFactor: -1,
 		CommitInterval:    100 * time.Millisecond,
@@ -82,6 +83,8 @@ brokers: [k1:9092, k2:9093]
 state_dir: /var/lib/streamrt/orders
 http: 0.0.0.0:8080
 guarantee: exactly_once
+standby_replicas: 2
+session_timeout: 10s
 partitions: 12
 replication_factor: 3
 commit_interval: 250ms
@@ -138,6 +141,8 @@ func TestFullRoundTrip(t *testing.T) {
 		CacheDir:          "/var/lib/streamrt/orders/cache",
 		HTTP:              "0.0.0.0:8080",
 		Guarantee:         ExactlyOnce,
+		StandbyReplicas:   2,
+		SessionTimeout:    10 * time.Second,
 		Partitions:        12,
 		ReplicationFactor: 3,
 		CommitInterval:    250 * time.Millisecond,
@@ -322,6 +327,11 @@ func TestErrors(t *testing.T) {
 			want: []problem{{"http", "port must be a number from 0 to 65535"}}},
 		{name: "bad guarantee", yaml: minimal + "guarantee: exactly-once\n",
 			want: []problem{{"guarantee", `must be at_least_once or exactly_once, got "exactly-once"`}}},
+		{name: "bad standby replicas and session timeout", yaml: minimal + "standby_replicas: -1\nsession_timeout: 100ms\n",
+			want: []problem{
+				{"standby_replicas", "must be from 0 to 8, got -1"},
+				{"session_timeout", "must be from 1s to 30m0s, got 100ms"},
+			}},
 		{name: "bad start offset", yaml: minimal + "start_offset: newest\n",
 			want: []problem{{"start_offset", `must be earliest or latest, got "newest"`}}},
 		{name: "bad partitions and replication", yaml: minimal + "partitions: 0\nreplication_factor: 0\n",

@@ -13,7 +13,7 @@ import (
 
 // The keys each mapping accepts, in the order the schema documents them.
 var (
-	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "advertise", "guarantee", "partitions",
+	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "advertise", "guarantee", "standby_replicas", "session_timeout", "partitions",
 		"replication_factor", "commit_interval", "start_offset", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
@@ -42,6 +42,8 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.HTTP = d.str(m, "", "http", DefaultHTTP)
 	c.Advertise = d.str(m, "", "advertise", "")
 	c.Guarantee = Guarantee(d.str(m, "", "guarantee", string(DefaultGuarantee)))
+	c.StandbyReplicas = int(d.integer(m, "", "standby_replicas", DefaultStandbyReplicas, math.MinInt32, math.MaxInt32))
+	c.SessionTimeout = d.duration(m, "", "session_timeout", DefaultSessionTimeout)
 	c.Partitions = int32(d.integer(m, "", "partitions", DefaultPartitions, math.MinInt32, math.MaxInt32))
 	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", DefaultReplicationFactor, math.MinInt16, math.MaxInt16))
 	c.CommitInterval = d.duration(m, "", "commit_interval", DefaultCommitInterval)

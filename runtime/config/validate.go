@@ -46,6 +46,12 @@ func (c *Config) validate(p *problems) {
 	if c.Guarantee != AtLeastOnce && c.Guarantee != ExactlyOnce {
 		p.add("guarantee", fmt.Sprintf("must be %s or %s, got %q", AtLeastOnce, ExactlyOnce, c.Guarantee))
 	}
+	if c.StandbyReplicas < 0 || c.StandbyReplicas > MaxStandbyReplicas {
+		p.add("standby_replicas", fmt.Sprintf("must be from 0 to %d, got %d", MaxStandbyReplicas, c.StandbyReplicas))
+	}
+	if c.SessionTimeout < MinSessionTimeout || c.SessionTimeout > MaxSessionTimeout {
+		p.add("session_timeout", fmt.Sprintf("must be from %s to %s, got %s", MinSessionTimeout, MaxSessionTimeout, c.SessionTimeout))
+	}
 	if c.Partitions < 1 {
 		p.add("partitions", fmt.Sprintf("must be at least 1, got %d", c.Partitions))
 	}

@@ -16,8 +16,8 @@ type Member struct {
 	// sorted.
 	Partitions map[string][]int32
 	// Standbys are the partitions the member keeps warm for failover, by
-	// topic. Reserved: the encoding carries them, but no balancer assigns
-	// standbys yet, so this is empty.
+	// topic, each list sorted: never one of its active partitions. Empty
+	// unless the balancer's Config.Standbys is positive.
 	Standbys map[string][]int32
 }
 

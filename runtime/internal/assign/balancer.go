@@ -27,8 +27,10 @@ type Config struct {
 	// ignored. A subscribed topic in no set is balanced on its own.
 	Groups [][]string
 
-	// Standbys is the number of standby replicas wanted per task. Reserved:
-	// the encodings carry standby lists, but this version assigns none.
+	// Standbys is the number of standby replicas wanted per task unit: the
+	// leader gives each unit's partitions to that many members other than
+	// its owner, as Member.Standbys, for them to keep a warm copy of its
+	// state. The leader's own setting decides for the group.
 	Standbys int
 }
 
@@ -40,8 +42,9 @@ type Config struct {
 // A Balancer serves one client: its Snapshot is that client's view of the
 // group. Its methods are safe for concurrent use.
 type Balancer struct {
-	addr   string
-	copart copartition
+	addr     string
+	copart   copartition
+	standbys int
 
 	mu      sync.Mutex
 	snap    Assignment
@@ -53,9 +56,10 @@ var _ kgo.GroupBalancer = (*Balancer)(nil)
 // New returns a balancer for one client. It copies what it needs from cfg.
 func New(cfg Config) *Balancer {
 	return &Balancer{
-		addr:    cfg.QueryAddr,
-		copart:  newCopartition(cfg.Groups),
-		changed: make(chan struct{}),
+		addr:     cfg.QueryAddr,
+		copart:   newCopartition(cfg.Groups),
+		standbys: cfg.Standbys,
+		changed:  make(chan struct{}),
 	}
 }
 
@@ -113,7 +117,13 @@ func (b *Balancer) JoinGroupMetadata(topics []string, current map[string][]int32
 		owned.Partitions = slices.Sorted(slices.Values(current[t]))
 		meta.OwnedPartitions = append(meta.OwnedPartitions, owned)
 	}
-	meta.UserData = appendMemberMeta(nil, memberMeta{addr: b.addr})
+	// The standbys of the last assignment are the warm copies this member
+	// keeps, which the leader prefers to leave where they are.
+	var warm map[string][]int32
+	if self, ok := b.Snapshot().Self(); ok {
+		warm = self.Standbys
+	}
+	meta.UserData = appendMemberMeta(nil, memberMeta{addr: b.addr, standby: nonEmpty(warm)})
 
 	b.publish(func(s Assignment) (Assignment, bool) {
 		if s.rebalancing {
@@ -192,22 +202,25 @@ func (l *leader) Balance(cb *kgo.ConsumerBalancer, counts map[string]int32) kgo.
 			topics:     meta.Topics,
 			owned:      owned,
 			generation: meta.Generation,
+			standby:    l.meta[m.MemberID].standby,
 		})
 	})
 
 	plan := cb.NewPlan()
 	ids := plan.AsMemberIDMap()
-	for id, tps := range l.b.copart.balance(members, counts) {
-		ids[id] = tps
+	planned := l.b.copart.balance(members, counts)
+	for id, tps := range planned {
+		ids[id] = cloneTPs(tps)
 	}
 	// KIP-429: a partition that moves from one member to another is left out
 	// of this generation; its old owner revokes it and rejoins, and the
 	// follow-up rebalance assigns it to the new owner.
 	plan.AdjustCooperative(cb)
+	standbys := l.b.copart.standbys(members, counts, ids, planned, l.b.standbys)
 
 	all := make([]Member, 0, len(ids))
 	for id, tps := range ids {
-		all = append(all, Member{ID: id, Addr: l.meta[id].addr, Partitions: nonEmpty(tps)})
+		all = append(all, Member{ID: id, Addr: l.meta[id].addr, Partitions: nonEmpty(tps), Standbys: nonEmpty(standbys[id])})
 	}
 	slices.SortFunc(all, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 

@@ -42,6 +42,21 @@
 // co-partitioning does not hold for it. The leader balances with its own
 // Config.Groups; members with another topology should not share a group.
 //
+// # Standby replicas
+//
+// With Config.Standbys = n > 0, the leader also gives each unit's partitions
+// to up to n members other than its owner, as Member.Standbys: those members
+// keep a warm copy of the unit's state so that, should the owner die, the
+// member the unit goes to replays only the changelog's tail. A moving unit's
+// planned owner is its first standby (it is not active until the follow-up
+// rebalance, and starts copying meanwhile). The others are picked unit by
+// unit by fewest standbys so far, a member that already holds the unit's
+// state (a standby it advertises in its metadata, or the unit it owned)
+// counting one fewer, so that standbys stay put unless that unbalances them
+// by two or more. When the owner leaves, its units go to the least loaded
+// members as in step 3 of balancing, and among equally loaded ones to a
+// member with a standby copy.
+//
 // # Cooperative, not eager
 //
 // The balancer is cooperative (KIP-429; IsCooperative reports true). Under
@@ -81,7 +96,7 @@
 //	string  query address (host:port; may be empty)
 //	uvarint number of topics, then for each, in increasing name order:
 //	  string  topic
-//	  plist   standby partitions this member keeps warm (v1 writers: none)
+//	  plist   standby partitions this member keeps warm
 //
 // Assignment UserData, version 1 (SyncGroup), the whole group's assignment as
 // seen by one recipient:
@@ -94,7 +109,7 @@
 //	  string  member ID
 //	  string  query address
 //	  tplist  active partitions
-//	  tplist  standby partitions (v1 writers: none)
+//	  tplist  standby partitions
 //
 //	tplist: uvarint number of entries, then for each, by increasing index:
 //	  uvarint topic index into the T names
@@ -110,7 +125,7 @@
 // with such a member, and a member refuses such an assignment, each naming
 // the version.
 //
-// Adding fields (standby assignment, task lag for standby-aware placement):
+// Adding fields (task lag for lag-aware placement, say):
 // bump the version, keep decoding every older version, and roll out in two
 // steps, first a build that decodes the new version but still writes the old
 // one, then a build that writes the new one; an instance of the first build

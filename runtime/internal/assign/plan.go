@@ -70,6 +70,7 @@ type planMember struct {
 	topics     []string           // subscription
 	owned      map[string][]int32 // what the member says it owns now
 	generation int32              // the generation its owned partitions are from
+	standby    map[string][]int32 // the standby copies it advertises
 }
 
 // unit is a task unit: partition p of every topic of one co-partition set
@@ -119,9 +120,22 @@ func (c copartition) balance(in []planMember, counts map[string]int32) map[strin
 		if len(units[u].eligible) == 0 {
 			continue // no member can consume it; cannot happen for subscribed topics
 		}
+		// Among the least loaded, a member with a standby copy of the unit
+		// takes it: it has only the changelog's tail to replay.
 		best := -1
 		for _, m := range units[u].eligible {
-			if best < 0 || b.lighter(m, best, units[u].set) {
+			switch {
+			case best < 0:
+				best = m
+			case b.load[m] != b.load[best]:
+				if b.load[m] < b.load[best] {
+					best = m
+				}
+			case warm(members[m], units[u]) != warm(members[best], units[u]):
+				if warm(members[m], units[u]) {
+					best = m
+				}
+			case b.lighter(m, best, units[u].set):
 				best = m
 			}
 		}
@@ -139,6 +153,16 @@ func (c copartition) balance(in []planMember, counts map[string]int32) map[strin
 		}
 	}
 	return out
+}
+
+// warm reports whether m advertises a standby copy of any of u's partitions.
+func warm(m planMember, u unit) bool {
+	for _, t := range u.topics {
+		if slices.Contains(m.standby[t], u.p) {
+			return true
+		}
+	}
+	return false
 }
 
 func compareMembers(a, b planMember) int {

@@ -196,13 +196,10 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			if r.Attrs.IsControl() {
 				return
 			}
-			if r.Value == nil {
-				applyErr = txn.Delete(ks, r.Key)
-			} else {
-				applyErr = txn.Put(ks, r.Key, r.Value)
-			}
+			size, err := applyChange(txn, ks, r)
+			applyErr = err
 			n++
-			bytes += int64(len(r.Key) + len(r.Value))
+			bytes += int64(size)
 		})
 		if applyErr != nil {
 			return applyErr

@@ -102,6 +102,7 @@ type Engine struct {
 
 	mu       sync.Mutex // guards tasks and owned against the rebalance callbacks
 	tasks    map[taskID]*task
+	standbys map[taskID]*standby       // standby copies kept here, never of a task in tasks
 	owned    map[string]map[int32]bool // input topic → partitions assigned here
 	assigned atomic.Bool               // the first assignment arrived
 }
@@ -116,6 +117,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		group:      cfg.App,
 		byTopic:    map[string]*stage{},
 		tasks:      map[taskID]*task{},
+		standbys:   map[taskID]*standby{},
 		owned:      map[string]map[int32]bool{},
 		changelogs: map[string]bool{},
 		tables:     map[string]*tableSpec{},
@@ -209,7 +211,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 	if addr == "" {
 		addr = e.cfg.HTTP
 	}
-	e.bal = assign.New(assign.Config{QueryAddr: addr, Groups: sets})
+	e.bal = assign.New(assign.Config{QueryAddr: addr, Groups: sets, Standbys: cfg.StandbyReplicas})
 	return e, nil
 }
 
@@ -292,6 +294,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.WithLogger(kgoLogger{e.log}),
 		kgo.WithHooks(e.health),
 	}
+	if st := e.cfg.SessionTimeout; st > 0 {
+		// Heartbeats every third of the session, as Kafka's clients do,
+		// so that two may be lost before the group gives up on this
+		// instance.
+		opts = append(opts, kgo.SessionTimeout(st), kgo.HeartbeatInterval(min(3*time.Second, st/3)))
+	}
 	var cl *kgo.Client
 	if e.cfg.Guarantee == config.ExactlyOnce {
 		opts = append(opts,
@@ -311,7 +319,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.cl = cl
 	close(e.clientSet)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		e.watchStandbys(ctx)
+	}()
 	defer func() {
+		<-watching
+		e.stopStandbys()
 		e.mu.Lock()
 		tasks := e.tasks
 		e.tasks = map[taskID]*task{}
@@ -468,6 +483,9 @@ func (e *Engine) task(ctx context.Context, s *stage, p int32) (*task, error) {
 	if t, ok := e.tasks[id]; ok {
 		return t, nil
 	}
+	// A standby copy of the task becomes its state: stop tailing before
+	// planning reads the checkpoints.
+	e.stopStandby(id)
 	t, err := newTask(ctx, e, s, p)
 	if err != nil {
 		return nil, err
@@ -893,35 +911,40 @@ func (e *Engine) release(parts map[string][]int32, drop bool) {
 	for _, t := range gone {
 		e.stopRestore(t)
 		t.close()
-		if drop {
-			e.dropLocal(t)
+		// A task this instance is now a standby of keeps its state: it is
+		// the warm copy.
+		if drop && !e.isStandby(t.stage, t.partition) {
+			e.dropLocal(t.stage, t.partition, t.log)
 		}
+	}
+	if a := e.bal.Snapshot(); a.Valid() {
+		e.reconcileStandbys(a)
 	}
 }
 
 // dropLocal removes a moved-away task's store partitions: its new owner
 // keeps them now, and should this instance get the task back, it restores
 // from the changelog. The checkpoint goes first (see state.ClearOffset).
-func (e *Engine) dropLocal(t *task) {
-	for _, ts := range t.stage.tables {
+func (e *Engine) dropLocal(s *stage, p int32, log *slog.Logger) {
+	for _, ts := range s.tables {
 		if ts.global {
 			continue
 		}
-		err := e.db.ClearOffset(e.group, ts.topic, t.partition)
+		err := e.db.ClearOffset(e.group, ts.topic, p)
 		if err == nil {
-			err = e.db.DropPartition(ts.name, t.partition)
+			err = e.db.DropPartition(ts.name, p)
 		}
 		if err != nil {
-			t.log.Error("dropping the local copy of a moved table partition failed; it will be rebuilt if it comes back", "table", ts.name, "err", err)
+			log.Error("dropping the local copy of a moved table partition failed; it will be rebuilt if it comes back", "table", ts.name, "err", err)
 		}
 	}
-	for i, store := range t.stage.cfg.Stores {
-		err := e.db.ClearOffset(changelogGroup, t.stage.changelogs[i], t.partition)
+	for i, store := range s.cfg.Stores {
+		err := e.db.ClearOffset(changelogGroup, s.changelogs[i], p)
 		if err == nil {
-			err = e.db.DropPartition(store, t.partition)
+			err = e.db.DropPartition(store, p)
 		}
 		if err != nil {
-			t.log.Error("dropping the local copy of a moved store partition failed; it will be rebuilt if it comes back", "store", store, "err", err)
+			log.Error("dropping the local copy of a moved store partition failed; it will be rebuilt if it comes back", "store", store, "err", err)
 		}
 	}
 }

@@ -28,6 +28,8 @@ type Metrics struct {
 	QuerySeconds     *prometheus.HistogramVec // route, served (local, forwarded)
 	RestoredRecords  *prometheus.CounterVec   // store
 	RestoringTasks   prometheus.Gauge
+	StandbyRecords   *prometheus.CounterVec // store
+	StandbyTasks     prometheus.Gauge
 	TableRecords     *prometheus.CounterVec // table
 }
 
@@ -53,8 +55,10 @@ func New() *Metrics {
 	m.QuerySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "streamrt_query_seconds", Help: "Time to answer a query, by route and by where it was served (local, forwarded to the owner, stale)."}, []string{"route", "served"})
 	m.RestoredRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_restored_records_total", Help: "Changelog records replayed into local stores."}, []string{"store"})
 	m.RestoringTasks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_restoring_tasks", Help: "Tasks restoring their stores from changelogs."})
+	m.StandbyRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_standby_records_total", Help: "Changelog records applied to the warm copies of standby tasks."}, []string{"store"})
+	m.StandbyTasks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_standby_tasks", Help: "Tasks this instance keeps a warm copy of as a standby replica."})
 	m.TableRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_table_records_total", Help: "Records materialised into tables, global tables included."}, []string{"table"})
-	for _, c := range []prometheus.Collector{m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
+	for _, c := range []prometheus.Collector{m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

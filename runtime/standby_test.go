@@ -1,0 +1,178 @@
+//go:build linux
+
+package runtime_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/testkafka"
+)
+
+// failoverBrokers returns the test's brokers and the shortest session
+// timeout they allow: kfake started for the test with a 1s minimum, or a
+// real cluster with Kafka's default minimum, 6s
+// (group.min.session.timeout.ms).
+func failoverBrokers(t testing.TB) ([]string, time.Duration) {
+	t.Helper()
+	if testkafka.Real() {
+		return testkafka.Brokers(t), 6 * time.Second
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "1000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs(), time.Second
+}
+
+// metricSum adds up the samples of a metric (every label set) on the
+// instance at addr; -1 when it cannot be read.
+func metricSum(addr, name string) float64 {
+	code, body := getWithin(addr, "/metrics")
+	if code != http.StatusOK {
+		return -1
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{[^}]*\})? (\S+)$`)
+	var sum float64
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		sum += v
+	}
+	return sum
+}
+
+// getServed gets path from the instance at addr and returns the status, the
+// body and the instance that answered (X-Streamrt-Served-By).
+func getServed(client *http.Client, addr, path string) (int, string, string) {
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("X-Streamrt-Served-By")
+}
+
+// standbyApp writes the configuration of a counting app with standby
+// replicas and a short session, and returns its file.
+func standbyApp(t testing.TB, dir string, brokers []string, app, in, out string, standbys int, session time.Duration) string {
+	t.Helper()
+	y := fmt.Sprintf(`app: %s
+brokers: [%s]
+partitions: 4
+commit_interval: 100ms
+standby_replicas: %d
+session_timeout: %s
+stages:
+  - name: main
+    module: %s
+    inputs: [%s]
+    outputs: {out: %s}
+    stores: [counts]
+`, app, strings.Join(brokers, ", "), standbys, session, guesttest.Dir("counter"), in, out)
+	file := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// Two instances with standby_replicas: 1 each keep a warm copy of the
+// other's tasks. When one is killed with SIGKILL, the survivor takes its
+// tasks over, replaying only the changelog's tail (here nothing, since
+// its copies were caught up), and serves the same counts from its own state.
+func TestStandbyTakesOverWithOnlyTheTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two streamrt processes; skipped under -short")
+	}
+	bin := buildStreamrt(t)
+	brokers, minSession := failoverBrokers(t)
+	app, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 4)
+	dir := t.TempDir()
+	cfgFile := standbyApp(t, dir, brokers, app, in, out, 1, max(minSession, 3*time.Second))
+	procs := []*child{
+		newChild(t, bin, "a", cfgFile, brokers, filepath.Join(dir, "a"), filepath.Join(dir, "a.log")),
+		newChild(t, bin, "b", cfgFile, brokers, filepath.Join(dir, "b"), filepath.Join(dir, "b.log")),
+	}
+	for _, p := range procs {
+		p.start(t)
+	}
+	dumpOnFailure(t, procs)
+	a, b := procs[0], procs[1]
+	waitChildren(t, procs, 2*time.Minute, "both instances ready, each with standbys", func() bool {
+		for _, p := range procs {
+			if code, _ := getWithin(p.http, "/readyz"); code != http.StatusOK || metricSum(p.http, "streamrt_standby_tasks") != 2 {
+				return false
+			}
+		}
+		return true
+	})
+
+	const nkeys, rounds = 200, 5
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%d", i)
+	}
+	produce(t, brokers, in, clicks(keys, rounds)...)
+	client := &http.Client{Timeout: 5 * time.Second}
+	waitChildren(t, procs, time.Minute, "every count at 5", func() bool {
+		for _, k := range keys {
+			if code, body, _ := getServed(client, a.http, "/v1/stores/counts/keys/"+k); code != 200 || body != strconv.Itoa(rounds) {
+				return false
+			}
+		}
+		return true
+	})
+	// Each instance's copies of the other's tasks take every change in.
+	waitChildren(t, procs, time.Minute, "the standby copies caught up", func() bool {
+		applied := metricSum(a.http, "streamrt_standby_records_total") + metricSum(b.http, "streamrt_standby_records_total")
+		return applied >= nkeys // a changelog holds a record per key at least
+	})
+	time.Sleep(time.Second) // for the last commits to reach the copies
+
+	before := metricSum(b.http, "streamrt_restored_records_total")
+	killed := time.Now()
+	a.kill(t)
+	var servedAt time.Duration
+	waitChildren(t, procs[1:], time.Minute, "the survivor to serve every count from its own state", func() bool {
+		for _, k := range keys {
+			code, body, by := getServed(client, b.http, "/v1/stores/counts/keys/"+k)
+			if code != 200 || body != strconv.Itoa(rounds) || by != b.http {
+				return false
+			}
+		}
+		servedAt = time.Since(killed)
+		return true
+	})
+	replayed := metricSum(b.http, "streamrt_restored_records_total") - before
+	t.Logf("the survivor served every key %v after the SIGKILL, replaying %v changelog records", servedAt.Round(time.Millisecond), replayed)
+	// Without a standby the survivor would replay every record of the
+	// dead instance's changelog partitions: at least a record per key.
+	if replayed >= nkeys/2 {
+		t.Errorf("the survivor replayed %v changelog records to take over, want only a tail (fewer than %d)", replayed, nkeys/2)
+	}
+
+	// Counting goes on from the taken-over state.
+	produce(t, brokers, in, clicks(keys, 1)...)
+	waitChildren(t, procs[1:], time.Minute, "every count at 6", func() bool {
+		for _, k := range keys {
+			if code, body, _ := getServed(client, b.http, "/v1/stores/counts/keys/"+k); code != 200 || body != strconv.Itoa(rounds+1) {
+				return false
+			}
+		}
+		return true
+	})
+}
