@@ -71,13 +71,22 @@ func TestRustQueryHandler(t *testing.T) {
 		t.Fatal("the Rust queries guest exports no streamrt_query")
 	}
 	// A Rust module without a query handler has no export to serve with,
-	// so that the runtime refuses it at load for a routed stage.
-	plain, err := qe.Compile(ctx, "identity.wasm", guesttest.BuildRust(t, guesttest.RustDir("testdata/identity")))
+	// so that the runtime refuses it at load for a routed stage, and does
+	// not import respond (the name, length-prefixed), so that hosts from
+	// before query handlers load it.
+	identity := guesttest.BuildRust(t, guesttest.RustDir("testdata/identity"))
+	plain, err := qe.Compile(ctx, "identity.wasm", identity)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if plain.ServesQueries() {
 		t.Error("the Rust identity guest, which has no query handler, exports streamrt_query")
+	}
+	if bytes.Contains(identity, []byte("\x07respond")) {
+		t.Error("the Rust identity guest, which has no query handler, imports respond")
+	}
+	if !bytes.Contains(bin, []byte("\x07respond")) {
+		t.Error("the Rust queries guest does not import respond: the check above proves nothing")
 	}
 
 	db, err := state.Open(t.TempDir(), state.Options{})

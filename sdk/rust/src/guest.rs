@@ -25,12 +25,10 @@ pub(crate) struct Instance {
     /// Whether a call is running: the host refuses writes outside one, and
     /// the panic hook only reports panics inside one.
     pub(crate) in_call: Cell<bool>,
-    /// Whether the call is a `streamrt_query`: a panic answers 500 rather
-    /// than failing a record.
-    in_query: Cell<bool>,
-    /// How the panic hook answers a query: set by `query`, so that a module
-    /// without a query handler links no `respond` and loads on hosts that
-    /// predate it.
+    /// Set during a `streamrt_query` call: how the panic hook answers the
+    /// query (500) rather than failing a record. `query` sets it, so that a
+    /// module without a query handler links no `respond` and loads on hosts
+    /// that predate it.
     answer_panic: Cell<Option<fn(&str)>>,
     hooked: Cell<bool>,
     /// The `streamrt_buffer`, grown with headroom and reused for every batch.
@@ -56,7 +54,6 @@ impl Instance {
             stream_time: Cell::new(-1),
             call: Cell::new(0),
             in_call: Cell::new(false),
-            in_query: Cell::new(false),
             answer_panic: Cell::new(None),
             hooked: Cell::new(false),
             input: RefCell::new(Vec::new()),
@@ -148,7 +145,7 @@ pub(crate) fn buffer(size: i32) -> usize {
 }
 
 /// Starts a `streamrt_process` or `streamrt_query` call.
-fn begin(inst: &Instance, query: bool) {
+fn begin(inst: &Instance) {
     if !inst.hooked.get() {
         install_panic_hook();
         inst.hooked.set(true);
@@ -156,13 +153,13 @@ fn begin(inst: &Instance, query: bool) {
     inst.call.set(inst.call.get().wrapping_add(1));
     inst.current.set(abi::NO_RECORD);
     inst.in_call.set(true);
-    inst.in_query.set(query);
+    inst.answer_panic.set(None);
 }
 
 fn end(inst: &Instance) {
     inst.current.set(abi::NO_RECORD);
     inst.in_call.set(false);
-    inst.in_query.set(false);
+    inst.answer_panic.set(None);
 }
 
 /// The input at ptr..ptr+len, which must lie in the buffer handed out by
@@ -185,7 +182,7 @@ where
     E: fmt::Display,
 {
     INST.with(|inst| {
-        begin(inst, false);
+        begin(inst);
         let input = inst.input.borrow();
         let rc = match input_in(&input, ptr, len) {
             None => fail_batch(OUTSIDE_BUFFER),
@@ -234,7 +231,7 @@ where
     E: fmt::Display,
 {
     INST.with(|inst| {
-        begin(inst, true);
+        begin(inst);
         inst.answer_panic.set(Some(answer_panic));
         let input = inst.input.borrow();
         match input_in(&input, ptr, len) {
@@ -257,7 +254,7 @@ where
     E: fmt::Display,
 {
     INST.with(|inst| {
-        begin(inst, false);
+        begin(inst);
         let input = inst.input.borrow();
         let rc = match input_in(&input, ptr, len) {
             None => fail_batch(OUTSIDE_BUFFER),
@@ -381,14 +378,7 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> &str {
 pub(crate) fn report_panic(info: &std::panic::PanicInfo<'_>) {
     let msg = payload_text(info.payload());
     let (rec, answer) = INST
-        .try_with(|i| {
-            let answer = if i.in_query.get() {
-                i.answer_panic.get()
-            } else {
-                None
-            };
-            (i.current.get(), answer)
-        })
+        .try_with(|i| (i.current.get(), i.answer_panic.get()))
         .unwrap_or((abi::NO_RECORD, None));
     let text = format!("panic: {}", msg);
     let whose = if answer.is_some() {
