@@ -6,30 +6,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // streamrt runs the CLI with stdin and returns its exit code and output.
 func streamrt(t *testing.T, bin, stdin string, args ...string) (int, string, string) {
@@ -58,14 +47,14 @@ func TestQuickStart(t *testing.T) {
 		t.Fatalf("build streamrt: %v\n%s", err, out)
 	}
 
-	httpAddr := freePort(t)
+	httpAddr := apptest.FreeAddr(t)
 	var brokers string
 	args := []string{"run", "-c", "streamrt.yaml", "--http", httpAddr, "--state-dir", filepath.Join(tmp, "state")}
 	if testkafka.Real() {
 		brokers = os.Getenv(testkafka.EnvBrokers)
 		args = append(args, "--brokers", brokers)
 	} else {
-		brokers = freePort(t)
+		brokers = apptest.FreeAddr(t)
 		args = append(args, "--embedded-broker="+brokers)
 	}
 	// On a shared real cluster the topics outlive the test: count pages of
@@ -75,7 +64,7 @@ func TestQuickStart(t *testing.T) {
 	run := exec.Command(bin, args...)
 	// Share built and compiled guests with the other tests of this machine.
 	run.Env = append(os.Environ(), "STREAMRT_CACHE_DIR="+guesttest.CacheDir())
-	var logs syncBuffer
+	var logs apptest.Buffer
 	run.Stdout, run.Stderr = &logs, &logs
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -95,25 +84,17 @@ func TestQuickStart(t *testing.T) {
 		}
 	}()
 
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
+	apptest.WaitCheck(t, apptest.ReadyTimeout, "the app to be ready", func() error {
 		select {
 		case err := <-exited:
 			t.Fatalf("streamrt run exited early: %v\n%s", err, logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the app was not ready within 3 minutes\n%s", logs.String())
+		if got := apptest.Get(httpAddr, "/readyz"); got.Code != http.StatusOK {
+			return fmt.Errorf("/readyz answers %d %s; the log so far:\n%s", got.Code, got.Body, logs.String())
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if !testkafka.Real() && !strings.Contains(logs.String(), "in memory only") {
 		t.Errorf("the embedded broker did not say that it keeps data in memory only:\n%s", logs.String())
 	}
@@ -149,21 +130,4 @@ func TestQuickStart(t *testing.T) {
 	if got != "3\n" {
 		t.Errorf("count after a dead-lettered click: %q, want 3", got)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }

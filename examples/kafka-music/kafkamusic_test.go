@@ -8,11 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -22,9 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
-	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 )
 
@@ -71,7 +68,7 @@ func TestKafkaMusic(t *testing.T) {
 			`{"id":%d,"album":%q,"artist":%q,"name":%q,"genre":%q}`, tr.id, tr.album, tr.artist, tr.name, tr.genre)})
 	}
 	testkafka.ProduceRecords(t, app.brokers, songs...)
-	instances := []instance{app.start(t), app.start(t)}
+	instances := []*apptest.App{app.start(t), app.start(t)}
 
 	// Plays in a fixed shuffled order, so that songs overtake each other,
 	// from five regions spread over the partitions, with a play of an
@@ -132,8 +129,8 @@ func TestKafkaMusic(t *testing.T) {
 	}
 	for _, in := range instances {
 		for _, r := range routes {
-			if got := in.get(r.path); got.code != r.code || got.ctype != r.ctype || got.body != r.body {
-				t.Errorf("instance %s: GET %s:\n got %d %s %s\nwant %d %s %s", in.addr, r.path, got.code, got.ctype, got.body, r.code, r.ctype, r.body)
+			if got := in.Get(r.path); got.Code != r.code || got.Type != r.ctype || got.Body != r.body {
+				t.Errorf("instance %s: GET %s:\n got %d %s %s\nwant %d %s %s", in.Addr, r.path, got.Code, got.Type, got.Body, r.code, r.ctype, r.body)
 			}
 		}
 	}
@@ -142,21 +139,21 @@ func TestKafkaMusic(t *testing.T) {
 	// holds (which partitions land where is the balancer's business), the
 	// same from both.
 	for _, path := range []string{"/kafka-music/instances", "/kafka-music/instances/songs", "/kafka-music/instances/charts", "/kafka-music/instances/nope"} {
-		a, b := instances[0].get(path), instances[1].get(path)
+		a, b := instances[0].Get(path), instances[1].Get(path)
 		if a != b {
-			t.Errorf("GET %s: instances differ:\n%s: %+v\n%s: %+v", path, instances[0].addr, a, instances[1].addr, b)
+			t.Errorf("GET %s: instances differ:\n%s: %+v\n%s: %+v", path, instances[0].Addr, a, instances[1].Addr, b)
 		}
 	}
 	checkInstances(t, instances, "", 2)
 	checkInstances(t, instances, "songs", 2) // a global table: on every instance
 	checkInstances(t, instances, "charts", 1)
-	if got := instances[0].get("/kafka-music/instances/nope"); got.code != 404 {
+	if got := instances[0].Get("/kafka-music/instances/nope"); got.Code != 404 {
 		t.Errorf("GET /kafka-music/instances/nope: %+v, want 404", got)
 	}
 
 	dead := map[string]string{}
 	for _, r := range testkafka.ReadAll(t, app.brokers, app.name+"-plays-dlq", 2, time.Minute) {
-		dead[string(r.Key)] = header(r, "streamrt.error")
+		dead[string(r.Key)] = testkafka.Header(r, "streamrt.error")
 	}
 	for key, want := range map[string]string{"bad-1": "play event is not JSON", "bad-2": "play event needs song_id and duration"} {
 		if !strings.Contains(dead[key], want) {
@@ -168,22 +165,22 @@ func TestKafkaMusic(t *testing.T) {
 		bin := chromium(t)
 		want := map[string]string{"top-five": topFive, "punk": punk, "hip hop": hipHop, "electronic": electronic, "jazz": "[]"}
 		for _, in := range instances {
-			dom := dumpDOM(t, bin, "http://"+in.addr+"/kafka-music/")
+			dom := dumpDOM(t, bin, "http://"+in.Addr+"/kafka-music/")
 			for name, rows := range want {
 				if got, want := renderedChart(dom, name), pageRows(t, rows); got != want {
-					t.Errorf("instance %s: chart %q on the page:\n got %s\nwant %s", in.addr, name, got, want)
+					t.Errorf("instance %s: chart %q on the page:\n got %s\nwant %s", in.Addr, name, got, want)
 				}
 			}
 			if !strings.Contains(dom, "No plays yet") {
-				t.Errorf("instance %s: the page does not say jazz has no plays yet", in.addr)
+				t.Errorf("instance %s: the page does not say jazz has no plays yet", in.Addr)
 			}
 			for _, other := range instances {
-				if !strings.Contains(dom, other.addr) {
-					t.Errorf("instance %s: the page does not list instance %s", in.addr, other.addr)
+				if !strings.Contains(dom, other.Addr) {
+					t.Errorf("instance %s: the page does not list instance %s", in.Addr, other.Addr)
 				}
 			}
 			if t.Failed() {
-				t.Logf("the page as rendered by %s:\n%s", in.addr, dom)
+				t.Logf("the page as rendered by %s:\n%s", in.Addr, dom)
 			}
 		}
 	})
@@ -211,46 +208,46 @@ func chart(t *testing.T, songs ...string) string {
 // checkInstances checks the builtin instances route, for every instance
 // or those holding store: at least min of the test's instances, none
 // other, each listing store.
-func checkInstances(t *testing.T, instances []instance, store string, min int) {
+func checkInstances(t *testing.T, instances []*apptest.App, store string, min int) {
 	t.Helper()
 	path := "/kafka-music/instances"
 	if store != "" {
 		path += "/" + store
 	}
-	got := instances[0].get(path)
+	got := instances[0].Get(path)
 	var list []struct {
 		Host       string   `json:"host"`
 		Port       int      `json:"port"`
 		StoreNames []string `json:"storeNames"`
 	}
-	if err := json.Unmarshal([]byte(got.body), &list); got.code != 200 || err != nil {
+	if err := json.Unmarshal([]byte(got.Body), &list); got.Code != 200 || err != nil {
 		t.Errorf("GET %s: %+v (%v)", path, got, err)
 		return
 	}
 	var addrs []string
 	for _, in := range instances {
-		addrs = append(addrs, in.addr)
+		addrs = append(addrs, in.Addr)
 	}
 	all := map[string]bool{}
 	for _, l := range list {
 		addr := net.JoinHostPort(l.Host, fmt.Sprint(l.Port))
 		if !slices.Contains(addrs, addr) {
-			t.Errorf("GET %s: unknown instance %s in %s", path, addr, got.body)
+			t.Errorf("GET %s: unknown instance %s in %s", path, addr, got.Body)
 		}
 		for _, s := range l.StoreNames {
 			all[s] = true
 		}
 		if store != "" && !slices.Contains(l.StoreNames, store) {
-			t.Errorf("GET %s: instance %s without store %s: %s", path, addr, store, got.body)
+			t.Errorf("GET %s: instance %s without store %s: %s", path, addr, store, got.Body)
 		}
 	}
 	if len(list) < min {
-		t.Errorf("GET %s: %d instances, want at least %d: %s", path, len(list), min, got.body)
+		t.Errorf("GET %s: %d instances, want at least %d: %s", path, len(list), min, got.Body)
 	}
 	if store == "" {
 		for _, s := range []string{"charts", "song-plays", "songs"} {
 			if !all[s] {
-				t.Errorf("GET %s: no instance holds store %s: %s", path, s, got.body)
+				t.Errorf("GET %s: no instance holds store %s: %s", path, s, got.Body)
 			}
 		}
 	}
@@ -282,73 +279,15 @@ func newApp(t *testing.T) *app {
 	return a
 }
 
-// instance is one running instance of the app.
-type instance struct{ addr string }
-
-// answer is an HTTP answer, or the error that kept it away as its body.
-type answer struct {
-	code        int
-	ctype, body string
-}
-
-func (in instance) get(path string) answer {
-	resp, err := http.Get("http://" + in.addr + path)
-	if err != nil {
-		return answer{body: err.Error()}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return answer{body: err.Error()}
-	}
-	return answer{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
-}
-
-// start runs an instance of the app in-process, on a port of its own with
-// a state directory of its own, until the test ends; it returns once the
-// instance is ready.
-func (a *app) start(t *testing.T) instance {
+// start runs an instance of the app in-process until the test ends; it
+// returns once the instance is ready.
+func (a *app) start(t *testing.T) *apptest.App {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg, err := config.Parse(a.yaml, "streamrt.yaml", os.Environ(), map[string]string{
-		"app":       a.name,
-		"brokers":   strings.Join(a.brokers, ","),
-		"http":      addr,
-		"state_dir": t.TempDir(),
-		"cache_dir": guesttest.CacheDir(), // built guests, shared with other tests
+	return apptest.StartYAML(t, a.yaml, "streamrt.yaml", apptest.Options{
+		Brokers:   a.brokers,
+		Overrides: map[string]string{"app": a.name},
+		LogLevel:  slog.LevelWarn,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rt, err := runtime.New(cfg, runtime.Options{Logger: log.With("instance", addr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("instance %s: %v", addr, err)
-		}
-	})
-	in := instance{addr: addr}
-	waitFor(t, 3*time.Minute, "instance "+addr+" to be ready", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("instance %s stopped: %v", addr, err)
-		default:
-		}
-		return in.get("/readyz").code == http.StatusOK
-	})
-	return in
 }
 
 // waitCaughtUp waits until the app has processed everything in its input
@@ -360,8 +299,7 @@ func (a *app) waitCaughtUp(t *testing.T) {
 	t.Helper()
 	adm := kadm.NewClient(testkafka.Client(t, a.brokers))
 	topics := []string{a.playEvents, config.RepartitionTopic(a.name, "counts"), config.RepartitionTopic(a.name, "charts")}
-	behind := ""
-	waitFor(t, 2*time.Minute, "the app to catch up", func() bool {
+	apptest.WaitCheck(t, 2*time.Minute, "the app to catch up", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, topic := range topics {
@@ -370,61 +308,26 @@ func (a *app) waitCaughtUp(t *testing.T) {
 				err = committed.Error()
 			}
 			if err != nil {
-				behind = err.Error()
-				return false
+				return err
 			}
 			ends, err := adm.ListEndOffsets(ctx, topic)
 			if err == nil {
 				err = ends.Error()
 			}
 			if err != nil {
-				behind = err.Error()
-				return false
+				return err
 			}
-			behind = ""
+			var behind error
 			ends.Each(func(end kadm.ListedOffset) {
 				c, ok := committed.Lookup(topic, end.Partition)
 				if end.Offset > 0 && (!ok || c.At < end.Offset) {
-					behind = fmt.Sprintf("%s[%d] at %d of %d", topic, end.Partition, c.At, end.Offset)
+					behind = fmt.Errorf("%s[%d] at %d of %d", topic, end.Partition, c.At, end.Offset)
 				}
 			})
-			if behind != "" {
-				return false
+			if behind != nil {
+				return behind
 			}
 		}
-		return true
-	}, func() string { return behind })
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
-// waitFor polls cond until it holds, failing the test after timeout with
-// what it waited for and, if given, why the last poll failed.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, why ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			msg := fmt.Sprintf("timed out after %v waiting for %s", timeout, what)
-			for _, w := range why {
-				msg += ": " + w()
-			}
-			t.Fatal(msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+		return nil
+	})
 }

@@ -10,11 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,78 +19,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
-	"github.com/streamrt/streamrt/runtime"
-	"github.com/streamrt/streamrt/runtime/config"
 )
-
-type instance struct{ http string }
-
-func (in instance) get(path string) (int, string) {
-	resp, err := http.Get("http://" + in.http + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// start runs an instance of the app that configFile configures.
-func start(t *testing.T, configFile string, brokers []string) instance {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg, err := config.Load(configFile, map[string]string{
-		"brokers":   strings.Join(brokers, ","),
-		"http":      addr,
-		"state_dir": filepath.Join(t.TempDir(), "state"),
-		"cache_dir": guesttest.CacheDir(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := runtime.New(cfg, runtime.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("instance %s: %v", addr, err)
-		}
-	})
-	in := instance{http: addr}
-	waitFor(t, 3*time.Minute, "instance "+addr+" to be ready", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("instance %s stopped: %v", addr, err)
-		default:
-		}
-		code, _ := in.get("/readyz")
-		return code == 200
-	})
-	return in
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // ensureTopic creates topic unless it exists (a real cluster outlives runs).
 func ensureTopic(t *testing.T, brokers []string, topic string, partitions int32) {
@@ -135,8 +63,8 @@ func testOrderNotes(t *testing.T, configFile string) {
 	brokers := testkafka.Brokers(t)
 	ensureTopic(t, brokers, "products", 3) // a global table needs no co-partitioning
 	ensureTopic(t, brokers, "orders", 4)
-	a, b := start(t, configFile, brokers), start(t, configFile, brokers)
-	instances := []instance{a, b}
+	opts := apptest.Options{Brokers: brokers, LogLevel: slog.LevelWarn}
+	instances := []*apptest.App{apptest.Start(t, configFile, opts), apptest.Start(t, configFile, opts)}
 
 	cl := testkafka.Client(t, brokers)
 	send := func(topic, key string, value []byte) {
@@ -159,10 +87,10 @@ func testOrderNotes(t *testing.T, configFile string) {
 	// enriched returns the order as served by whichever instance owns it.
 	enriched := func(id string) map[string]any {
 		for _, in := range instances {
-			if code, body := in.get("/v1/stores/enriched-orders-store/keys/" + id); code == 200 {
+			if got := in.Store("enriched-orders-store", id); got.Code == 200 {
 				var m map[string]any
-				if err := json.Unmarshal([]byte(body), &m); err != nil {
-					t.Fatalf("order %s: %v in %q", id, err, body)
+				if err := json.Unmarshal([]byte(got.Body), &m); err != nil {
+					t.Fatalf("order %s: %v in %q", id, err, got.Body)
 				}
 				return m
 			}
@@ -172,7 +100,7 @@ func testOrderNotes(t *testing.T, configFile string) {
 	waitOrder := func(id string, check func(m map[string]any) bool) map[string]any {
 		t.Helper()
 		var m map[string]any
-		waitFor(t, 60*time.Second, "enriched order "+id, func() bool {
+		apptest.WaitFor(t, 60*time.Second, "enriched order "+id, func() bool {
 			m = enriched(id)
 			return m != nil && check(m)
 		})
@@ -180,11 +108,11 @@ func testOrderNotes(t *testing.T, configFile string) {
 	}
 	productOf := func(m map[string]any) map[string]any { p, _ := m["product"].(map[string]any); return p }
 	// Product updates reach every instance's copy of the global table.
-	waitProduct := func(id string, check func(code int, body string) bool) {
+	waitProduct := func(id string, check func(got apptest.Answer) bool) {
 		t.Helper()
-		waitFor(t, 60*time.Second, "product "+id+" on every instance", func() bool {
+		apptest.WaitFor(t, 60*time.Second, "product "+id+" on every instance", func() bool {
 			for _, in := range instances {
-				if !check(in.get("/v1/stores/products/keys/" + id)) {
+				if !check(in.Store("products", id)) {
 					return false
 				}
 			}
@@ -209,7 +137,7 @@ func testOrderNotes(t *testing.T, configFile string) {
 		putProduct(j, 10+float64(j))
 	}
 	for j := 0; j < 4; j++ {
-		waitProduct(product(j), func(code int, _ string) bool { return code == 200 })
+		waitProduct(product(j), func(got apptest.Answer) bool { return got.Code == 200 })
 	}
 	var later []string
 	for i := 12; i < 24; i++ {
@@ -232,7 +160,7 @@ func testOrderNotes(t *testing.T, configFile string) {
 	}
 	numberedID := fmt.Sprint(now) // a number, unique to the run
 	send("products", numberedID, fmt.Appendf(nil, `{"id":%s,"name":"numbered","price":5}`, numberedID))
-	waitProduct(numberedID, func(code int, _ string) bool { return code == 200 })
+	waitProduct(numberedID, func(got apptest.Answer) bool { return got.Code == 200 })
 	numbered := fmt.Sprintf("o-%s-numbered", run)
 	send("orders", numbered, fmt.Appendf(nil, `{"id":%q,"product_id":%s,"quantity":1}`, numbered, numberedID))
 	if p := productOf(waitOrder(numbered, func(map[string]any) bool { return true })); p["name"] != "numbered" {
@@ -241,7 +169,7 @@ func testOrderNotes(t *testing.T, configFile string) {
 
 	// 4. A product update applies to orders after it and re-emits nothing.
 	putProduct(1, 99)
-	waitProduct(product(1), func(code int, body string) bool { return code == 200 && strings.Contains(body, "99") })
+	waitProduct(product(1), func(got apptest.Answer) bool { return got.Code == 200 && strings.Contains(got.Body, "99") })
 	updated := order(100, product(1))
 	if p := productOf(waitOrder(updated, func(map[string]any) bool { return true })); p["price"] != float64(99) {
 		t.Fatalf("order after the update got %v, want price 99", p)
@@ -252,7 +180,7 @@ func testOrderNotes(t *testing.T, configFile string) {
 
 	// 5. A deleted product is unknown to orders after the deletion.
 	send("products", product(2), nil)
-	waitProduct(product(2), func(code int, _ string) bool { return code == 404 })
+	waitProduct(product(2), func(got apptest.Answer) bool { return got.Code == 404 })
 	afterDelete := order(101, product(2))
 	if m := waitOrder(afterDelete, func(map[string]any) bool { return true }); m["product"] != nil {
 		t.Fatalf("order after the product's deletion enriched as %v, want product null", m)
@@ -315,8 +243,8 @@ func testOrderNotes(t *testing.T, configFile string) {
 	owners := map[string]bool{}
 	for id := range seen {
 		for _, in := range instances {
-			if code, _ := in.get("/v1/stores/enriched-orders-store/keys/" + id); code == 200 {
-				owners[in.http] = true
+			if in.Store("enriched-orders-store", id).Code == 200 {
+				owners[in.Addr] = true
 			}
 		}
 	}

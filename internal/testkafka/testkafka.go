@@ -122,3 +122,68 @@ func ProduceRecords(t testing.TB, brokers []string, rs ...*kgo.Record) {
 		t.Fatalf("produce: %v", err)
 	}
 }
+
+// Produce produces key and value pairs to topic synchronously, failing the
+// test on error.
+func Produce(t testing.TB, brokers []string, topic string, kvs ...string) {
+	t.Helper()
+	var rs []*kgo.Record
+	for i := 0; i+1 < len(kvs); i += 2 {
+		rs = append(rs, &kgo.Record{Topic: topic, Key: []byte(kvs[i]), Value: []byte(kvs[i+1])})
+	}
+	ProduceRecords(t, brokers, rs...)
+}
+
+// ReadUntil consumes topic from the start until done accepts a record, and
+// returns that record, or nil when timeout passes first. done sees every
+// record read, in order within a partition.
+func ReadUntil(t testing.TB, brokers []string, topic string, timeout time.Duration, done func(*kgo.Record) bool) *kgo.Record {
+	t.Helper()
+	cl := Client(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var found *kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if found == nil && done(r) {
+				found = r
+			}
+		})
+		if found != nil {
+			return found
+		}
+	}
+}
+
+// ReadKey consumes topic from the start and returns the values of its first
+// n records with key, in order within their partition; fewer when timeout
+// passes first.
+func ReadKey(t testing.TB, brokers []string, topic, key string, n int, timeout time.Duration) []string {
+	t.Helper()
+	var values []string
+	ReadUntil(t, brokers, topic, timeout, func(r *kgo.Record) bool {
+		if string(r.Key) == key {
+			values = append(values, string(r.Value))
+		}
+		return len(values) == n
+	})
+	return values
+}
+
+// Header returns the value of r's first header named key, or "" when it has
+// none or r is nil.
+func Header(r *kgo.Record, key string) string {
+	if r == nil {
+		return ""
+	}
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
