@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -129,6 +130,60 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 		return err
 	}
 	return createTopics(ctx, adm, cfg, map[string]*string{"cleanup.policy": &compact}, compacted, log)
+}
+
+// CreateTableTopics creates those of cfg's table topics that do not exist,
+// as Run creates changelogs: with the app's partition count and replication
+// factor, compacted. It returns the topics it created, sorted. A table whose
+// topic one of the app's stages reads or writes is left to Run, which
+// creates that topic with the stage's others.
+//
+// It is for a broker that starts empty, such as the one `streamrt run
+// --embedded-broker` starts. Run never creates a table's topic from nothing:
+// on a real cluster the topic is the table's source, and its absence is a
+// mistake that Run reports with ErrTopics.
+func CreateTableTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]string, error) {
+	staged := map[string]bool{}
+	for _, s := range cfg.Stages {
+		for _, t := range s.Inputs {
+			staged[t] = true
+		}
+		for _, t := range s.Outputs {
+			staged[t] = true
+		}
+	}
+	var names []string
+	for _, tb := range cfg.Tables {
+		if !staged[tb.Topic] {
+			names = append(names, tb.Topic)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	sort.Strings(names)
+	names = slices.Compact(names)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("list topics %v: %w", names, err)
+	}
+	var missing []string
+	for _, t := range names {
+		if d, ok := details[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			missing = append(missing, t)
+		}
+	}
+	compact := "compact"
+	if err := createTopics(ctx, adm, cfg, map[string]*string{"cleanup.policy": &compact}, missing, log); err != nil {
+		return nil, err
+	}
+	return missing, nil
 }
 
 func createTopics(ctx context.Context, adm *kadm.Client, cfg *config.Config, configs map[string]*string, topics []string, log *slog.Logger) error {

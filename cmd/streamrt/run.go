@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/streamrt/streamrt/internal/broker"
 
@@ -75,6 +76,15 @@ the environment's STREAMRT_<KEY> variables override in turn.`)
 		defer b.Close()
 		if !setFlags["brokers"] {
 			cfg.Brokers = []string{b.Addr()} // the port, if 0 was asked for
+			// The broker starts empty, and the app refuses a table whose
+			// topic is missing: give each table an empty topic to start.
+			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := streamrt.CreateTableTopics(tctx, cfg, logger.With("component", "embedded-broker"))
+			cancel()
+			if err != nil {
+				fmt.Fprintf(stderr, "streamrt run: embedded broker: tables: %v\n", err)
+				return exitFail
+			}
 		}
 	}
 

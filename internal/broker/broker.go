@@ -4,7 +4,8 @@
 // It is for the quick start and fast tests only. Everything it stores is lost
 // when it closes, it has no authentication, and it advertises the address it
 // listens on, so clients must be able to reach that address as given. It
-// starts with no topics; the runtime creates those it needs.
+// starts with no topics: the runtime creates those it needs, and `streamrt
+// run` those of the app's tables that no stage reads or writes.
 package broker
 
 import (

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamrt/streamrt/internal/apptest"
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/testkafka"
+)
+
+// TestRunEmbeddedBrokerTables runs an app with tables on the embedded
+// broker, which starts empty: the table that only the outside world feeds
+// gets a compacted topic with the app's partition count, so the app starts
+// and serves the table; the table fed by the app's own stage is left to the
+// runtime, which creates its topic as the stage's other outputs.
+func TestRunEmbeddedBrokerTables(t *testing.T) {
+	dir := t.TempDir()
+	httpAddr, brokerAddr := apptest.FreeAddr(t), apptest.FreeAddr(t)
+	file := filepath.Join(dir, "app.yaml")
+	yaml := fmt.Sprintf(`app: tables
+brokers: [unused:1]
+partitions: 3
+cache_dir: %s
+tables:
+  - {name: users, topic: users, global: true}
+  - {name: lefts, topic: out}
+stages:
+  - name: join
+    module: %s
+    inputs: [clicks]
+    tables: [users]
+    outputs: {left: out, inner: out-inner}
+`, guesttest.CacheDir(), guesttest.Dir("joins"))
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr apptest.Buffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- runCommand(ctx, []string{"run", "-c", file, "--embedded-broker=" + brokerAddr, "--http", httpAddr, "--state-dir", filepath.Join(dir, "state")},
+			strings.NewReader(""), &apptest.Buffer{}, &stderr)
+	}()
+	apptest.WaitFor(t, apptest.ReadyTimeout, "the app to be ready", func() bool {
+		select {
+		case code := <-exited:
+			t.Fatalf("run exited %d before the app was ready:\n%s", code, stderr.String())
+		default:
+		}
+		return apptest.Get(httpAddr, "/readyz").Code == 200
+	})
+
+	brokers := []string{brokerAddr}
+	adm := kadm.NewClient(testkafka.Client(t, brokers))
+	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+	defer acancel()
+	topics, err := adm.ListTopics(actx, "users", "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs, err := adm.DescribeTopicConfigs(actx, "users", "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := map[string]string{}
+	for _, rc := range configs {
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil {
+				policy[rc.Name] = *c.Value
+			}
+		}
+	}
+	for _, tt := range []struct {
+		topic, policy string
+		partitions    int
+	}{
+		{"users", "compact", 3},
+		{"out", "delete", 3},
+	} {
+		d, ok := topics[tt.topic]
+		if !ok || d.Err != nil || len(d.Partitions) != tt.partitions || policy[tt.topic] != tt.policy {
+			t.Errorf("topic %s: %d partitions (%v), cleanup.policy %q; want %d, %q", tt.topic, len(d.Partitions), d.Err, policy[tt.topic], tt.partitions, tt.policy)
+		}
+	}
+
+	// The created topic feeds the table like any other.
+	testkafka.ProduceRecords(t, brokers, &kgo.Record{Topic: "users", Key: []byte("u1"), Value: []byte("ann")})
+	apptest.WaitFor(t, time.Minute, "user u1 in the table", func() bool {
+		got := apptest.Get(httpAddr, "/v1/stores/users/keys/u1")
+		return got.Code == 200 && got.Body == "ann"
+	})
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("exit code %d, want 0:\n%s", code, stderr.String())
+		}
+	case <-time.After(apptest.StopTimeout):
+		t.Fatalf("run did not stop within %v of its context ending", apptest.StopTimeout)
+	}
+	log := stderr.String()
+	if want := `msg="created topic" component=embedded-broker topic=users partitions=3 compacted=true`; !strings.Contains(log, want) {
+		t.Errorf("the log does not say %q:\n%s", want, log)
+	}
+	if strings.Contains(log, "component=embedded-broker topic=out") {
+		t.Errorf("the embedded broker created the topic of a table that a stage feeds:\n%s", log)
+	}
+}
