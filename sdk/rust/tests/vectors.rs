@@ -607,3 +607,22 @@ fn queries_through_a_query_handler() {
         assert_eq!(resp, Some(Response::text(want.path)), "{}", v.at());
     }
 }
+
+#[test]
+fn corrupted_queries_fail_without_panicking() {
+    for v in vectors("query") {
+        // Every byte set to values that break lengths and text: the decoder
+        // answers, with a request or an error, and never panics.
+        for i in 0..v.encoded.len() {
+            for b in [0x00, 0x7f, 0x80, 0xc3, 0xff] {
+                let mut enc = v.encoded.clone();
+                enc[i] = b;
+                if let Ok(q) = abi::decode_query_request(&enc) {
+                    let mut again = Vec::new();
+                    abi::append_query_request(&mut again, &q);
+                    assert_eq!(again, enc, "{}: byte {} = {:#x}", v.at(), i, b);
+                }
+            }
+        }
+    }
+}
