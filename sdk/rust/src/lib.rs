@@ -70,10 +70,11 @@
 //! request's partition (global tables whole): `get` and `range` work, `put`
 //! and `delete` fail with [`Code::ReadOnly`], and [`emit()`] fails with
 //! [`Code::NotAllowed`]. An `Err` answers 500 with its text as a JSON error
-//! (`{"error":"..."}`), and so does a panic, with `"panic: "` and the
-//! message, before the instance traps (the host then discards the
-//! instance). A request whose path or parameters are not UTF-8 is answered
-//! 400 without calling the handler. A module without a query handler
+//! (`{"error":"..."}`). A panic logs `"panic: "` and the message and
+//! answers the same way before the instance traps; the host discards the
+//! instance and, as it drops the answers of calls that trap, answers 500
+//! with the trap. A request whose path or parameters are not UTF-8 is
+//! answered 400 without calling the handler. A module without a query handler
 //! exports no `streamrt_query`, and the host refuses it at load for a stage
 //! that serves routes (the Go SDK, whose export is always there, answers
 //! 501 instead).
