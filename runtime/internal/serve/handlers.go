@@ -150,7 +150,13 @@ func (h *Handlers) serve(ctx context.Context, stage string, req *abi.QueryReques
 	qh := &queryHost{h: h, stage: stage, partition: req.Partition}
 	defer qh.end()
 	if err := in.Query(ctx, qh, abi.AppendQueryRequest(nil, req)); err != nil {
-		return nil, err
+		if qh.resp == nil || ctx.Err() != nil {
+			return nil, err
+		}
+		// The guest answered, then trapped: a Rust guest cannot unwind a
+		// panic, so its SDK answers 500 with the panic's message before
+		// aborting. The answer stands; the broken instance is dropped.
+		h.log.Warn("query handler trapped after answering", "stage", stage, "path", req.Path, "err", err)
 	}
 	if qh.resp == nil {
 		return nil, fmt.Errorf("query handler of stage %q returned without responding", stage)

@@ -152,9 +152,9 @@ func TestRustQueryHandler(t *testing.T) {
 		{"the routed partition's keys", "GET", "/keys/home", "", want{200, "text/plain", "home\n" + same + "\n"}},
 		{"an Err", "GET", "/fail", "", want{500, "application/json", `{"error":"no answer for /fail"}`}},
 		// The SDK answers a panic 500 with its message before the trap;
-		// the host drops an answer from a call that trapped and answers 500
-		// with the trap, and the message reaches the log.
-		{"a panic", "GET", "/boom", "", want{500, "application/json", `{"error":"query handler of stage \"main\": ...`}},
+		// the answer stands, the broken instance is replaced, and the
+		// message reaches the log too.
+		{"a panic", "GET", "/boom", "", want{500, "application/json", `{"error":"panic: boom at /boom...`}},
 		{"after a panic", "GET", "/count/home", "", want{200, "application/json", `{"key":"home",...`}},
 		{"the deadline", "GET", "/loop", "", want{500, "application/json", `{"error":"query handler of stage \"main\": ...`}},
 		{"a body and a query string", "POST", "/echo?b=2&a=x+y", "hi", want{200, "text/plain; charset=utf-8", "POST /echo?b=2&a=x y hi"}},
