@@ -1,28 +1,34 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
+	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 )
+
+// Helpers shared with the examples' tests, under the names this package's
+// tests use.
+var (
+	freeAddr = apptest.FreeAddr
+	waitFor  = apptest.WaitFor
+	produce  = testkafka.Produce
+)
+
+type syncBuffer = apptest.Buffer
 
 // app is one running instance of an app under test.
 type app struct {
@@ -76,16 +82,6 @@ stages:
 		y = "guarantee: exactly_once\n" + y
 	}
 	return y + s.extra
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func startApp(t *testing.T, spec appSpec) *app {
@@ -158,31 +154,6 @@ func (a *app) waitReady() {
 		code, _ := a.get("/readyz")
 		return code == http.StatusOK
 	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func produce(t *testing.T, brokers []string, topic string, kvs ...string) {
-	t.Helper()
-	cl := testkafka.Client(t, brokers)
-	var recs []*kgo.Record
-	for i := 0; i+1 < len(kvs); i += 2 {
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(kvs[i]), Value: []byte(kvs[i+1])})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce to %s: %v", topic, err)
-	}
 }
 
 // names returns unique app, input and output names for one test.
@@ -346,23 +317,6 @@ func TestWaitsForBrokerAtStart(t *testing.T) {
 		_, body := a.get("/v1/stores/counts/keys/k")
 		return body == "2"
 	})
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // testWriter sends the app's log to the test's, shown when a test fails.
