@@ -103,6 +103,7 @@ type Engine struct {
 	mu       sync.Mutex // guards tasks and owned against the rebalance callbacks
 	tasks    map[taskID]*task
 	standbys map[taskID]*standby       // standby copies kept here, never of a task in tasks
+	stopping bool                      // Run is ending: start no more standbys
 	owned    map[string]map[int32]bool // input topic → partitions assigned here
 	assigned atomic.Bool               // the first assignment arrived
 }
@@ -319,12 +320,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.cl = cl
 	close(e.clientSet)
+	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
-		e.watchStandbys(ctx)
+		e.watchStandbys(watchCtx)
 	}()
 	defer func() {
+		stopWatching()
 		<-watching
 		e.stopStandbys()
 		e.mu.Lock()

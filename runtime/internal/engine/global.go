@@ -161,7 +161,7 @@ func (g *globals) poll(ctx context.Context, wait time.Duration) (int, error) {
 			g.e.log.Warn("global tables: fetch failed; retrying", "topic", topic, "partition", p, "err", err)
 		}
 	})
-	txn := g.e.db.NewTxn()
+	txn := g.e.db.NewWriteTxn()
 	defer txn.Discard()
 	n := 0
 	perTopic := map[string]int{}

@@ -58,7 +58,7 @@ func (e *Engine) reconcileStandbys(a assign.Assignment) {
 	want := e.standbyTasks(self.Standbys)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.runCtx.Err() != nil {
+	if e.stopping || e.runCtx.Err() != nil {
 		return
 	}
 	for id, s := range want {
@@ -150,10 +150,11 @@ func (e *Engine) stopStandby(id taskID) {
 	<-sb.done
 }
 
-// stopStandbys stops every standby, at shutdown.
+// stopStandbys stops every standby, for good: Run is ending.
 func (e *Engine) stopStandbys() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.stopping = true
 	for id := range e.standbys {
 		e.stopStandby(id)
 	}
@@ -212,7 +213,7 @@ func (e *Engine) tail(ctx context.Context, sb *standby) error {
 		if fs.NumRecords() == 0 {
 			continue
 		}
-		txn := e.db.NewTxn()
+		txn := e.db.NewWriteTxn()
 		pos := map[string]int64{}
 		applied := map[string]int{}
 		var applyErr error

@@ -28,6 +28,10 @@ var (
 	// rolled back, committed or discarded while the iterator was open.
 	ErrIterInvalidated = errors.New("streamrt: iterator invalidated by rollback, commit or discard")
 
+	// ErrWriteOnly is returned by the reads and rollbacks of a Txn from
+	// DB.NewWriteTxn.
+	ErrWriteOnly = errors.New("streamrt: read or rollback on a write-only transaction")
+
 	// ErrCorrupt is returned when a stored value cannot be decoded.
 	ErrCorrupt = errors.New("streamrt: corrupt state")
 )

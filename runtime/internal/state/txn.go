@@ -37,6 +37,8 @@ type Txn struct {
 	// rollbacks holds the target of every rollback that discarded entries, in
 	// order, so RollbackTo can reject a mark that one of them discarded.
 	rollbacks []uint32
+	// writeOnly is set for a Txn from NewWriteTxn: b has no index.
+	writeOnly bool
 }
 
 // NewTxn starts a Txn. If the DB is closed or closing, the Txn's calls return
@@ -46,6 +48,18 @@ func (db *DB) NewTxn() *Txn {
 		return &Txn{err: err}
 	}
 	return &Txn{db: db, b: db.pdb.NewIndexedBatch(), err: ErrTxnDone}
+}
+
+// NewWriteTxn starts a Txn that only writes, for loading data in bulk (a
+// restore replaying a changelog): it does without the index through which
+// a Txn reads its own writes, which costs a skiplist insert per write. Put,
+// Delete, SetOffset, Len, Size, Commit and Discard work as on any Txn; Get,
+// NewIter and RollbackTo return ErrWriteOnly.
+func (db *DB) NewWriteTxn() *Txn {
+	if err := db.acquire(); err != nil {
+		return &Txn{err: err}
+	}
+	return &Txn{db: db, b: db.pdb.NewBatch(), err: ErrTxnDone, writeOnly: true}
 }
 
 // Get appends the value of key in ks, as this Txn sees it, to dst[:0] and
@@ -61,6 +75,9 @@ func (t *Txn) Get(ks Keyspace, key, dst []byte) (value []byte, found bool, err e
 	dst = dst[:0]
 	if t.b == nil {
 		return dst, false, t.err
+	}
+	if t.writeOnly {
+		return dst, false, ErrWriteOnly
 	}
 	if err := ks.check(); err != nil {
 		return dst, false, err
@@ -220,6 +237,9 @@ func (t *Txn) RollbackTo(m Mark) error {
 	if t.b == nil {
 		return t.err
 	}
+	if t.writeOnly {
+		return ErrWriteOnly
+	}
 	if m.t != t {
 		return fmt.Errorf("%w: mark belongs to another Txn", ErrInvalidMark)
 	}
@@ -335,6 +355,9 @@ type Iter struct {
 func (t *Txn) NewIter(ks Keyspace, start, end []byte) (*Iter, error) {
 	if t.b == nil {
 		return nil, t.err
+	}
+	if t.writeOnly {
+		return nil, ErrWriteOnly
 	}
 	if err := ks.check(); err != nil {
 		return nil, err

@@ -494,3 +494,40 @@ func TestTxnGetPutDoNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// A write-only Txn commits its writes and checkpoints atomically like any
+// Txn, and refuses reads and rollbacks.
+func TestWriteTxn(t *testing.T) {
+	db := openMem(t)
+	ks := mustKeyspace(t, db, "s", 0)
+	put := db.NewTxn()
+	mustOK(t, put.Put(ks, []byte("gone"), []byte("x")))
+	mustOK(t, put.Commit())
+	tx := db.NewWriteTxn()
+	defer tx.Discard()
+	mustOK(t, tx.Put(ks, []byte("k"), []byte("v")))
+	mustOK(t, tx.Delete(ks, []byte("gone")))
+	mustOK(t, tx.SetOffset("", "log", 0, 7))
+	if _, _, err := tx.Get(ks, []byte("k"), nil); !errors.Is(err, ErrWriteOnly) {
+		t.Errorf("Get: error = %v, want ErrWriteOnly", err)
+	}
+	if _, err := tx.NewIter(ks, nil, nil); !errors.Is(err, ErrWriteOnly) {
+		t.Errorf("NewIter: error = %v, want ErrWriteOnly", err)
+	}
+	if err := tx.RollbackTo(tx.Mark()); !errors.Is(err, ErrWriteOnly) {
+		t.Errorf("RollbackTo: error = %v, want ErrWriteOnly", err)
+	}
+	if tx.Len() != 3 {
+		t.Errorf("Len = %d, want 3", tx.Len())
+	}
+	mustOK(t, tx.Commit())
+	if v, found, err := db.Get(ks, []byte("k")); err != nil || !found || string(v) != "v" {
+		t.Errorf("Get k = %q, %v, %v; want v", v, found, err)
+	}
+	if _, found, err := db.Get(ks, []byte("gone")); err != nil || found {
+		t.Errorf("Get gone: found=%v err=%v, want deleted", found, err)
+	}
+	if next, found, err := db.Offset("", "log", 0); err != nil || !found || next != 7 {
+		t.Errorf("Offset = %d, %v, %v; want 7", next, found, err)
+	}
+}
