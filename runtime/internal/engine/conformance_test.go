@@ -30,7 +30,9 @@ import (
 // policies) against the conformance guest on each SDK. The two guests are
 // the same interpreter, so any difference between them, or between them and
 // the transcript, is the host or an SDK drifting from the ABI. The Rust SDK's
-// cargo test runs the same transcript natively (sdk/rust/conformance).
+// cargo test runs the same transcript natively (sdk/rust/conformance). The
+// transcript's query part is run by runtime/internal/serve's
+// TestConformanceQueries.
 const conformanceFile = "../../../abi/testdata/conformance/conformance.txt"
 
 type conformanceGuest struct {
@@ -519,13 +521,16 @@ func parseTranscript(file string) (*transcript, error) {
 		}
 		word := toks[0]
 		switch word {
-		case "stage", "scenario", "batch":
+		case "stage", "scenario", "batch", "queries":
 		default:
 			if cur == nil {
 				return nil, fail("%s outside a batch", word)
 			}
 		}
 		switch word {
+		case "queries":
+			// The rest is the query part, which serve's test reads.
+			return tr, nil
 		case "stage":
 			pairs, err := kv(1)
 			if err != nil {

@@ -1,13 +1,16 @@
-//! Runs abi/testdata/conformance/conformance.txt against the conformance
-//! guest's interpreter natively, on streamrt::testing::FakeHost. The host's
-//! own test (runtime/internal/engine/conformance_test.go) runs the same
-//! transcript against the guest built for wasm, and against the Go twin.
+//! Runs abi/testdata/conformance/conformance.txt, its batches and its
+//! queries, against the conformance guest's interpreter natively, on
+//! streamrt::testing::FakeHost. The host's own tests
+//! (runtime/internal/engine/conformance_test.go for the batches,
+//! runtime/internal/serve/conformance_query_test.go for the queries) run the
+//! same transcript against the guest built for wasm, and against the Go
+//! twin.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use streamrt::abi::{OwnedHeader, OwnedRecord};
+use streamrt::abi::{OwnedHeader, OwnedRecord, Param, QueryRequest};
 use streamrt::testing::{Emitted, FakeHost, Policy};
 
 fn transcript_path() -> PathBuf {
@@ -26,9 +29,17 @@ fn conformance_transcript() {
         "only {} scenarios",
         t.scenarios.len()
     );
+    assert!(
+        t.queries.queries.len() >= 10,
+        "only {} queries",
+        t.queries.queries.len()
+    );
     let mut failures = Vec::new();
     for sc in &t.scenarios {
         run_scenario(&t.stage, sc, &mut failures);
+    }
+    for q in &t.queries.queries {
+        run_query(&t.stage, &t.queries, q, &mut failures);
     }
     if !failures.is_empty() {
         panic!(
@@ -258,19 +269,98 @@ fn run_scenario(stage: &Stage, sc: &Scenario, failures: &mut Vec<String>) {
                     }
                 }
                 Expect::Log { line, level, msg } => {
-                    let lv = match level.as_str() {
-                        "debug" => 0,
-                        "info" => 1,
-                        "warn" => 2,
-                        _ => 3,
-                    };
-                    if !logs.iter().any(|(l, m)| *l == lv && m == msg) {
+                    if !logs
+                        .iter()
+                        .any(|(l, m)| *l == level_code(level) && m == msg)
+                    {
                         fail(*line, format!("no log {} {:?} in {:?}", level, msg, logs));
                     }
                 }
                 _ => {}
             }
         }
+    }
+}
+
+/// Answers one query on a fake host holding the stage's stores and the
+/// query part's tables, loaded with what the request's partition holds: the
+/// fake host's stores have no partitions.
+fn run_query(stage: &Stage, qs: &Queries, q: &QuerySpec, failures: &mut Vec<String>) {
+    let mut host = FakeHost::new().stage("s");
+    for s in &stage.stores {
+        host = host.store(s);
+    }
+    for t in &qs.tables {
+        host = host.table(t);
+    }
+    for (name, topic) in &stage.outputs {
+        host = host.output(name, topic);
+    }
+    for l in &qs.loads {
+        if qs.tables.contains(&l.store) || l.partition == q.partition {
+            host.set(&l.store, &l.key, &l.value);
+        }
+    }
+    let req = QueryRequest {
+        partition: q.partition,
+        method: &q.method,
+        route: &q.route,
+        path: &q.path,
+        raw_query: &q.raw_query,
+        params: q
+            .params
+            .iter()
+            .map(|(name, value)| Param { name, value })
+            .collect(),
+        body: &q.body,
+    };
+    let (call, resp) = host.query(&req, streamrt_conformance::query);
+    let mut fail = |line: usize, msg: String| {
+        failures.push(format!("query at line {}: line {}: {}", q.line, line, msg))
+    };
+    match (&q.answer, resp) {
+        (None, _) => fail(q.line, "no answer line".to_string()),
+        (Some(_), None) => fail(q.line, format!("no answer ({:?})", call)),
+        (Some(w), Some(got)) => {
+            let body_ok = if w.contains {
+                contains(&got.body, &w.body)
+            } else {
+                got.body == w.body
+            };
+            if got.status != w.status || got.content_type != w.ctype || !body_ok {
+                fail(
+                    w.line,
+                    format!(
+                        "answered {} {:?} {}",
+                        got.status,
+                        got.content_type,
+                        show_all(&got.body)
+                    ),
+                );
+            }
+        }
+    }
+    let logs = host.logs();
+    for (line, level, msg) in &q.logs {
+        if !logs
+            .iter()
+            .any(|(l, m)| *l == level_code(level) && m == msg)
+        {
+            fail(*line, format!("no log {} {:?} in {:?}", level, msg, logs));
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn level_code(level: &str) -> i32 {
+    match level {
+        "debug" => 0,
+        "info" => 1,
+        "warn" => 2,
+        _ => 3,
     }
 }
 
@@ -319,25 +409,33 @@ fn show_emit(e: &Emitted) -> String {
 fn show(b: Option<&[u8]>) -> String {
     match b {
         None => "null".to_string(),
-        Some(b) => {
-            let mut s = String::from("\"");
-            for &c in b.iter().take(200) {
-                match c {
-                    b'"' => s.push_str("\\\""),
-                    b'\\' => s.push_str("\\\\"),
-                    0x20..=0x7e => s.push(c as char),
-                    _ => {
-                        let _ = write!(s, "\\x{:02x}", c);
-                    }
-                }
+        Some(b) => show_n(b, 200),
+    }
+}
+
+/// A whole value, such as an answer's body of many lines.
+fn show_all(b: &[u8]) -> String {
+    show_n(b, b.len())
+}
+
+fn show_n(b: &[u8], limit: usize) -> String {
+    let mut s = String::from("\"");
+    for &c in b.iter().take(limit) {
+        match c {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            b'\n' => s.push_str("\\n"),
+            0x20..=0x7e => s.push(c as char),
+            _ => {
+                let _ = write!(s, "\\x{:02x}", c);
             }
-            if b.len() > 200 {
-                let _ = write!(s, "...({} bytes)", b.len());
-            }
-            s.push('"');
-            s
         }
     }
+    if b.len() > limit {
+        let _ = write!(s, "...({} bytes)", b.len());
+    }
+    s.push('"');
+    s
 }
 
 // ---------------------------------------------------------------------------
@@ -346,6 +444,44 @@ fn show(b: Option<&[u8]>) -> String {
 struct Transcript {
     stage: Stage,
     scenarios: Vec<Scenario>,
+    queries: Queries,
+}
+
+/// The query part.
+#[derive(Default)]
+struct Queries {
+    tables: Vec<String>,
+    loads: Vec<Load>,
+    queries: Vec<QuerySpec>,
+}
+
+struct Load {
+    store: String,
+    partition: i32,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+struct QuerySpec {
+    line: usize,
+    partition: i32,
+    method: String,
+    route: String,
+    path: String,
+    raw_query: String,
+    params: Vec<(String, String)>,
+    body: Vec<u8>,
+    answer: Option<Answer>,
+    /// (line, level, message)
+    logs: Vec<(usize, String, String)>,
+}
+
+struct Answer {
+    line: usize,
+    status: u16,
+    ctype: String,
+    body: Vec<u8>,
+    contains: bool,
 }
 
 #[derive(Default)]
@@ -438,7 +574,9 @@ fn parse(text: &str) -> Result<Transcript, String> {
     let mut t = Transcript {
         stage: Stage::default(),
         scenarios: Vec::new(),
+        queries: Queries::default(),
     };
+    let mut in_queries = false;
     let mut offsets: HashMap<String, i64> = HashMap::new();
     let mut index = 0i64;
     for (i, raw) in text.lines().enumerate() {
@@ -459,7 +597,20 @@ fn parse(text: &str) -> Result<Transcript, String> {
                 })
                 .collect()
         };
+        if in_queries {
+            parse_query_line(&mut t.queries, &toks, line).map_err(err)?;
+            continue;
+        }
         match toks[0].as_str() {
+            "queries" => {
+                in_queries = true;
+                for (k, v) in kv(1).map_err(err)? {
+                    match k.as_str() {
+                        "tables" => t.queries.tables = v.split(',').map(String::from).collect(),
+                        _ => return Err(err(format!("unknown queries key {}", k))),
+                    }
+                }
+            }
             "stage" => {
                 for (k, v) in kv(1).map_err(err)? {
                     match k.as_str() {
@@ -663,6 +814,131 @@ fn parse(text: &str) -> Result<Transcript, String> {
         }
     }
     Ok(t)
+}
+
+/// Parses a line of the query part.
+fn parse_query_line(qs: &mut Queries, toks: &[String], line: usize) -> Result<(), String> {
+    let kv = |from: usize| -> Result<Vec<(String, String)>, String> {
+        toks[from..]
+            .iter()
+            .map(|t| {
+                t.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| format!("want name=value, got {}", t))
+            })
+            .collect()
+    };
+    let word = toks[0].as_str();
+    if word == "load" {
+        if toks.len() != 5 {
+            return Err("load takes 4 arguments".into());
+        }
+        qs.loads.push(Load {
+            store: toks[1].clone(),
+            partition: toks[2]
+                .parse()
+                .map_err(|_| format!("bad partition {}", toks[2]))?,
+            key: value(&toks[3])?.unwrap_or_default(),
+            value: value(&toks[4])?.unwrap_or_default(),
+        });
+        return Ok(());
+    }
+    if word == "query" {
+        let mut q = QuerySpec {
+            line,
+            partition: 3,
+            method: "GET".into(),
+            route: "/q".into(),
+            path: "/q".into(),
+            raw_query: String::new(),
+            params: Vec::new(),
+            body: Vec::new(),
+            answer: None,
+            logs: Vec::new(),
+        };
+        let mut has_body = false;
+        for (k, v) in kv(1)? {
+            match k.as_str() {
+                "partition" => {
+                    q.partition = v.parse().map_err(|_| format!("bad partition {}", v))?
+                }
+                "method" => q.method = text_value(&v)?,
+                "route" => q.route = text_value(&v)?,
+                "path" => q.path = text_value(&v)?,
+                "rawquery" => q.raw_query = text_value(&v)?,
+                "body" => {
+                    q.body = value(&v)?.unwrap_or_default();
+                    has_body = true;
+                }
+                p if p.starts_with("param.") => {
+                    q.params.push((p[6..].to_string(), text_value(&v)?))
+                }
+                _ => return Err(format!("unknown query key {}", k)),
+            }
+        }
+        if !has_body {
+            return Err("query needs a body".into());
+        }
+        qs.queries.push(q);
+        return Ok(());
+    }
+    let q = qs
+        .queries
+        .last_mut()
+        .ok_or_else(|| format!("{} outside a query", word))?;
+    match word {
+        "answer" => {
+            let mut a = Answer {
+                line,
+                status: 0,
+                ctype: String::new(),
+                body: Vec::new(),
+                contains: false,
+            };
+            let (mut has_status, mut has_ctype) = (false, false);
+            for (k, v) in kv(1)? {
+                match k.as_str() {
+                    "status" => {
+                        a.status = v.parse().map_err(|_| format!("bad status {}", v))?;
+                        has_status = true;
+                    }
+                    "ctype" => {
+                        a.ctype = text_value(&v)?;
+                        has_ctype = true;
+                    }
+                    "body" | "body~" => {
+                        a.body = value(&v)?.unwrap_or_default();
+                        a.contains = k == "body~";
+                    }
+                    _ => return Err(format!("unknown answer key {}", k)),
+                }
+            }
+            if !has_status || !has_ctype {
+                return Err("answer needs a status and a content type".into());
+            }
+            if q.answer.is_some() {
+                return Err("a second answer".into());
+            }
+            q.answer = Some(a);
+        }
+        "line" => {
+            let a = q.answer.as_mut().ok_or("line before answer")?;
+            if toks.len() != 2 {
+                return Err("line takes 1 argument".into());
+            }
+            a.body
+                .extend_from_slice(&value(&toks[1])?.unwrap_or_default());
+            a.body.push(b'\n');
+        }
+        "log" => {
+            if toks.len() != 3 {
+                return Err("log takes 2 arguments".into());
+            }
+            q.logs.push((line, toks[1].clone(), text_value(&toks[2])?));
+        }
+        _ => return Err(format!("unknown directive {} in the query part", word)),
+    }
+    Ok(())
 }
 
 /// Splits a line into tokens at spaces outside double quotes.

@@ -1,9 +1,11 @@
 // Command conformance is the ABI conformance guest on the Go SDK: an
 // interpreter for the command scripts of
 // abi/testdata/conformance/conformance.txt, whose header specifies the
-// commands. Its Rust twin is sdk/rust/conformance; the two must behave the
-// same byte for byte, which runtime/internal/engine/conformance_test.go
-// checks by running the transcript against both.
+// commands, run on records and on queries. Its Rust twin is
+// sdk/rust/conformance; the two must behave the same byte for byte, which
+// runtime/internal/engine/conformance_test.go (batches) and
+// runtime/internal/serve/conformance_query_test.go (queries) check by
+// running the transcript against both.
 package main
 
 import (
@@ -19,33 +21,65 @@ import (
 
 func init() {
 	streamrt.HandleRecord(handle)
+	streamrt.HandleQuery(query)
 }
 
 func main() {}
 
+// A session is one run of a script: for a record, whose results are
+// emitted, or for a query, whose results make up the answer's body.
+type session struct {
+	r *streamrt.Record // nil in a query
+	q *streamrt.Query  // nil for a record
+
+	// A query's answer, as the script builds it.
+	status   int
+	ctype    string
+	body     []byte
+	answered bool // raw-respond answered the query: results go to the log
+}
+
 func handle(r *streamrt.Record) error {
-	for _, cmd := range strings.Split(string(r.Value), ";") {
+	s := &session{r: r}
+	return s.script(string(r.Value))
+}
+
+// query runs the script on the request body's first line. The Go SDK's
+// query handler cannot fail, so a failed script is answered here as the
+// Rust SDK answers a handler's Err: 500 with a JSON error.
+func query(q *streamrt.Query) streamrt.Response {
+	s := &session{q: q, status: 200, ctype: "text/plain"}
+	script, _, _ := strings.Cut(string(q.Body), "\n")
+	if err := s.script(script); err != nil {
+		body := append([]byte(`{"error":`), strconv.Quote(err.Error())...)
+		return streamrt.Response{Status: 500, ContentType: "application/json", Body: append(body, '}')}
+	}
+	return streamrt.Response{Status: s.status, ContentType: s.ctype, Body: s.body}
+}
+
+func (s *session) script(text string) error {
+	for _, cmd := range strings.Split(text, ";") {
 		cmd = strings.TrimSpace(cmd)
 		if cmd == "" {
 			continue
 		}
 		if inner, ok := strings.CutPrefix(cmd, "?"); ok {
 			inner = strings.TrimSpace(inner)
-			if err := run(r, inner); err != nil {
-				if err := out(inner, []byte("error: "+err.Error())); err != nil {
+			if err := s.run(inner); err != nil {
+				if err := s.out(inner, []byte("error: "+err.Error())); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		if err := run(r, cmd); err != nil {
+		if err := s.run(cmd); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func run(r *streamrt.Record, cmd string) error {
+func (s *session) run(cmd string) error {
 	args := strings.Fields(cmd)
 	want := func(n int) error {
 		if len(args) != n+1 {
@@ -88,7 +122,7 @@ func run(r *streamrt.Record, cmd string) error {
 			if !found {
 				v = nil
 			}
-			return out(cmd, v)
+			return s.out(cmd, v)
 		}
 		text := "absent"
 		if found {
@@ -96,7 +130,7 @@ func run(r *streamrt.Record, cmd string) error {
 			h.Write(v)
 			text = fmt.Sprintf("len=%d fnv=%08x", len(v), h.Sum32())
 		}
-		return out(cmd, []byte(text))
+		return s.out(cmd, []byte(text))
 	case "range", "scan":
 		if err := want(3); err != nil {
 			return err
@@ -111,7 +145,7 @@ func run(r *streamrt.Record, cmd string) error {
 		}
 		it := streamrt.OpenStore(args[1]).Range(start, end)
 		if args[0] == "range" {
-			return listOut(cmd, it)
+			return s.listOut(cmd, it)
 		}
 		defer it.Close()
 		n, size := 0, 0
@@ -129,7 +163,7 @@ func run(r *streamrt.Record, cmd string) error {
 		}
 		text := fmt.Appendf(nil, "n=%d bytes=%d first=", n, size)
 		text = append(append(append(text, first...), " last="...), last...)
-		return out(cmd, text)
+		return s.out(cmd, text)
 	case "prefix":
 		if err := want(2); err != nil {
 			return err
@@ -138,7 +172,7 @@ func run(r *streamrt.Record, cmd string) error {
 		if err != nil {
 			return err
 		}
-		return listOut(cmd, streamrt.OpenStore(args[1]).Prefix(p))
+		return s.listOut(cmd, streamrt.OpenStore(args[1]).Prefix(p))
 	case "fill":
 		if err := want(4); err != nil {
 			return err
@@ -152,14 +186,14 @@ func run(r *streamrt.Record, cmd string) error {
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
-		s := streamrt.OpenStore(args[1])
+		st := streamrt.OpenStore(args[1])
 		for i := range n {
 			k := fmt.Appendf(append([]byte(nil), prefix...), "%04d", i)
 			v := make([]byte, size)
 			for j := range v {
 				v[j] = byte('a' + (i+j)%26)
 			}
-			if err := s.Put(k, v); err != nil {
+			if err := st.Put(k, v); err != nil {
 				return err
 			}
 		}
@@ -168,8 +202,8 @@ func run(r *streamrt.Record, cmd string) error {
 		if err := want(3); err != nil {
 			return err
 		}
-		s := streamrt.OpenStore(args[1])
-		it := s.Range(nil, nil)
+		st := streamrt.OpenStore(args[1])
+		it := st.Range(nil, nil)
 		if err := it.Err(); err != nil {
 			return err
 		}
@@ -177,10 +211,10 @@ func run(r *streamrt.Record, cmd string) error {
 		if err != nil {
 			return err
 		}
-		if err := s.Put(k, v); err != nil {
+		if err := st.Put(k, v); err != nil {
 			return err
 		}
-		return listOut(cmd, it)
+		return s.listOut(cmd, it)
 	case "emit":
 		if len(args) < 4 {
 			return fmt.Errorf("emit: want at least 3 arguments, got %d", len(args)-1)
@@ -228,17 +262,28 @@ func run(r *streamrt.Record, cmd string) error {
 		if err := want(0); err != nil {
 			return err
 		}
+		r, err := s.record(cmd)
+		if err != nil {
+			return err
+		}
 		return streamrt.Emit("out", r.Key, r.Value, streamrt.WithHeaders(r.Headers...))
 	case "meta":
 		if err := want(0); err != nil {
 			return err
 		}
-		return out(cmd, fmt.Appendf(nil, "topic=%s partition=%d offset=%d ts=%d headers=%d", r.Topic, r.Partition, r.Offset, r.Timestamp, len(r.Headers)))
+		r, err := s.record(cmd)
+		if err != nil {
+			return err
+		}
+		return s.out(cmd, fmt.Appendf(nil, "topic=%s partition=%d offset=%d ts=%d headers=%d", r.Topic, r.Partition, r.Offset, r.Timestamp, len(r.Headers)))
 	case "time":
 		if err := want(0); err != nil {
 			return err
 		}
-		return out(cmd, strconv.AppendInt(nil, streamrt.StreamTime(), 10))
+		if _, err := s.record(cmd); err != nil {
+			return err
+		}
+		return s.out(cmd, strconv.AppendInt(nil, streamrt.StreamTime(), 10))
 	case "log":
 		if len(args) < 2 {
 			return errors.New("log: want a level")
@@ -278,9 +323,9 @@ func run(r *streamrt.Record, cmd string) error {
 			return err
 		}
 		if h >= 0 {
-			return out(cmd, []byte("ok"))
+			return s.out(cmd, []byte("ok"))
 		}
-		return outCode(cmd, h)
+		return s.outCode(cmd, h)
 	case "raw-get":
 		if err := want(3); err != nil {
 			return err
@@ -300,7 +345,7 @@ func run(r *streamrt.Record, cmd string) error {
 		buf := []byte(strings.Repeat("*", n))
 		kp, kl := rawArg(key)
 		rc := hostStoreGet(h, kp, kl, unsafe.SliceData(buf), int32(len(buf)))
-		return out(cmd, append(fmt.Appendf(nil, "rc=%d buf=", rc), buf...))
+		return s.out(cmd, append(fmt.Appendf(nil, "rc=%d buf=", rc), buf...))
 	case "raw-range":
 		if err := want(4); err != nil {
 			return err
@@ -319,7 +364,7 @@ func run(r *streamrt.Record, cmd string) error {
 		ep, el := rawArg(end)
 		it := hostStoreRange(h, sp, sl, ep, el)
 		if it < 0 {
-			return out(cmd, fmt.Appendf(nil, "range=%d", it))
+			return s.out(cmd, fmt.Appendf(nil, "range=%d", it))
 		}
 		buf := []byte(strings.Repeat("*", capacity))
 		var rcs []string
@@ -332,7 +377,7 @@ func run(r *streamrt.Record, cmd string) error {
 		}
 		closed := hostRangeClose(it)
 		again := hostRangeClose(it)
-		return out(cmd, fmt.Appendf(nil, "next=%s close=%d again=%d", strings.Join(rcs, ","), closed, again))
+		return s.out(cmd, fmt.Appendf(nil, "next=%s close=%d again=%d", strings.Join(rcs, ","), closed, again))
 	case "raw-next":
 		if err := want(1); err != nil {
 			return err
@@ -342,7 +387,7 @@ func run(r *streamrt.Record, cmd string) error {
 			return err
 		}
 		var buf [16]byte
-		return outCode(cmd, hostRangeNext(h, &buf[0], int32(len(buf))))
+		return s.outCode(cmd, hostRangeNext(h, &buf[0], int32(len(buf))))
 	case "raw-close":
 		if err := want(1); err != nil {
 			return err
@@ -351,7 +396,7 @@ func run(r *streamrt.Record, cmd string) error {
 		if err != nil {
 			return err
 		}
-		return outCode(cmd, hostRangeClose(h))
+		return s.outCode(cmd, hostRangeClose(h))
 	case "raw-put":
 		if err := want(3); err != nil {
 			return err
@@ -367,7 +412,7 @@ func run(r *streamrt.Record, cmd string) error {
 		}
 		kp, kl := rawArg(key)
 		vp, vl := rawArg(value)
-		return outCode(cmd, hostStorePut(h, int32(r.Index()), kp, kl, vp, vl))
+		return s.outCode(cmd, hostStorePut(h, s.index(), kp, kl, vp, vl))
 	case "raw-del":
 		if err := want(2); err != nil {
 			return err
@@ -381,7 +426,7 @@ func run(r *streamrt.Record, cmd string) error {
 			return err
 		}
 		kp, kl := rawArg(key)
-		return outCode(cmd, hostStoreDelete(h, int32(r.Index()), kp, kl))
+		return s.outCode(cmd, hostStoreDelete(h, s.index(), kp, kl))
 	case "raw-emit", "raw-emit-hdr":
 		if err := want(2); err != nil {
 			return err
@@ -390,21 +435,39 @@ func run(r *streamrt.Record, cmd string) error {
 		if err != nil {
 			return err
 		}
-		rec, hdr := int32(r.Index()), []byte(nil)
+		rec, hdr := s.index(), []byte(nil)
 		if args[0] == "raw-emit" {
-			if rec, err = recordIndex(r, args[2]); err != nil {
+			if rec, err = s.recordIndex(args[2]); err != nil {
 				return err
 			}
 		} else if hdr, err = unhex(args[2]); err != nil {
 			return err
 		}
 		k, v := []byte("k"), []byte("v")
-		return outCode(cmd, hostEmit(h, rec, &k[0], 1, &v[0], 1, unsafe.SliceData(hdr), int32(len(hdr)), -1))
+		return s.outCode(cmd, hostEmit(h, rec, &k[0], 1, &v[0], 1, unsafe.SliceData(hdr), int32(len(hdr)), -1))
+	case "raw-respond":
+		if err := want(3); err != nil {
+			return err
+		}
+		status, err1 := integer(args[1])
+		ctype, err2 := arg(args[2])
+		body, err3 := arg(args[3])
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return err
+		}
+		cp, cl := rawArg(ctype)
+		bp, bl := rawArg(body)
+		rc := hostRespond(status, cp, cl, bp, bl)
+		err := s.outCode(cmd, rc)
+		if rc == 0 && s.q != nil {
+			s.answered = true
+		}
+		return err
 	case "raw-error":
 		if len(args) < 2 {
 			return errors.New("raw-error: want a record")
 		}
-		rec, err := recordIndex(r, args[1])
+		rec, err := s.recordIndex(args[1])
 		if err != nil {
 			return err
 		}
@@ -413,22 +476,100 @@ func run(r *streamrt.Record, cmd string) error {
 			return err
 		}
 		m := []byte(msg)
-		return outCode(cmd, hostRecordError(rec, unsafe.SliceData(m), int32(len(m))))
+		return s.outCode(cmd, hostRecordError(rec, unsafe.SliceData(m), int32(len(m))))
+	}
+	if s.q != nil {
+		return s.runQuery(cmd, args)
 	}
 	return fmt.Errorf("unknown command %s", args[0])
 }
 
-// out emits a result to output "out", keyed by the command.
-func out(cmd string, value []byte) error {
-	return streamrt.Emit("out", []byte(cmd), value)
+// runQuery runs the commands only a query has.
+func (s *session) runQuery(cmd string, args []string) error {
+	want := func(n int) error {
+		if len(args) != n+1 {
+			return fmt.Errorf("%s: want %d arguments, got %d", args[0], n, len(args)-1)
+		}
+		return nil
+	}
+	q := s.q
+	switch args[0] {
+	case "status":
+		if err := want(1); err != nil {
+			return err
+		}
+		// A u16, as the Rust SDK's Response has it.
+		n, err := strconv.ParseUint(args[1], 10, 16)
+		if err != nil {
+			return fmt.Errorf("bad number %s", args[1])
+		}
+		s.status = int(n)
+		return nil
+	case "ctype":
+		if err := want(1); err != nil {
+			return err
+		}
+		b, err := bytesArg(args[1])
+		if err != nil {
+			return err
+		}
+		s.ctype = string(b)
+		return nil
+	case "request":
+		if err := want(0); err != nil {
+			return err
+		}
+		return s.out(cmd, fmt.Appendf(nil, "partition=%d method=%s route=%s path=%s", q.Partition, q.Method, q.Route, q.Path))
+	case "body":
+		if err := want(0); err != nil {
+			return err
+		}
+		return s.out(cmd, append([]byte{}, q.Body...))
+	case "param":
+		if err := want(1); err != nil {
+			return err
+		}
+		return s.out(cmd, []byte(q.Param(args[1])))
+	case "query":
+		if err := want(1); err != nil {
+			return err
+		}
+		vs, ok := q.Values()[args[1]]
+		if !ok {
+			return s.out(cmd, []byte("absent"))
+		}
+		return s.out(cmd, []byte(strings.Join(vs, ",")))
+	}
+	return fmt.Errorf("unknown command %s", args[0])
 }
 
-func outCode(cmd string, rc int32) error {
-	return out(cmd, strconv.AppendInt(nil, int64(rc), 10))
+// out gives a command's result: for a record, emitted to output "out",
+// keyed by the command; in a query, the line "CMD: VALUE" ("CMD (null)"),
+// added to the answer's body, or logged at info once raw-respond answered.
+func (s *session) out(cmd string, value []byte) error {
+	if s.q == nil {
+		return streamrt.Emit("out", []byte(cmd), value)
+	}
+	line := []byte(cmd)
+	if value == nil {
+		line = append(line, " (null)"...)
+	} else {
+		line = append(append(line, ": "...), value...)
+	}
+	if s.answered {
+		streamrt.Log(streamrt.LevelInfo, string(line))
+		return nil
+	}
+	s.body = append(append(s.body, line...), '\n')
+	return nil
 }
 
-// listOut emits a range as "k=v,k=v".
-func listOut(cmd string, it *streamrt.Iterator) error {
+func (s *session) outCode(cmd string, rc int32) error {
+	return s.out(cmd, strconv.AppendInt(nil, int64(rc), 10))
+}
+
+// listOut gives a range as "k=v,k=v".
+func (s *session) listOut(cmd string, it *streamrt.Iterator) error {
 	defer it.Close()
 	text := []byte{}
 	for it.Next() {
@@ -440,7 +581,7 @@ func listOut(cmd string, it *streamrt.Iterator) error {
 	if err := it.Err(); err != nil {
 		return err
 	}
-	return out(cmd, text)
+	return s.out(cmd, text)
 }
 
 func storeHandle(name string) (int32, error) {
@@ -465,11 +606,28 @@ func outputHandle(name string) (int32, error) {
 	return hostOutputOpen(unsafe.SliceData(b), int32(len(b))), nil
 }
 
-func recordIndex(r *streamrt.Record, s string) (int32, error) {
-	if s == "cur" {
-		return int32(r.Index()), nil
+// recordIndex is a REC argument: "cur" is the record's own index (-1, no
+// record, in a query).
+func (s *session) recordIndex(a string) (int32, error) {
+	if a == "cur" {
+		return s.index(), nil
 	}
-	return integer(s)
+	return integer(a)
+}
+
+func (s *session) index() int32 {
+	if s.r == nil {
+		return -1
+	}
+	return int32(s.r.Index())
+}
+
+// record is the session's record, for the commands that need one.
+func (s *session) record(cmd string) (*streamrt.Record, error) {
+	if s.r == nil {
+		return nil, fmt.Errorf("%s: no record in a query", cmd)
+	}
+	return s.r, nil
 }
 
 // rawArg passes b as (ptr, len), with len -1 for nil (null).
@@ -596,3 +754,6 @@ func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int3
 
 //go:wasmimport streamrt_v1 record_error
 func hostRecordError(rec int32, msg *byte, msgLen int32) int32
+
+//go:wasmimport streamrt_v1 respond
+func hostRespond(status int32, ctype *byte, ctypeLen int32, body *byte, bodyLen int32) int32

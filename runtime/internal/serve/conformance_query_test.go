@@ -1,0 +1,510 @@
+package serve
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+)
+
+// The query part of the ABI conformance suite: the queries of
+// abi/testdata/conformance/conformance.txt answered by the host's query
+// handlers (wazero, Pebble stores at the routed partition) with the
+// conformance guest on each SDK. The requests go to the handlers as the
+// ABI encodes them, so that their every field is the transcript's; how
+// HTTP requests become them is serve_test.go's business. The batch part
+// is runtime/internal/engine's TestConformance, and the Rust SDK's cargo
+// test runs both natively (sdk/rust/conformance).
+const conformanceFile = "../../../abi/testdata/conformance/conformance.txt"
+
+// conformancePartitions is how many partitions the query part's stores
+// have; global tables have one.
+const conformancePartitions = 8
+
+func TestConformanceQueries(t *testing.T) {
+	qt, err := parseQueryTranscript(conformanceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qt.queries) < 10 {
+		t.Fatalf("%s holds %d queries; the suite has at least 10", conformanceFile, len(qt.queries))
+	}
+	guests := []struct {
+		name string
+		wasm func(t *testing.T) []byte
+	}{
+		{"go", func(t *testing.T) []byte { return guesttest.Build(t, "conformance") }},
+		{"rust", func(t *testing.T) []byte { return guesttest.BuildRust(t, guesttest.RustDir("conformance")) }},
+	}
+	for _, g := range guests {
+		t.Run(g.name, func(t *testing.T) {
+			h, logs := newConformanceHandlers(t, g.name, g.wasm(t), qt)
+			for _, q := range qt.queries {
+				runConformanceQuery(t, h, logs, q)
+			}
+		})
+	}
+}
+
+// newConformanceHandlers returns query handlers serving bin as stage "s",
+// over a database holding the transcript's loads, and the log they write.
+func newConformanceHandlers(t *testing.T, name string, bin []byte, qt *queryTranscript) (*Handlers, *queryLogs) {
+	t.Helper()
+	ctx := context.Background()
+	we, err := wasm.NewEngine(ctx, wasm.Config{MemoryLimit: 64 << 20, Deadline: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { we.Close(ctx) })
+	m, err := we.Compile(ctx, "conformance-"+name, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.ServesQueries() {
+		t.Fatalf("the %s conformance guest exports no %s", name, abi.ExportQuery)
+	}
+	db, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, l := range qt.loads {
+		put(t, db, l.store, l.partition, string(l.key), string(l.value))
+	}
+	var stores []Store
+	for _, s := range qt.stores {
+		stores = append(stores, Store{Name: s, Partitions: conformancePartitions, Topic: "in"})
+	}
+	for _, s := range qt.tables {
+		stores = append(stores, Store{Name: s, Partitions: 1, Global: true})
+	}
+	logs := &queryLogs{}
+	h := NewHandlers(db, stores, slog.New(logs))
+	t.Cleanup(func() { h.Close(ctx) })
+	h.SetModule("s", m)
+	return h, logs
+}
+
+func runConformanceQuery(t *testing.T, h *Handlers, logs *queryLogs, q conformanceQuery) {
+	t.Helper()
+	logs0 := logs.len()
+	resp, err := h.serve(context.Background(), "s", &q.req)
+	if err != nil {
+		t.Errorf("query at line %d: %v", q.line, err)
+		return
+	}
+	w := q.answer
+	bodyOK := bytes.Equal(resp.body, w.body)
+	if w.contains {
+		bodyOK = bytes.Contains(resp.body, w.body)
+	}
+	if resp.status != w.status || resp.contentType != w.contentType || !bodyOK {
+		t.Errorf("line %d: answered %d %q %q\nwant %d %q %q", w.line, resp.status, resp.contentType, resp.body, w.status, w.contentType, w.body)
+	}
+	got := logs.since(logs0)
+	for _, l := range q.logs {
+		if !slices.ContainsFunc(got, func(r queryLog) bool {
+			return r.in == "query handler" && strings.EqualFold(r.level.String(), l.level) && r.msg == l.msg
+		}) {
+			t.Errorf("line %d: the guest did not log %s %q: %v", l.line, l.level, l.msg, got)
+		}
+	}
+}
+
+// queryLogs is a slog.Handler that keeps what it is given.
+type queryLogs struct {
+	mu   sync.Mutex
+	recs []queryLog
+}
+
+type queryLog struct {
+	level slog.Level
+	msg   string
+	in    string // the "in" attribute: "query handler" for a guest's log
+}
+
+func (l *queryLogs) Enabled(context.Context, slog.Level) bool { return true }
+func (l *queryLogs) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *queryLogs) WithGroup(string) slog.Handler            { return l }
+
+func (l *queryLogs) Handle(_ context.Context, r slog.Record) error {
+	c := queryLog{level: r.Level, msg: r.Message}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "in" {
+			c.in = a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.recs = append(l.recs, c)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *queryLogs) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recs)
+}
+
+func (l *queryLogs) since(i int) []queryLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs[i:])
+}
+
+// The transcript's query part; conformance.txt's header describes it.
+// The batch part is left to runtime/internal/engine, except for the
+// stage's stores, which the query part's stores are.
+
+type queryTranscript struct {
+	stores, tables []string
+	loads          []queryLoad
+	queries        []conformanceQuery
+}
+
+type queryLoad struct {
+	store      string
+	partition  int32
+	key, value []byte
+}
+
+type conformanceQuery struct {
+	line   int
+	req    abi.QueryRequest
+	answer queryAnswer
+	logs   []queryLogLine
+}
+
+type queryAnswer struct {
+	line        int
+	status      int
+	contentType string
+	body        []byte
+	contains    bool
+}
+
+type queryLogLine struct {
+	line       int
+	level, msg string
+}
+
+func parseQueryTranscript(file string) (*queryTranscript, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	qt := &queryTranscript{}
+	var (
+		line      int
+		inQueries bool
+		answered  bool
+	)
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, args...))
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		toks, err := transcriptTokens(text)
+		if err != nil {
+			return nil, fail("%v", err)
+		}
+		word := toks[0]
+		if !inQueries {
+			switch word {
+			case "stage":
+				for _, tok := range toks[1:] {
+					if v, ok := strings.CutPrefix(tok, "stores="); ok {
+						qt.stores = strings.Split(v, ",")
+					}
+				}
+			case "queries":
+				inQueries = true
+				for _, tok := range toks[1:] {
+					v, ok := strings.CutPrefix(tok, "tables=")
+					if !ok {
+						return nil, fail("unknown queries argument %s", tok)
+					}
+					qt.tables = strings.Split(v, ",")
+				}
+			}
+			continue
+		}
+		var cur *conformanceQuery
+		if n := len(qt.queries); n > 0 {
+			cur = &qt.queries[n-1]
+		}
+		kv := func() ([][2]string, error) {
+			var out [][2]string
+			for _, tok := range toks[1:] {
+				k, v, ok := strings.Cut(tok, "=")
+				if !ok {
+					return nil, fmt.Errorf("want name=value, got %s", tok)
+				}
+				out = append(out, [2]string{k, v})
+			}
+			return out, nil
+		}
+		switch word {
+		case "load":
+			if len(toks) != 5 {
+				return nil, fail("load takes 4 arguments")
+			}
+			p, err := strconv.ParseInt(toks[2], 10, 32)
+			if err != nil {
+				return nil, fail("bad partition %s", toks[2])
+			}
+			l := queryLoad{store: toks[1], partition: int32(p)}
+			l.key, err = transcriptValue(toks[3])
+			if err == nil {
+				l.value, err = transcriptValue(toks[4])
+			}
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			qt.loads = append(qt.loads, l)
+		case "query":
+			pairs, err := kv()
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			q := conformanceQuery{line: line, req: abi.QueryRequest{Partition: 3, Method: "GET", Route: "/q", Path: "/q"}}
+			hasBody := false
+			for _, p := range pairs {
+				k, raw := p[0], p[1]
+				v, err := transcriptValue(raw)
+				if err != nil {
+					return nil, fail("%v", err)
+				}
+				switch name, isParam := strings.CutPrefix(k, "param."); {
+				case isParam:
+					q.req.Params = append(q.req.Params, abi.Param{Name: name, Value: string(v)})
+				case k == "partition":
+					n, err := strconv.ParseInt(raw, 10, 32)
+					if err != nil {
+						return nil, fail("bad partition %s", raw)
+					}
+					q.req.Partition = int32(n)
+				case k == "method":
+					q.req.Method = string(v)
+				case k == "route":
+					q.req.Route = string(v)
+				case k == "path":
+					q.req.Path = string(v)
+				case k == "rawquery":
+					q.req.RawQuery = string(v)
+				case k == "body":
+					q.req.Body, hasBody = v, true
+				default:
+					return nil, fail("unknown query key %s", k)
+				}
+			}
+			if !hasBody {
+				return nil, fail("query needs a body")
+			}
+			qt.queries = append(qt.queries, q)
+			answered = false
+		case "answer":
+			if cur == nil {
+				return nil, fail("answer outside a query")
+			}
+			if answered {
+				return nil, fail("a second answer")
+			}
+			pairs, err := kv()
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			a := queryAnswer{line: line, body: []byte{}}
+			var hasStatus, hasCtype bool
+			for _, p := range pairs {
+				switch k, raw := p[0], p[1]; k {
+				case "status":
+					a.status, err = strconv.Atoi(raw)
+					hasStatus = true
+				case "ctype":
+					var v []byte
+					v, err = transcriptValue(raw)
+					a.contentType, hasCtype = string(v), true
+				case "body", "body~":
+					a.body, err = transcriptValue(raw)
+					a.contains = k == "body~"
+				default:
+					err = fmt.Errorf("unknown answer key %s", k)
+				}
+				if err != nil {
+					return nil, fail("%v", err)
+				}
+			}
+			if !hasStatus || !hasCtype {
+				return nil, fail("answer needs a status and a content type")
+			}
+			cur.answer, answered = a, true
+		case "line":
+			if !answered {
+				return nil, fail("line before answer")
+			}
+			if len(toks) != 2 {
+				return nil, fail("line takes 1 argument")
+			}
+			v, err := transcriptValue(toks[1])
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			cur.answer.body = append(append(cur.answer.body, v...), '\n')
+		case "log":
+			if cur == nil {
+				return nil, fail("log outside a query")
+			}
+			if len(toks) != 3 {
+				return nil, fail("log takes 2 arguments")
+			}
+			msg, err := transcriptValue(toks[2])
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			cur.logs = append(cur.logs, queryLogLine{line: line, level: toks[1], msg: string(msg)})
+		default:
+			return nil, fail("unknown directive %s in the query part", word)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, q := range qt.queries {
+		if q.answer.line == 0 {
+			return nil, fmt.Errorf("%s:%d: query without an answer", file, q.line)
+		}
+	}
+	return qt, nil
+}
+
+// transcriptTokens splits a line at spaces outside double quotes. It is
+// the engine's conformance test's, whose package this one cannot import.
+func transcriptTokens(line string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '"':
+			cur.WriteByte(c)
+			for i++; ; i++ {
+				if i >= len(line) {
+					return nil, errors.New("unterminated string")
+				}
+				cur.WriteByte(line[i])
+				if line[i] == '\\' && i+1 < len(line) {
+					i++
+					cur.WriteByte(line[i])
+				} else if line[i] == '"' {
+					break
+				}
+			}
+		case c == ' ' || c == '\t':
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+// transcriptValue decodes a value: null, "quoted" (optionally *N), hex:HEX,
+// or a bare word. It is the engine's conformance test's too.
+func transcriptValue(s string) ([]byte, error) {
+	if s == "null" {
+		return nil, nil
+	}
+	if h, ok := strings.CutPrefix(s, "hex:"); ok {
+		out := make([]byte, 0, len(h)/2)
+		for i := 0; i+1 < len(h); i += 2 {
+			v, err := strconv.ParseUint(h[i:i+2], 16, 8)
+			if err != nil {
+				return nil, fmt.Errorf("bad hex %s", s)
+			}
+			out = append(out, byte(v))
+		}
+		if len(h)%2 != 0 {
+			return nil, fmt.Errorf("bad hex %s", s)
+		}
+		return out, nil
+	}
+	if !strings.HasPrefix(s, `"`) {
+		return []byte(s), nil
+	}
+	out := []byte{}
+	i := 1
+	for ; ; i++ {
+		if i >= len(s) {
+			return nil, fmt.Errorf("unterminated string %s", s)
+		}
+		c := s[i]
+		if c == '"' {
+			break
+		}
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(s) {
+			return nil, fmt.Errorf("bad escape in %s", s)
+		}
+		i++
+		switch s[i] {
+		case '\\', '"':
+			out = append(out, s[i])
+		case 'n':
+			out = append(out, '\n')
+		case 't':
+			out = append(out, '\t')
+		case 'x':
+			if i+2 >= len(s) {
+				return nil, fmt.Errorf("bad escape in %s", s)
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return nil, fmt.Errorf("bad escape in %s", s)
+			}
+			out = append(out, byte(v))
+			i += 2
+		default:
+			return nil, fmt.Errorf("bad escape in %s", s)
+		}
+	}
+	rest := s[i+1:]
+	if rest == "" {
+		return out, nil
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(rest, "*"))
+	if !strings.HasPrefix(rest, "*") || err != nil || n < 0 {
+		return nil, fmt.Errorf("bad value %s", s)
+	}
+	return bytes.Repeat(out, n), nil
+}
