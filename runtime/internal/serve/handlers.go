@@ -233,8 +233,17 @@ func (q *queryHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 	return v, abi.OK
 }
 
-func (q *queryHost) Put(int32, int32, []byte, []byte) abi.Code { return abi.ErrReadOnly }
-func (q *queryHost) Delete(int32, int32, []byte) abi.Code      { return abi.ErrReadOnly }
+// Put and Delete refuse every write, after checking the handle as the
+// batch host does: a bad handle is ERR_UNKNOWN_STORE in both.
+func (q *queryHost) Put(store, _ int32, _, _ []byte) abi.Code { return q.readOnly(store) }
+func (q *queryHost) Delete(store, _ int32, _ []byte) abi.Code { return q.readOnly(store) }
+
+func (q *queryHost) readOnly(store int32) abi.Code {
+	if store < 0 || int(store) >= len(q.h.names) {
+		return abi.ErrUnknownStore
+	}
+	return abi.ErrReadOnly
+}
 
 func (q *queryHost) Range(store int32, start, end []byte) (int32, abi.Code) {
 	ks, c := q.keyspace(store)
