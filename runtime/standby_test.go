@@ -3,6 +3,7 @@
 package runtime_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/streamrt/streamrt/internal/guesttest"
@@ -22,12 +24,13 @@ import (
 
 // failoverBrokers returns the test's brokers and the shortest session
 // timeout they allow: kfake started for the test with a 1s minimum, or a
-// real cluster with Kafka's default minimum, 6s
-// (group.min.session.timeout.ms).
+// real cluster's group.min.session.timeout.ms as it reports it (Kafka's
+// default is 6s; scripts/kafka.sh sets 1s).
 func failoverBrokers(t testing.TB) ([]string, time.Duration) {
 	t.Helper()
 	if testkafka.Real() {
-		return testkafka.Brokers(t), 6 * time.Second
+		brokers := testkafka.Brokers(t)
+		return brokers, minSessionTimeout(t, brokers)
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "1000"}))
 	if err != nil {
@@ -35,6 +38,29 @@ func failoverBrokers(t testing.TB) ([]string, time.Duration) {
 	}
 	t.Cleanup(c.Close)
 	return c.ListenAddrs(), time.Second
+}
+
+// minSessionTimeout asks the cluster for group.min.session.timeout.ms,
+// falling back to Kafka's default when it does not say.
+func minSessionTimeout(t testing.TB, brokers []string) time.Duration {
+	const kafkaDefault = 6 * time.Second
+	adm := kadm.NewClient(testkafka.Client(t, brokers))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rcs, err := adm.DescribeBrokerConfigs(ctx)
+	if err != nil {
+		return kafkaDefault
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key == "group.min.session.timeout.ms" && c.Value != nil {
+				if ms, err := strconv.Atoi(*c.Value); err == nil {
+					return time.Duration(ms) * time.Millisecond
+				}
+			}
+		}
+	}
+	return kafkaDefault
 }
 
 // metricSum adds up the samples of a metric (every label set) on the

@@ -260,6 +260,10 @@ transaction.state.log.num.partitions=8
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Let consumer groups use sessions down to 1 s (Kafka's default minimum is
+# 6 s): streamrt's fail-over tests and benchmark detect a dead instance
+# with a 2–3 s session_timeout, as a deployment wanting fast fail-over would.
+group.min.session.timeout.ms=1000
 # Short broker session: after a SIGKILL the restarted broker can only register
 # once the controller has fenced the old incarnation (default wait is 9 s).
 broker.heartbeat.interval.ms=500
