@@ -4,6 +4,7 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -169,9 +170,55 @@ func TestStandbyTakesOverWithOnlyTheTail(t *testing.T) {
 	})
 	time.Sleep(time.Second) // for the last commits to reach the copies
 
+	// Metadata names each key's owner and its standby: the other instance.
+	aKey := ""
+	for _, k := range keys {
+		resp, err := client.Get("http://" + b.http + "/v1/metadata/stores/counts/keys/" + k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md struct {
+			Active   *struct{ Address string }
+			Standbys []struct{ Address string }
+		}
+		err = json.NewDecoder(resp.Body).Decode(&md)
+		resp.Body.Close()
+		if err != nil || md.Active == nil || len(md.Standbys) != 1 || md.Standbys[0].Address == md.Active.Address {
+			t.Fatalf("metadata of %s: %+v (%v), want an owner and one standby on the other instance", k, md, err)
+		}
+		if md.Active.Address == a.http && aKey == "" {
+			aKey = k
+		}
+	}
+	if aKey == "" {
+		t.Fatal("no key is owned by the instance about to be killed")
+	}
+
 	before := metricSum(b.http, "streamrt_restored_records_total")
 	killed := time.Now()
 	a.kill(t)
+
+	// Until the group notices, the dead instance still owns its keys: a
+	// lookup cannot reach it and answers 503, and one that accepts a stale
+	// answer gets the standby copy, marked stale.
+	moved := false
+	switch code, _, by := getServed(client, b.http, "/v1/stores/counts/keys/"+aKey); {
+	case code == http.StatusOK && by == b.http:
+		moved = true // the group was quicker than this request
+	case code != http.StatusServiceUnavailable:
+		t.Errorf("lookup of %s right after the owner died: %d, want 503", aKey, code)
+	}
+	if resp, err := client.Get("http://" + b.http + "/v1/stores/counts/keys/" + aKey + "?stale=true"); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("right after the SIGKILL, %s with stale=true: %d %q, stale=%q (moved already: %v)", aKey, resp.StatusCode, body, resp.Header.Get("X-Streamrt-Stale"), moved)
+		if resp.StatusCode != 200 || string(body) != strconv.Itoa(rounds) || (!moved && resp.Header.Get("X-Streamrt-Stale") != "true") {
+			t.Errorf("stale lookup of %s right after the owner died: %d %q stale=%q, want %d from the standby copy",
+				aKey, resp.StatusCode, body, resp.Header.Get("X-Streamrt-Stale"), rounds)
+		}
+	}
 	var servedAt time.Duration
 	waitChildren(t, procs[1:], time.Minute, "the survivor to serve every count from its own state", func() bool {
 		for _, k := range keys {
