@@ -48,7 +48,13 @@ func minSessionTimeout(t testing.TB, brokers []string) time.Duration {
 	adm := kadm.NewClient(testkafka.Client(t, brokers))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rcs, err := adm.DescribeBrokerConfigs(ctx)
+	// Static settings (server.properties) are reported per broker, not as
+	// cluster defaults.
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return kafkaDefault
+	}
+	rcs, err := adm.DescribeBrokerConfigs(ctx, md.Brokers.NodeIDs()...)
 	if err != nil {
 		return kafkaDefault
 	}
