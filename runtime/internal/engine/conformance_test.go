@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamrt/streamrt/abi/abitest"
 	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
@@ -498,7 +499,7 @@ func parseTranscript(file string) (*transcript, error) {
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
 		}
-		toks, err := transcriptTokens(text)
+		toks, err := abitest.Tokens(text)
 		if err != nil {
 			return nil, fail("%v", err)
 		}
@@ -592,16 +593,16 @@ func parseTranscript(file string) (*transcript, error) {
 				case k == "topic":
 					r.Topic = v
 				case k == "key":
-					r.Key, err = transcriptValue(v)
+					r.Key, err = abitest.Value(v)
 				case k == "value":
-					r.Value, err = transcriptValue(v)
+					r.Value, err = abitest.Value(v)
 				case k == "ts":
 					var ms int64
 					ms, err = strconv.ParseInt(v, 10, 64)
 					r.Timestamp = time.UnixMilli(ms)
 				case strings.HasPrefix(k, "h."):
 					var hv []byte
-					hv, err = transcriptValue(v)
+					hv, err = abitest.Value(v)
 					r.Headers = append(r.Headers, kgo.RecordHeader{Key: k[2:], Value: hv})
 				default:
 					err = fmt.Errorf("unknown in key %s", k)
@@ -625,10 +626,10 @@ func parseTranscript(file string) (*transcript, error) {
 				case k == "topic":
 					x.topic = v
 				case k == "key":
-					x.key, err = transcriptValue(v)
+					x.key, err = abitest.Value(v)
 					hasKey = true
 				case k == "value":
-					x.value, err = transcriptValue(v)
+					x.value, err = abitest.Value(v)
 					hasValue = true
 				case k == "ts":
 					var ms int64
@@ -638,7 +639,7 @@ func parseTranscript(file string) (*transcript, error) {
 					x.headers = []kgo.RecordHeader{}
 				case strings.HasPrefix(k, "h."):
 					var hv []byte
-					hv, err = transcriptValue(v)
+					hv, err = abitest.Value(v)
 					x.headers = append(x.headers, kgo.RecordHeader{Key: k[2:], Value: hv})
 				default:
 					err = fmt.Errorf("unknown emit key %s", k)
@@ -666,7 +667,7 @@ func parseTranscript(file string) (*transcript, error) {
 					x.topic = v
 				case "error", "error~":
 					var b []byte
-					b, err = transcriptValue(v)
+					b, err = abitest.Value(v)
 					x.err, x.contains, hasErr = string(b), k == "error~", true
 				case "kind":
 					x.errKind = v
@@ -689,18 +690,18 @@ func parseTranscript(file string) (*transcript, error) {
 			x := transcriptExpect{kind: word, line: line, store: toks[1]}
 			switch word {
 			case "stored":
-				x.key, err = transcriptValue(toks[2])
+				x.key, err = abitest.Value(toks[2])
 				if err == nil {
-					x.value, err = transcriptValue(toks[3])
+					x.value, err = abitest.Value(toks[3])
 				}
 			case "absent":
-				x.key, err = transcriptValue(toks[2])
+				x.key, err = abitest.Value(toks[2])
 			case "size":
 				x.n, err = strconv.Atoi(toks[2])
 			case "log":
 				x.level, x.store = toks[1], ""
 				var b []byte
-				b, err = transcriptValue(toks[2])
+				b, err = abitest.Value(toks[2])
 				x.err = string(b)
 			}
 			if err != nil {
@@ -712,113 +713,4 @@ func parseTranscript(file string) (*transcript, error) {
 		}
 	}
 	return tr, sc.Err()
-}
-
-// transcriptTokens splits a line at spaces outside double quotes.
-func transcriptTokens(line string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '"':
-			cur.WriteByte(c)
-			for i++; ; i++ {
-				if i >= len(line) {
-					return nil, errors.New("unterminated string")
-				}
-				cur.WriteByte(line[i])
-				if line[i] == '\\' && i+1 < len(line) {
-					i++
-					cur.WriteByte(line[i])
-				} else if line[i] == '"' {
-					break
-				}
-			}
-		case c == ' ' || c == '\t':
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
-
-// transcriptValue decodes a value: null, "quoted" (optionally *N), hex:HEX,
-// or a bare word.
-func transcriptValue(s string) ([]byte, error) {
-	if s == "null" {
-		return nil, nil
-	}
-	if h, ok := strings.CutPrefix(s, "hex:"); ok {
-		out := make([]byte, 0, len(h)/2)
-		for i := 0; i+1 < len(h); i += 2 {
-			v, err := strconv.ParseUint(h[i:i+2], 16, 8)
-			if err != nil {
-				return nil, fmt.Errorf("bad hex %s", s)
-			}
-			out = append(out, byte(v))
-		}
-		if len(h)%2 != 0 {
-			return nil, fmt.Errorf("bad hex %s", s)
-		}
-		return out, nil
-	}
-	if !strings.HasPrefix(s, `"`) {
-		return []byte(s), nil
-	}
-	out := []byte{}
-	i := 1
-	for ; ; i++ {
-		if i >= len(s) {
-			return nil, fmt.Errorf("unterminated string %s", s)
-		}
-		c := s[i]
-		if c == '"' {
-			break
-		}
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		if i+1 >= len(s) {
-			return nil, fmt.Errorf("bad escape in %s", s)
-		}
-		i++
-		switch s[i] {
-		case '\\', '"':
-			out = append(out, s[i])
-		case 'n':
-			out = append(out, '\n')
-		case 't':
-			out = append(out, '\t')
-		case 'x':
-			if i+2 >= len(s) {
-				return nil, fmt.Errorf("bad escape in %s", s)
-			}
-			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return nil, fmt.Errorf("bad escape in %s", s)
-			}
-			out = append(out, byte(v))
-			i += 2
-		default:
-			return nil, fmt.Errorf("bad escape in %s", s)
-		}
-	}
-	rest := s[i+1:]
-	if rest == "" {
-		return out, nil
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(rest, "*"))
-	if !strings.HasPrefix(rest, "*") || err != nil || n < 0 {
-		return nil, fmt.Errorf("bad value %s", s)
-	}
-	return bytes.Repeat(out, n), nil
 }

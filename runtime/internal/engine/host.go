@@ -2,10 +2,10 @@ package engine
 
 import (
 	"bytes"
-	"log/slog"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -214,16 +214,7 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 }
 
 func (h *batchHost) Log(level int32, msg []byte) {
-	lvl := slog.LevelInfo
-	switch level {
-	case abi.LevelDebug:
-		lvl = slog.LevelDebug
-	case abi.LevelWarn:
-		lvl = slog.LevelWarn
-	case abi.LevelError:
-		lvl = slog.LevelError
-	}
-	h.t.log.Log(h.t.ctx, lvl, string(bytes.ToValidUTF8(msg, []byte("?"))), "guest", true)
+	h.t.log.Log(h.t.ctx, wasm.LogLevel(level), string(bytes.ToValidUTF8(msg, []byte("?"))), "guest", true)
 }
 
 func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {

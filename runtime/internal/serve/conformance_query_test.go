@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/abi/abitest"
 	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -225,7 +225,7 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
 		}
-		toks, err := transcriptTokens(text)
+		toks, err := abitest.Tokens(text)
 		if err != nil {
 			return nil, fail("%v", err)
 		}
@@ -275,9 +275,9 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 				return nil, fail("bad partition %s", toks[2])
 			}
 			l := queryLoad{store: toks[1], partition: int32(p)}
-			l.key, err = transcriptValue(toks[3])
+			l.key, err = abitest.Value(toks[3])
 			if err == nil {
-				l.value, err = transcriptValue(toks[4])
+				l.value, err = abitest.Value(toks[4])
 			}
 			if err != nil {
 				return nil, fail("%v", err)
@@ -292,7 +292,7 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 			hasBody := false
 			for _, p := range pairs {
 				k, raw := p[0], p[1]
-				v, err := transcriptValue(raw)
+				v, err := abitest.Value(raw)
 				if err != nil {
 					return nil, fail("%v", err)
 				}
@@ -344,10 +344,10 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 					hasStatus = true
 				case "ctype":
 					var v []byte
-					v, err = transcriptValue(raw)
+					v, err = abitest.Value(raw)
 					a.contentType, hasCtype = string(v), true
 				case "body", "body~":
-					a.body, err = transcriptValue(raw)
+					a.body, err = abitest.Value(raw)
 					a.contains = k == "body~"
 				default:
 					err = fmt.Errorf("unknown answer key %s", k)
@@ -367,7 +367,7 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 			if len(toks) != 2 {
 				return nil, fail("line takes 1 argument")
 			}
-			v, err := transcriptValue(toks[1])
+			v, err := abitest.Value(toks[1])
 			if err != nil {
 				return nil, fail("%v", err)
 			}
@@ -379,7 +379,7 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 			if len(toks) != 3 {
 				return nil, fail("log takes 2 arguments")
 			}
-			msg, err := transcriptValue(toks[2])
+			msg, err := abitest.Value(toks[2])
 			if err != nil {
 				return nil, fail("%v", err)
 			}
@@ -397,114 +397,4 @@ func parseQueryTranscript(file string) (*queryTranscript, error) {
 		}
 	}
 	return qt, nil
-}
-
-// transcriptTokens splits a line at spaces outside double quotes. It is
-// the engine's conformance test's, whose package this one cannot import.
-func transcriptTokens(line string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '"':
-			cur.WriteByte(c)
-			for i++; ; i++ {
-				if i >= len(line) {
-					return nil, errors.New("unterminated string")
-				}
-				cur.WriteByte(line[i])
-				if line[i] == '\\' && i+1 < len(line) {
-					i++
-					cur.WriteByte(line[i])
-				} else if line[i] == '"' {
-					break
-				}
-			}
-		case c == ' ' || c == '\t':
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
-
-// transcriptValue decodes a value: null, "quoted" (optionally *N), hex:HEX,
-// or a bare word. It is the engine's conformance test's too.
-func transcriptValue(s string) ([]byte, error) {
-	if s == "null" {
-		return nil, nil
-	}
-	if h, ok := strings.CutPrefix(s, "hex:"); ok {
-		out := make([]byte, 0, len(h)/2)
-		for i := 0; i+1 < len(h); i += 2 {
-			v, err := strconv.ParseUint(h[i:i+2], 16, 8)
-			if err != nil {
-				return nil, fmt.Errorf("bad hex %s", s)
-			}
-			out = append(out, byte(v))
-		}
-		if len(h)%2 != 0 {
-			return nil, fmt.Errorf("bad hex %s", s)
-		}
-		return out, nil
-	}
-	if !strings.HasPrefix(s, `"`) {
-		return []byte(s), nil
-	}
-	out := []byte{}
-	i := 1
-	for ; ; i++ {
-		if i >= len(s) {
-			return nil, fmt.Errorf("unterminated string %s", s)
-		}
-		c := s[i]
-		if c == '"' {
-			break
-		}
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		if i+1 >= len(s) {
-			return nil, fmt.Errorf("bad escape in %s", s)
-		}
-		i++
-		switch s[i] {
-		case '\\', '"':
-			out = append(out, s[i])
-		case 'n':
-			out = append(out, '\n')
-		case 't':
-			out = append(out, '\t')
-		case 'x':
-			if i+2 >= len(s) {
-				return nil, fmt.Errorf("bad escape in %s", s)
-			}
-			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			if err != nil {
-				return nil, fmt.Errorf("bad escape in %s", s)
-			}
-			out = append(out, byte(v))
-			i += 2
-		default:
-			return nil, fmt.Errorf("bad escape in %s", s)
-		}
-	}
-	rest := s[i+1:]
-	if rest == "" {
-		return out, nil
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(rest, "*"))
-	if !strings.HasPrefix(rest, "*") || err != nil || n < 0 {
-		return nil, fmt.Errorf("bad value %s", s)
-	}
-	return bytes.Repeat(out, n), nil
 }

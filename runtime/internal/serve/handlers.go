@@ -271,16 +271,7 @@ func (q *queryHost) Emit(int32, int32, []byte, []byte, []byte, int64) abi.Code {
 }
 
 func (q *queryHost) Log(level int32, msg []byte) {
-	lv := slog.LevelInfo
-	switch level {
-	case abi.LevelDebug:
-		lv = slog.LevelDebug
-	case abi.LevelWarn:
-		lv = slog.LevelWarn
-	case abi.LevelError:
-		lv = slog.LevelError
-	}
-	q.h.log.Log(context.Background(), lv, string(msg), "stage", q.stage, "in", "query handler")
+	q.h.log.Log(context.Background(), wasm.LogLevel(level), string(bytes.ToValidUTF8(msg, []byte("?"))), "stage", q.stage, "in", "query handler")
 }
 
 func (q *queryHost) RecordError(int32, []byte) abi.Code { return abi.ErrNotAllowed }

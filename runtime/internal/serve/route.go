@@ -177,16 +177,27 @@ func (s *Server) hasLocal(store string, p int32) bool {
 
 func stale(r *http.Request) bool { return r.URL.Query().Get("stale") == "true" }
 
+// storeKey reads the {store} and {key} path parameters, answering 404 for
+// an unknown store and 400 for a key over the maximum.
+func (s *Server) storeKey(w http.ResponseWriter, r *http.Request) (Store, string, int, bool) {
+	st, code, ok := s.store(w, r.PathValue("store"))
+	if !ok {
+		return st, "", code, false
+	}
+	key := r.PathValue("key")
+	if code, ok := s.checkKey(w, key); !ok {
+		return st, "", code, false
+	}
+	return st, key, 0, true
+}
+
 // getKey answers GET /v1/stores/{store}/keys/{key} with the key's value.
 func (s *Server) getKey(w http.ResponseWriter, r *http.Request) int {
-	name, key := r.PathValue("store"), r.PathValue("key")
-	st, code, ok := s.store(w, name)
+	st, key, code, ok := s.storeKey(w, r)
 	if !ok {
 		return code
 	}
-	if code, ok := s.checkKey(w, key); !ok {
-		return code
-	}
+	name := st.Name
 	return s.dispatch(w, r, st, key, func(p int32) int {
 		v, found, err := s.get(name, p, key)
 		if err != nil {
@@ -218,16 +229,12 @@ func (s *Server) get(store string, p int32, key string) ([]byte, bool, error) {
 // partition, the instance that owns it and the instances keeping standby
 // copies.
 func (s *Server) keyMetadata(w http.ResponseWriter, r *http.Request) int {
-	name, key := r.PathValue("store"), r.PathValue("key")
-	st, code, ok := s.store(w, name)
+	st, key, code, ok := s.storeKey(w, r)
 	if !ok {
 		return code
 	}
-	if code, ok := s.checkKey(w, key); !ok {
-		return code
-	}
 	a := s.eng.Assignment()
-	md := keyMetadata{Store: name, Key: key, Global: st.Global, Standbys: []instanceRef{}, Generation: a.Generation(), Rebalancing: a.Rebalancing()}
+	md := keyMetadata{Store: st.Name, Key: key, Global: st.Global, Standbys: []instanceRef{}, Generation: a.Generation(), Rebalancing: a.Rebalancing()}
 	if st.Global {
 		// Every instance holds the whole store: each one is active for it.
 		for _, m := range a.Members() {

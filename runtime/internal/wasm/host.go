@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/tetratelabs/wazero"
@@ -34,6 +35,20 @@ type Host interface {
 // ERR_NOT_ALLOWED.
 type Responder interface {
 	Respond(status int32, contentType, body []byte) abi.Code
+}
+
+// LogLevel maps a log host call's level to slog's; levels outside 0–3 are
+// info, as abi/ABI.md says.
+func LogLevel(level int32) slog.Level {
+	switch level {
+	case abi.LevelDebug:
+		return slog.LevelDebug
+	case abi.LevelWarn:
+		return slog.LevelWarn
+	case abi.LevelError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }
 
 var (
