@@ -20,7 +20,25 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/engine"
 )
 
-var restoreKeys = flag.Int("streamrt.restore-keys", 1_000_000, "keys of the store BenchmarkRestore restores")
+var (
+	restoreKeys     = flag.Int("streamrt.restore-keys", 1_000_000, "keys of the store BenchmarkRestore restores")
+	restoreShuffled = flag.Bool("streamrt.restore-shuffled", false, "BenchmarkRestore writes the changelog's keys in a scattered order instead of ascending")
+)
+
+// restoreKey returns the key of the i-th of n changelog records. In key
+// order each partition's changelog is sorted, which flatters a restore that
+// writes sorted tables: a live store's compacted changelog holds each key
+// where it last changed, in no order. Shuffled, the keys follow
+// i*shuffleStride mod n, a permutation of 0..n-1 when the stride is prime
+// and does not divide n.
+func restoreKey(i, n int) []byte {
+	if *restoreShuffled {
+		i = int(uint64(i) * shuffleStride % uint64(n))
+	}
+	return fmt.Appendf(nil, "k%010d", i)
+}
+
+const shuffleStride = 2_654_435_761
 
 // Sizes of a restore benchmark record: an 11-byte key ("k" and ten digits)
 // and an 8-byte value, the size of a count.
@@ -34,7 +52,9 @@ const restoreValue = 8
 // Each iteration fills a changelog topic of 4 partitions with one record per
 // key, as a clickcount app that counted that many keys would have left it
 // (untimed), then reads it with a plain client, restores it with the
-// runtime, and reads it again. The app's input topic is empty, so the run
+// runtime, and reads it again. The keys go out in ascending order, so each
+// partition's changelog is sorted by key; -streamrt.restore-shuffled
+// scatters them, as in a live store's changelog. The app's input topic is empty, so the run
 // is the restore alone. Reported:
 //
 //   - records/s and MB/s of the restore: all records over the time from the
@@ -69,7 +89,7 @@ func BenchmarkRestore(b *testing.B) {
 		changelog := engine.ChangelogTopic(base, "counts")
 		createTopics(b, brokers, in, out, changelog)
 		produceAll(b, brokers, changelog, n, func(i int) (k, v []byte) {
-			return fmt.Appendf(nil, "k%010d", i), fmt.Appendf(nil, "%0*d", restoreValue, i%100_000_000)
+			return restoreKey(i, n), fmt.Appendf(nil, "%0*d", restoreValue, i%100_000_000)
 		})
 		bytes = int64(n) * (11 + restoreValue)
 

@@ -120,12 +120,22 @@ func (e *Engine) restore(ctx context.Context, t *task, ranges []restoreRange) er
 	return nil
 }
 
-// restoreBatchBytes is the size of the Pebble batches a restore commits. A
-// batch larger than half a memtable (4 of 8 MiB) skips the memtable: Pebble
-// queues it to be flushed as it is, which spares a skiplist insert per
-// record and made restores about a third faster than batches of 50,000
-// records (BENCHMARKS.md). Each restoring task holds one batch in memory.
-const restoreBatchBytes = 16 << 20
+// restoreChunkBytes is how much of a changelog, in key and value bytes, a
+// restore buffers before writing it as one sorted sstable for Pebble to
+// ingest (state.Load); with its checkpoint, a chunk is the unit an
+// interrupted restore resumes from. The table is written in the background
+// while the next chunk is read, so only the last one's write adds to the
+// restore's time, and the chunk is small enough for that to be short. Much
+// smaller, and a changelog in no key order would give Pebble many small
+// overlapping L0 tables to compact. Each restoring task holds two chunks in
+// memory. BENCHMARKS.md §9 has the measurements.
+const restoreChunkBytes = 4 << 20
+
+// restoreFetchPartitionBytes caps each fetch of the one partition a restore
+// reads. Franz-go's default, 1 MiB, made restores slower: with a quarter of
+// it, each of the several restores running at once decodes and holds less
+// at a time, and it spends less CPU per record (BENCHMARKS.md §9).
+const restoreFetchPartitionBytes = 256 << 10
 
 func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) error {
 	from := rr.from
@@ -155,6 +165,7 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 		// restore knows it reached the end of a transactional log.
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(restoreFetchPartitionBytes),
 		kgo.WithLogger(kgoLogger{e.log}),
 		kgo.WithHooks(e.health),
 	)
@@ -165,8 +176,11 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 
 	start, lastReport := time.Now(), time.Now()
 	var done, bytes int64
-	txn := e.db.NewWriteTxn()
-	defer func() { txn.Discard() }()
+	load, err := e.db.NewLoad(ks)
+	if err != nil {
+		return err
+	}
+	defer load.Close()
 	pos := from
 	lastProgress := time.Now()
 	for pos < rr.end {
@@ -203,10 +217,13 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			if r.Attrs.IsControl() {
 				return
 			}
-			size, err := applyChange(txn, ks, r)
-			applyErr = err
+			if r.Value == nil {
+				applyErr = load.Delete(r.Key)
+			} else {
+				applyErr = load.Put(r.Key, r.Value)
+			}
 			n++
-			bytes += int64(size)
+			bytes += int64(len(r.Key) + len(r.Value))
 		})
 		if applyErr != nil {
 			return applyErr
@@ -221,14 +238,17 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			continue
 		}
 		lastProgress = time.Now()
-		if txn.Size() >= restoreBatchBytes || pos >= rr.end {
-			if err := txn.SetOffset(changelogGroup, rr.topic, t.partition, pos); err != nil {
+		if load.Size() >= restoreChunkBytes {
+			// The checkpoint commits after the chunk's table is ingested, not
+			// atomically with it. A crash in between leaves the checkpoint
+			// behind the data, and replaying the chunk again from there
+			// leaves the same state: every change sets or deletes its key.
+			if err := load.SetOffset(changelogGroup, rr.topic, t.partition, pos); err != nil {
 				return err
 			}
-			if err := txn.Commit(); err != nil {
+			if err := load.Commit(ctx); err != nil {
 				return err
 			}
-			txn = e.db.NewWriteTxn()
 		}
 		if time.Since(lastReport) >= time.Second {
 			lastReport = time.Now()
@@ -238,10 +258,13 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			t.restoreProgress.Store(int64(1000 * float64(pos-from) / float64(total)))
 		}
 	}
-	if err := txn.SetOffset(changelogGroup, rr.topic, t.partition, rr.end); err != nil {
+	if err := load.SetOffset(changelogGroup, rr.topic, t.partition, rr.end); err != nil {
 		return err
 	}
-	if err := txn.Commit(); err != nil {
+	if err := load.Commit(ctx); err != nil {
+		return err
+	}
+	if err := load.Wait(); err != nil {
 		return err
 	}
 	secs := time.Since(start).Seconds()

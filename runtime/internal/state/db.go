@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -57,6 +59,14 @@ type DB struct {
 	pdb *pebble.DB
 	wo  *pebble.WriteOptions
 
+	// fs, ingestPath, writerOpts and ingestSeq serve Load: the directory its
+	// tables are written to, how they are written (as Pebble writes L0
+	// tables), and a counter naming them.
+	fs         vfs.FS
+	ingestPath string
+	writerOpts sstable.WriterOptions
+	ingestSeq  atomic.Uint64
+
 	// mu guards closed. It is held only to check closed and take a reference
 	// in refs, never across a call, so calls may nest (a Scan callback may
 	// call Get) without deadlocking against a pending Close.
@@ -87,7 +97,46 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state db %q: %w", dir, err)
 	}
-	return &DB{pdb: pdb, wo: &pebble.WriteOptions{Sync: opts.Sync}}, nil
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	// Load writes tables as Pebble writes L0's. The defaults are filled in on
+	// a copy, as Open does, so that Open gets the options as they were.
+	wo := po.Clone()
+	wo.FS = fs
+	wo.EnsureDefaults()
+	db := &DB{
+		pdb:        pdb,
+		wo:         &pebble.WriteOptions{Sync: opts.Sync},
+		fs:         fs,
+		ingestPath: fs.PathJoin(dir, ingestDir),
+		writerOpts: wo.MakeWriterOptions(0, pdb.TableFormat()),
+	}
+	if err := db.clearIngestDir(); err != nil {
+		_ = pdb.Close() // the directory's error is the one to report
+		return nil, fmt.Errorf("open state db %q: %w", dir, err)
+	}
+	return db, nil
+}
+
+// clearIngestDir creates Load's directory, or removes the tables a crash
+// left in it: they were never ingested, and their changes are replayed from
+// the last checkpoint.
+func (db *DB) clearIngestDir() error {
+	if err := db.fs.MkdirAll(db.ingestPath, 0o755); err != nil {
+		return err
+	}
+	names, err := db.fs.List(db.ingestPath)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := db.fs.Remove(db.fs.PathJoin(db.ingestPath, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close waits for in-flight calls to return and for every open Txn to be
@@ -241,10 +290,33 @@ func (db *DB) DropPartition(store string, partition int32) error {
 	defer db.release()
 
 	lower, upper := ks.bounds(nil, nil)
+	// An empty partition, such as one about to be restored into a new state
+	// directory, needs no range deletion. Writing one anyway would leave it
+	// in the memtable, where the tables a Load ingests into the partition
+	// would overlap it and be flushed to L0 with it instead of going to the
+	// bottom level.
+	if empty, err := db.empty(lower, upper); err != nil {
+		return fmt.Errorf("drop %v: %w", ks, err)
+	} else if empty {
+		return nil
+	}
 	if err := db.pdb.DeleteRange(lower, upper, db.wo); err != nil {
 		return fmt.Errorf("drop %v: %w", ks, err)
 	}
 	return nil
+}
+
+// empty reports whether no committed key is in [lower, upper).
+func (db *DB) empty(lower, upper []byte) (bool, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return !found, nil
 }
 
 // ClearOffset removes a checkpoint. Clear a store partition's changelog

@@ -38,4 +38,6 @@
 // task's writes go through a Txn: an indexed Pebble batch whose reads see its
 // own writes merged over committed data, which commits atomically, and which
 // can be rolled back to a Mark when the guest reports that one record failed.
+// A restore replaying a changelog goes through a Load instead, which writes
+// its changes as sorted sstables for Pebble to ingest.
 package state

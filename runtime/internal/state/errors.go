@@ -17,7 +17,8 @@ var (
 	// topic that cannot be encoded, or a negative offset.
 	ErrCheckpoint = errors.New("streamrt: invalid checkpoint")
 
-	// ErrTxnDone is returned by calls on a Txn after Commit or Discard.
+	// ErrTxnDone is returned by calls on a Txn after Commit or Discard, and
+	// on a Load after Close.
 	ErrTxnDone = errors.New("streamrt: transaction already committed or discarded")
 
 	// ErrInvalidMark is returned by Txn.RollbackTo for a mark taken from another
