@@ -122,6 +122,16 @@ in_dir() {
     (cd "$1" && shift && "$@")
 }
 
+# alloc_tests runs the allocation-counting tests without -race. Its
+# package lines are prefixed "alloc: ", so that tallies of go test's "ok"
+# lines count each package's test run once.
+alloc_tests() {
+    local rc=0
+    go test -count=1 -run 'Alloc' ./... > >(sed -u 's/^/alloc: /') 2>&1 || rc=$?
+    wait
+    return "$rc"
+}
+
 timed() {
     # timed LABEL CMD...: run CMD, print its duration, record failure.
     local label="$1" t0 rc
@@ -189,7 +199,7 @@ for m in "${modules[@]}"; do
     # drops items at random there, and Pebble pools its iterators), so the
     # tests that count allocations skip themselves under -race and run
     # here again without it.
-    timed "allocation tests in ${m}" in_dir "$m" go test -count=1 -run 'Alloc' ./...
+    timed "allocation tests in ${m}" in_dir "$m" alloc_tests
 done
 
 check_tests_left_tree "$status_before_tests"
