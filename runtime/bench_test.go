@@ -239,17 +239,25 @@ func deleteTopics(b *testing.B, brokers []string, topics ...string) {
 // 100-byte values.
 func prefill(b *testing.B, brokers []string, topic string, n int) {
 	b.Helper()
+	value := bytes.Repeat([]byte{'v'}, e2eValue)
+	produceAll(b, brokers, topic, n, func(i int) (k, v []byte) {
+		return fmt.Appendf(nil, "key-%04d", i%e2eKeys), value
+	})
+}
+
+// produceAll produces n records to topic, record i made by rec, and fails
+// the benchmark if any is refused.
+func produceAll(b *testing.B, brokers []string, topic string, n int, rec func(int) (k, v []byte)) {
 	cl := testkafka.Client(b, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	value := bytes.Repeat([]byte{'v'}, e2eValue)
 	var (
 		mu       sync.Mutex
 		firstErr error
 	)
 	for i := range n {
-		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%04d", i%e2eKeys), Value: value}
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		k, v := rec(i)
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: k, Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				mu.Lock()
 				firstErr = firstOf(firstErr, err)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -362,32 +361,6 @@ func prefillOrders(b *testing.B, brokers []string, topic string, n, products int
 		id := fmt.Sprintf("o%07d", i)
 		return []byte(id), fmt.Appendf(nil, `{"id":%q,"product_id":"p%06d","customer_id":"c%05d","quantity":%d}`, id, p, rng.IntN(50_000), 1+rng.IntN(9))
 	})
-}
-
-func produceAll(b *testing.B, brokers []string, topic string, n int, rec func(int) (k, v []byte)) {
-	cl := testkafka.Client(b, brokers)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-	)
-	for i := range n {
-		k, v := rec(i)
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: k, Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				firstErr = firstOf(firstErr, err)
-				mu.Unlock()
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		b.Fatalf("prefill %s: %v", topic, err)
-	}
-	if firstErr != nil {
-		b.Fatalf("prefill %s: %v", topic, firstErr)
-	}
 }
 
 // warmEnrich builds the enrich guest and fills the wasm compilation cache
