@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/streamrt/streamrt/abi/abitest"
 	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/logtest"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
@@ -116,8 +116,8 @@ func TestRustPanicFollowsErrorPolicy(t *testing.T) {
 				if len(dead) != 0 {
 					t.Errorf("%d dead letters under the skip policy", len(dead))
 				}
-				if !logs.has(func(r capturedLog) bool {
-					return r.msg == "record failed; skipped" && r.attrs["offset"] == "1" && r.attrs["kind"] == "trap" && strings.Contains(r.attrs["error"], want)
+				if !logs.Has(func(r logtest.Record) bool {
+					return r.Message == "record failed; skipped" && r.Attrs["offset"] == "1" && r.Attrs["kind"] == "trap" && strings.Contains(r.Attrs["error"], want)
 				}) {
 					t.Errorf("no skip of offset 1 with kind trap and %q logged", want)
 				}
@@ -132,8 +132,8 @@ func TestRustPanicFollowsErrorPolicy(t *testing.T) {
 			if got := header(dead[0], "streamrt.error.kind"); got != "trap" {
 				t.Errorf("dead letter kind %q, want trap", got)
 			}
-			if !logs.has(func(r capturedLog) bool {
-				return r.attrs["guest"] == "true" && strings.Contains(r.msg, "streamrt: record 0: "+want+" (at ")
+			if !logs.Has(func(r logtest.Record) bool {
+				return r.Attrs["guest"] == "true" && strings.Contains(r.Message, "streamrt: record 0: "+want+" (at ")
 			}) {
 				t.Errorf("the panic's location was not logged")
 			}
@@ -144,7 +144,7 @@ func TestRustPanicFollowsErrorPolicy(t *testing.T) {
 // newConformanceTask returns a task of a one-stage app running wasm, with
 // the transcript's stage and the given error policy, and the log it writes.
 // Like newTestTask, it involves no Kafka.
-func newConformanceTask(t *testing.T, name string, bin []byte, st transcriptStage, policy config.ErrorPolicy) (*task, *logCapture) {
+func newConformanceTask(t *testing.T, name string, bin []byte, st transcriptStage, policy config.ErrorPolicy) (*task, *logtest.Capture) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := state.Open(t.TempDir(), state.Options{})
@@ -173,7 +173,7 @@ func newConformanceTask(t *testing.T, name string, bin []byte, st transcriptStag
 		BatchSize: 500, MemoryLimit: memory, BatchDeadline: deadline,
 	}
 	cfg := &config.Config{App: "app", Partitions: 1, Stages: []config.Stage{sc}}
-	logs := &logCapture{}
+	logs := &logtest.Capture{}
 	e, err := New(cfg, db, metrics.New(), slog.New(logs), []Stage{{Config: sc, Module: m}})
 	if err != nil {
 		t.Fatal(err)
@@ -186,12 +186,12 @@ func newConformanceTask(t *testing.T, name string, bin []byte, st transcriptStag
 	return tk, logs
 }
 
-func runScenario(t *testing.T, tk *task, logs *logCapture, st transcriptStage, sc transcriptScenario) {
+func runScenario(t *testing.T, tk *task, logs *logtest.Capture, st transcriptStage, sc transcriptScenario) {
 	for _, b := range sc.batches {
-		emits0, logs0 := len(tk.emits), logs.len()
+		emits0, logs0 := len(tk.emits), logs.Len()
 		err := tk.process(b.inputs)
 		emitted := guestOutputs(tk, tk.emits[emits0:])
-		batchLogs := logs.since(logs0)
+		batchLogs := logs.Since(logs0)
 
 		var stopped *transcriptExpect
 		for i := range b.expects {
@@ -249,9 +249,9 @@ func runScenario(t *testing.T, tk *task, logs *logCapture, st transcriptStage, s
 			}
 		}
 
-		var skips []capturedLog
+		var skips []logtest.Record
 		for _, r := range batchLogs {
-			if r.msg == "record failed; skipped" {
+			if r.Message == "record failed; skipped" {
 				skips = append(skips, r)
 			}
 		}
@@ -260,8 +260,8 @@ func runScenario(t *testing.T, tk *task, logs *logCapture, st transcriptStage, s
 		}
 		for i := range min(len(skips), len(skipped)) {
 			w := skipped[i]
-			if skips[i].attrs["offset"] != strconv.FormatInt(w.offset, 10) || !strings.Contains(skips[i].attrs["error"], w.err) {
-				t.Errorf("line %d: skipped %v, want offset %d with an error containing %q", w.line, skips[i].attrs, w.offset, w.err)
+			if skips[i].Attrs["offset"] != strconv.FormatInt(w.offset, 10) || !strings.Contains(skips[i].Attrs["error"], w.err) {
+				t.Errorf("line %d: skipped %v, want offset %d with an error containing %q", w.line, skips[i].Attrs, w.offset, w.err)
 			}
 		}
 
@@ -281,8 +281,8 @@ func runScenario(t *testing.T, tk *task, logs *logCapture, st transcriptStage, s
 					t.Errorf("line %d: store %s holds %d keys, want %d", x.line, x.store, n, x.n)
 				}
 			case "log":
-				if !slices.ContainsFunc(batchLogs, func(r capturedLog) bool {
-					return r.attrs["guest"] == "true" && strings.EqualFold(r.level.String(), x.level) && r.msg == x.err
+				if !slices.ContainsFunc(batchLogs, func(r logtest.Record) bool {
+					return r.Attrs["guest"] == "true" && strings.EqualFold(r.Level.String(), x.level) && r.Message == x.err
 				}) {
 					t.Errorf("line %d: the guest did not log %s %q", x.line, x.level, x.err)
 				}
@@ -387,50 +387,6 @@ func storeSize(t *testing.T, tk *task, store string) int {
 	}
 	t.Fatalf("no store %q", store)
 	return 0
-}
-
-// logCapture is a slog.Handler that keeps what it is given.
-type logCapture struct {
-	mu   sync.Mutex
-	recs []capturedLog
-}
-
-type capturedLog struct {
-	level slog.Level
-	msg   string
-	attrs map[string]string
-}
-
-func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logCapture) WithGroup(string) slog.Handler            { return l }
-
-func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
-	c := capturedLog{level: r.Level, msg: r.Message, attrs: map[string]string{}}
-	r.Attrs(func(a slog.Attr) bool {
-		c.attrs[a.Key] = a.Value.String()
-		return true
-	})
-	l.mu.Lock()
-	l.recs = append(l.recs, c)
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *logCapture) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recs)
-}
-
-func (l *logCapture) since(i int) []capturedLog {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.recs[i:])
-}
-
-func (l *logCapture) has(f func(capturedLog) bool) bool {
-	return slices.ContainsFunc(l.since(0), f)
 }
 
 // The transcript format; conformance.txt's header describes it.

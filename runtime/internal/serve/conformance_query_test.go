@@ -10,13 +10,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/abi/abitest"
 	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/internal/logtest"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 )
@@ -62,7 +62,7 @@ func TestConformanceQueries(t *testing.T) {
 
 // newConformanceHandlers returns query handlers serving bin as stage "s",
 // over a database holding the transcript's loads, and the log they write.
-func newConformanceHandlers(t *testing.T, name string, bin []byte, qt *queryTranscript) (*Handlers, *queryLogs) {
+func newConformanceHandlers(t *testing.T, name string, bin []byte, qt *queryTranscript) (*Handlers, *logtest.Capture) {
 	t.Helper()
 	ctx := context.Background()
 	we, err := wasm.NewEngine(ctx, wasm.Config{MemoryLimit: 64 << 20, Deadline: 10 * time.Second})
@@ -92,16 +92,16 @@ func newConformanceHandlers(t *testing.T, name string, bin []byte, qt *queryTran
 	for _, s := range qt.tables {
 		stores = append(stores, Store{Name: s, Partitions: 1, Global: true})
 	}
-	logs := &queryLogs{}
+	logs := &logtest.Capture{}
 	h := NewHandlers(db, stores, slog.New(logs))
 	t.Cleanup(func() { h.Close(ctx) })
 	h.SetModule("s", m)
 	return h, logs
 }
 
-func runConformanceQuery(t *testing.T, h *Handlers, logs *queryLogs, q conformanceQuery) {
+func runConformanceQuery(t *testing.T, h *Handlers, logs *logtest.Capture, q conformanceQuery) {
 	t.Helper()
-	logs0 := logs.len()
+	logs0 := logs.Len()
 	resp, err := h.serve(context.Background(), "s", &q.req)
 	if err != nil {
 		t.Errorf("query at line %d: %v", q.line, err)
@@ -115,56 +115,14 @@ func runConformanceQuery(t *testing.T, h *Handlers, logs *queryLogs, q conforman
 	if resp.status != w.status || resp.contentType != w.contentType || !bodyOK {
 		t.Errorf("line %d: answered %d %q %q\nwant %d %q %q", w.line, resp.status, resp.contentType, resp.body, w.status, w.contentType, w.body)
 	}
-	got := logs.since(logs0)
+	got := logs.Since(logs0)
 	for _, l := range q.logs {
-		if !slices.ContainsFunc(got, func(r queryLog) bool {
-			return r.in == "query handler" && strings.EqualFold(r.level.String(), l.level) && r.msg == l.msg
+		if !slices.ContainsFunc(got, func(r logtest.Record) bool {
+			return r.Attrs["in"] == "query handler" && strings.EqualFold(r.Level.String(), l.level) && r.Message == l.msg
 		}) {
 			t.Errorf("line %d: the guest did not log %s %q: %v", l.line, l.level, l.msg, got)
 		}
 	}
-}
-
-// queryLogs is a slog.Handler that keeps what it is given.
-type queryLogs struct {
-	mu   sync.Mutex
-	recs []queryLog
-}
-
-type queryLog struct {
-	level slog.Level
-	msg   string
-	in    string // the "in" attribute: "query handler" for a guest's log
-}
-
-func (l *queryLogs) Enabled(context.Context, slog.Level) bool { return true }
-func (l *queryLogs) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *queryLogs) WithGroup(string) slog.Handler            { return l }
-
-func (l *queryLogs) Handle(_ context.Context, r slog.Record) error {
-	c := queryLog{level: r.Level, msg: r.Message}
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "in" {
-			c.in = a.Value.String()
-		}
-		return true
-	})
-	l.mu.Lock()
-	l.recs = append(l.recs, c)
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *queryLogs) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recs)
-}
-
-func (l *queryLogs) since(i int) []queryLog {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.recs[i:])
 }
 
 // The transcript's query part; conformance.txt's header describes it.
