@@ -251,21 +251,21 @@ func startPrivateKafka(t *testing.T) (dir string, brokers []string) {
 	return dir, []string{addr}
 }
 
-// startClickcount runs the clickcount example in this process.
-func startClickcount(t *testing.T, brokers []string, appName, in, out string, g config.Guarantee) *app {
+// writeClickcount writes dir/clickcount.yaml, the clickcount example's app
+// reading in and writing out with the given guarantee and partitions, extra
+// YAML (such as a cache_dir line) first, and returns its path.
+func writeClickcount(t testing.TB, dir, app string, brokers []string, guarantee string, partitions int, in, out, extra string) string {
 	t.Helper()
 	module, err := filepath.Abs("../examples/clickcount/guest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	file := filepath.Join(dir, "clickcount.yaml")
-	y := fmt.Sprintf(`app: %s
+	y := extra + fmt.Sprintf(`app: %s
 brokers: [%s]
 guarantee: %s
 partitions: %d
 commit_interval: 100ms
-cache_dir: %s
 stages:
   - name: count
     module: %s
@@ -273,10 +273,18 @@ stages:
     stores: [click-counts]
     outputs: {counts: %s}
     error_policy: dead_letter
-`, appName, strings.Join(brokers, ", "), g, faultPartitions, guesttest.CacheDir(), module, in, out)
+`, app, strings.Join(brokers, ", "), guarantee, partitions, module, in, out)
 	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return file
+}
+
+// startClickcount runs the clickcount example in this process.
+func startClickcount(t *testing.T, brokers []string, appName, in, out string, g config.Guarantee) *app {
+	t.Helper()
+	dir := t.TempDir()
+	file := writeClickcount(t, dir, appName, brokers, string(g), faultPartitions, in, out, "cache_dir: "+guesttest.CacheDir()+"\n")
 	a := &app{t: t, file: file, http: freeAddr(t), stateDir: filepath.Join(dir, "state"), log: &syncBuffer{}}
 	cfg, err := config.Load(file, map[string]string{"http": a.http, "state_dir": a.stateDir})
 	if err != nil {

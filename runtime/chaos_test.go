@@ -78,28 +78,8 @@ func chaos(t *testing.T, bin, guarantee string) {
 	in, out := app+"-clicks", app+"-page-counts"
 	testkafka.CreateTopic(t, brokers, in, chaosPartitions)
 
-	module, err := filepath.Abs("../examples/clickcount/guest")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "clickcount.yaml")
-	cfg := fmt.Sprintf(`app: %s
-brokers: [%s]
-guarantee: %s
-partitions: %d
-commit_interval: 100ms
-stages:
-  - name: count
-    module: %s
-    inputs: [%s]
-    stores: [click-counts]
-    outputs: {counts: %s}
-    error_policy: dead_letter
-`, app, strings.Join(brokers, ", "), guarantee, chaosPartitions, module, in, out)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeClickcount(t, dir, app, brokers, guarantee, chaosPartitions, in, out, "")
 
 	logDir := dir
 	if d := os.Getenv("STREAMRT_CHAOS_LOG_DIR"); d != "" {
