@@ -204,14 +204,14 @@ func (s *Server) getRange(w http.ResponseWriter, r *http.Request) int {
 			local = append(local, p)
 			continue
 		}
-		if why := s.noOwner(r, st, p); why != nil {
-			if !stalePartition(r, s, st, p) {
-				return s.unavailable(w, why)
+		addr, err := s.owner(r, st, p)
+		if err != nil {
+			if !s.staleCopy(r, st, p) {
+				return s.unavailable(w, err)
 			}
 			stale = append(stale, p)
 			continue
 		}
-		addr, _ := s.eng.Assignment().Owner(st.Topic, p)
 		remote[addr] = append(remote[addr], p)
 	}
 
@@ -268,10 +268,6 @@ func (s *Server) getRange(w http.ResponseWriter, r *http.Request) int {
 	}
 	w.Header().Set(HeaderServedBy, s.self())
 	return writeJSON(w, http.StatusOK, out)
-}
-
-func stalePartition(r *http.Request, s *Server, st Store, p int32) bool {
-	return stale(r) && s.hasLocal(st.Name, p)
 }
 
 // localRange reads up to rq.limit entries of each of parts here, merged in

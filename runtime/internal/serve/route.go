@@ -37,40 +37,44 @@ func (s *Server) place(r *http.Request, st Store, key string) (placement, error)
 	if s.eng.Owns(st.Topic, p) {
 		return placement{p: p}, nil
 	}
-	why := s.noOwner(r, st, p)
-	if why == nil {
-		a := s.eng.Assignment()
-		addr, _ := a.Owner(st.Topic, p)
+	addr, err := s.owner(r, st, p)
+	if err == nil {
 		return placement{p: p, owner: addr}, nil
 	}
-	if stale(r) && s.hasLocal(st.Name, p) {
+	if s.staleCopy(r, st, p) {
 		return placement{p: p, stale: true}, nil
 	}
-	return placement{}, why
+	return placement{}, err
 }
 
-// noOwner says why partition p of st cannot be forwarded, or nil when the
-// assignment names an owner to forward to.
-func (s *Server) noOwner(r *http.Request, st Store, p int32) error {
+// owner returns the query address of the instance the assignment names as
+// the owner of partition p of st, or says why the request cannot be
+// forwarded there.
+func (s *Server) owner(r *http.Request, st Store, p int32) (string, error) {
 	a := s.eng.Assignment()
 	self, _ := a.Self()
 	id, ok := a.OwnerID(st.Topic, p)
+	addr, _ := a.Owner(st.Topic, p)
 	switch {
 	case !a.Valid():
-		return &unavailable{"this instance has not received the group's assignment yet"}
+		return "", &unavailable{"this instance has not received the group's assignment yet"}
 	case !ok:
-		return &unavailable{fmt.Sprintf("partition %d of store %q has no owner: a rebalance is in progress", p, st.Name)}
+		return "", &unavailable{fmt.Sprintf("partition %d of store %q has no owner: a rebalance is in progress", p, st.Name)}
 	case id == self.ID:
-		return &unavailable{fmt.Sprintf("partition %d of store %q is assigned to this instance and still restoring", p, st.Name)}
+		return "", &unavailable{fmt.Sprintf("partition %d of store %q is assigned to this instance and still restoring", p, st.Name)}
 	case r.Header.Get(HeaderForwarded) != "":
-		addr, _ := a.Owner(st.Topic, p)
-		return &unavailable{fmt.Sprintf("forwarded here by %s, but partition %d of store %q is owned by %s: ownership moved while the request was in flight",
+		return "", &unavailable{fmt.Sprintf("forwarded here by %s, but partition %d of store %q is owned by %s: ownership moved while the request was in flight",
 			r.Header.Get(HeaderForwarded), p, st.Name, addr)}
+	case addr == "":
+		return "", &unavailable{fmt.Sprintf("the owner of partition %d of store %q advertises no query address", p, st.Name)}
 	}
-	if addr, _ := a.Owner(st.Topic, p); addr == "" {
-		return &unavailable{fmt.Sprintf("the owner of partition %d of store %q advertises no query address", p, st.Name)}
-	}
-	return nil
+	return addr, nil
+}
+
+// staleCopy reports whether r accepts a stale answer and this instance
+// holds a copy of partition p of st to give one from.
+func (s *Server) staleCopy(r *http.Request, st Store, p int32) bool {
+	return stale(r) && s.hasLocal(st.Name, p)
 }
 
 // dispatch answers a request for key in st: locally through answer, or by
@@ -88,7 +92,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, st Store, key 
 	if err == nil {
 		return code
 	}
-	if stale(r) && s.hasLocal(st.Name, pl.p) {
+	if s.staleCopy(r, st, pl.p) {
 		return s.answerHere(w, placement{p: pl.p, stale: true}, answer)
 	}
 	return s.unavailable(w, &unavailable{fmt.Sprintf("the owner of partition %d of store %q, %s, did not answer: %v", pl.p, st.Name, pl.owner, err)})
