@@ -26,7 +26,7 @@ func (s *Server) instances() []instance {
 	var out []instance
 	for _, m := range a.Members() {
 		in := instance{ID: m.ID, Address: m.Addr, Self: m.ID == self.ID, Stores: map[string][]int32{}}
-		for _, st := range s.sortedStores() {
+		for _, st := range s.storeList {
 			if st.Global {
 				in.Stores[st.Name] = []int32{0}
 				continue
@@ -43,23 +43,6 @@ func (s *Server) instances() []instance {
 		}
 		out = append(out, in)
 	}
-	return out
-}
-
-func (s *Server) sortedStores() []Store {
-	out := make([]Store, 0, len(s.stores))
-	for _, st := range s.stores {
-		out = append(out, st)
-	}
-	slices.SortFunc(out, func(a, b Store) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
 	return out
 }
 

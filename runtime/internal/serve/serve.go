@@ -15,7 +15,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,16 +68,18 @@ type Options struct {
 
 // Server serves the HTTP API.
 type Server struct {
-	db       *state.DB
-	eng      Engine
-	metrics  *metrics.Metrics
-	log      *slog.Logger
-	stores   map[string]Store
-	query    config.Query
-	handlers *Handlers
-	addr     string // advertised query address
-	client   *http.Client
-	mux      *http.ServeMux
+	db      *state.DB
+	eng     Engine
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	stores  map[string]Store
+	// storeList holds the stores sorted by name, for listings.
+	storeList []Store
+	query     config.Query
+	handlers  *Handlers
+	addr      string // advertised query address
+	client    *http.Client
+	mux       *http.ServeMux
 }
 
 // Headers the server sets on answers, and reads on forwarded requests.
@@ -119,6 +123,7 @@ func New(opts Options) *Server {
 	for _, st := range opts.Stores {
 		s.stores[st.Name] = st
 	}
+	s.storeList = slices.SortedFunc(maps.Values(s.stores), func(a, b Store) int { return strings.Compare(a.Name, b.Name) })
 	api := func(route string, h func(http.ResponseWriter, *http.Request) int) http.Handler {
 		return s.observe(route, s.authorize(h))
 	}
