@@ -181,12 +181,18 @@ where
     F: FnMut(&Record<'_>) -> Result<(), E>,
     E: fmt::Display,
 {
+    with_batch(ptr, len, |inst, buf| run_records(inst, buf, handler))
+}
+
+/// Runs `run` on the batch the host wrote at `ptr..ptr+len`, between the
+/// instance's `begin` and `end`; a batch outside the input buffer fails.
+fn with_batch(ptr: usize, len: usize, run: impl FnOnce(&Instance, &[u8]) -> i32) -> i32 {
     INST.with(|inst| {
         begin(inst);
         let input = inst.input.borrow();
         let rc = match input_in(&input, ptr, len) {
             None => fail_batch(OUTSIDE_BUFFER),
-            Some(buf) => run_records(inst, buf, handler),
+            Some(buf) => run(inst, buf),
         };
         end(inst);
         rc
@@ -253,16 +259,7 @@ where
     F: FnMut(&Batch<'_>) -> Result<(), E>,
     E: fmt::Display,
 {
-    INST.with(|inst| {
-        begin(inst);
-        let input = inst.input.borrow();
-        let rc = match input_in(&input, ptr, len) {
-            None => fail_batch(OUTSIDE_BUFFER),
-            Some(buf) => run_batch(inst, buf, handler),
-        };
-        end(inst);
-        rc
-    })
+    with_batch(ptr, len, |inst, buf| run_batch(inst, buf, handler))
 }
 
 fn run_batch<F, E>(inst: &Instance, buf: &[u8], handler: &mut F) -> i32
