@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -129,7 +128,7 @@ func benchStage(b *testing.B, brokers []string, st e2eStage) {
 		topics := []string{in, base + "-pipe1", base + "-pipe2", base + "-out"}
 		createTopics(b, brokers, topics...)
 		for _, store := range st.stores {
-			deleteTopics(b, brokers, engine.ChangelogTopic(base, store)) // the app creates it
+			deleteTopics(b, brokers, config.ChangelogTopic(base, store)) // the app creates it
 		}
 		prefill(b, brokers, in, n)
 

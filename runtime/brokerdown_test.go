@@ -10,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 var brokerUpRE = regexp.MustCompile(`(?m)^streamrt_broker_up (\S+)$`)

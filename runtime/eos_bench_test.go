@@ -9,7 +9,6 @@ import (
 
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
 )
 
 // BenchmarkExactlyOnceCost measures clickcount's throughput under
@@ -49,7 +48,7 @@ func BenchmarkExactlyOnceCost(b *testing.B) {
 		for i, g := range []config.Guarantee{config.AtLeastOnce, config.ExactlyOnce, config.AtLeastOnce} {
 			app := fmt.Sprintf("%s-%d", base, i)
 			createTopics(b, brokers, app+"-out")
-			deleteTopics(b, brokers, engine.ChangelogTopic(app, "counts"))
+			deleteTopics(b, brokers, config.ChangelogTopic(app, "counts"))
 			st := e2eStage{name: "clickcount", guest: "counter", stores: []string{"counts"}, deadline: config.DefaultBatchDeadline, guarantee: g}
 			r := runApp(b, brokers, app, in, app+"-out", st, n)
 			if g == config.ExactlyOnce {

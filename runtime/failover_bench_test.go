@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/internal/testkafka"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
+	"github.com/streamrt/streamrt/runtime/config"
 )
 
 // BenchmarkFailover measures the time from SIGKILL of the instance owning a
@@ -70,7 +70,7 @@ func failover(b *testing.B, bin string, brokers []string, session time.Duration,
 	n := *restoreKeys
 	app := testkafka.Name(b, "bench-failover")
 	in, out := app+"-in", app+"-out"
-	changelog := engine.ChangelogTopic(app, "counts")
+	changelog := config.ChangelogTopic(app, "counts")
 	createTopics(b, brokers, in, out, changelog)
 	produceAll(b, brokers, changelog, n, func(i int) (k, v []byte) {
 		return fmt.Appendf(nil, "k%010d", i), []byte("7")

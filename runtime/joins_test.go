@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 

@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	streamrt "github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 var (
@@ -86,7 +85,7 @@ func BenchmarkRestore(b *testing.B) {
 	for range b.N {
 		base := testkafka.Name(b, "bench-restore")
 		in, out := base+"-in", base+"-out"
-		changelog := engine.ChangelogTopic(base, "counts")
+		changelog := config.ChangelogTopic(base, "counts")
 		createTopics(b, brokers, in, out, changelog)
 		produceAll(b, brokers, changelog, n, func(i int) (k, v []byte) {
 			return restoreKey(i, n), fmt.Appendf(nil, "%0*d", restoreValue, i%100_000_000)

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // restoredRecords reads streamrt_restored_records_total for a store.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // answer is one HTTP answer.

@@ -19,10 +19,10 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
-	"github.com/streamrt/streamrt/internal/modload"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
+	"github.com/streamrt/streamrt/runtime/internal/modload"
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -41,20 +41,32 @@ type Options struct {
 // Runtime runs one app.
 type Runtime struct {
 	cfg  *config.Config
+	topo *config.Topology
 	opts Options
 	log  *slog.Logger
 }
 
-// New returns a runtime for cfg, which must come from config.Load or have
-// passed Validate. It connects to nothing until Run.
+// New returns a runtime for cfg. It gives a copy of cfg its defaults
+// (config.EnsureDefaults) and validates it, returning every problem as
+// config.Load would; cfg itself is not changed. It connects to nothing
+// until Run.
 func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if cfg == nil {
 		return nil, errors.New("streamrt: nil config")
 	}
+	c := *cfg
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	topo, err := c.Topology()
+	if err != nil {
+		return nil, err
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Runtime{cfg: cfg, opts: opts, log: opts.Logger.With("app", cfg.App)}, nil
+	return &Runtime{cfg: &c, topo: topo, opts: opts, log: opts.Logger.With("app", c.App)}, nil
 }
 
 // Run loads and validates the app's modules, opens its state, waits for the
@@ -143,7 +155,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 
-	stores := queryStores(cfg)
+	stores := queryStores(r.topo)
 	var handlers *serve.Handlers
 	if len(queryModules) > 0 {
 		handlers = serve.NewHandlers(db, stores, r.log)
@@ -171,7 +183,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}()
 	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise)
 
-	if err := ensureTopics(ctx, cfg, r.log); err != nil {
+	if err := ensureTopics(ctx, cfg, r.topo, r.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -257,15 +269,26 @@ func advertiseAddr(configured string, bound net.Addr) string {
 
 // queryStores lists the stores the HTTP API serves: every stage store and
 // every table.
-func queryStores(cfg *config.Config) []serve.Store {
+func queryStores(topo *config.Topology) []serve.Store {
 	var out []serve.Store
-	for _, s := range cfg.Stages {
-		for _, name := range s.Stores {
-			out = append(out, serve.Store{Name: name, Partitions: cfg.Partitions, Topic: s.Inputs[0]})
-		}
-	}
-	for _, t := range cfg.Tables {
-		out = append(out, serve.Store{Name: t.Name, Partitions: cfg.Partitions, Topic: t.Topic, Global: t.Global})
+	for _, qs := range topo.QueryStores() {
+		out = append(out, serve.Store{Name: qs.Name, Partitions: topo.Partitions, Topic: qs.Topic, Global: qs.Global})
 	}
 	return out
+}
+
+// ErrNoCargo is wrapped by LoadModule's error, and Run's, for a module that
+// is a Rust crate on a machine without cargo.
+var ErrNoCargo = modload.ErrNoCargo
+
+// LoadModule returns the Wasm bytes of a stage's module as the
+// configuration names it (stages[].module): a .wasm file as it is, or a Go
+// guest package or Rust crate directory built for Wasm with the machine's
+// toolchain. Builds are cached under cacheDir by the content hash of their
+// sources, as Run caches them.
+func LoadModule(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	return modload.Load(ctx, path, cacheDir, log)
 }

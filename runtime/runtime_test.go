@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/internal/apptest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // Helpers shared with the examples' tests, under the names this package's

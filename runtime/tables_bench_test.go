@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	streamrt "github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // A table whose topic does not exist, or a co-partitioned table whose topic

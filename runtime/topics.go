@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"sort"
 	"time"
 
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,7 +20,7 @@ var ErrTopics = errors.New("streamrt: topics do not fit the app")
 
 // ensureTopics waits for the brokers, checks the partition counts of
 // existing input topics and creates the app's missing topics.
-func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology, log *slog.Logger) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RequestRetries(1))
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
@@ -31,40 +28,11 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
-	// Inputs and changelogs are partitioned like the app's tasks.
-	inputs := map[string]bool{}
-	changelogs := map[string]bool{}
-	outputs := map[string]bool{}
-	want := map[string]bool{}
-	for _, s := range cfg.Stages {
-		for _, t := range s.Inputs {
-			inputs[t], want[t] = true, true
-		}
-		for _, store := range s.Stores {
-			t := engine.ChangelogTopic(cfg.App, store)
-			changelogs[t], want[t] = true, true
-		}
+	uses := topo.Topics()
+	names := make([]string, len(uses))
+	for i, u := range uses {
+		names[i] = u.Name
 	}
-	// Table topics are the tables' source: they must exist, and a
-	// co-partitioned table's must be partitioned like the app.
-	tables := map[string]config.Table{}
-	for _, tb := range cfg.Tables {
-		tables[tb.Topic] = tb
-		want[tb.Topic] = true
-	}
-	for _, s := range cfg.Stages {
-		for _, t := range s.Outputs {
-			want[t], outputs[t] = true, true
-		}
-		if s.ErrorPolicy == config.PolicyDeadLetter {
-			want[s.DeadLetterTopic] = true
-		}
-	}
-	names := make([]string, 0, len(want))
-	for t := range want {
-		names = append(names, t)
-	}
-	sort.Strings(names)
 
 	var details kadm.TopicDetails
 	for attempt, backoff := 1, 250*time.Millisecond; ; attempt++ {
@@ -86,29 +54,34 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 		backoff = min(2*backoff, 5*time.Second)
 	}
 
-	var missing, bad []string
-	for _, t := range names {
+	var plain, compacted, bad []string
+	for _, u := range uses {
+		t, tb := u.Name, u.Table
 		d, ok := details[t]
 		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			// A table fed by one of the app's own stages is created
-			// like the stage's other outputs.
-			if tb, isTable := tables[t]; isTable && !inputs[t] && !outputs[t] {
+			switch {
+			case tb != nil && !u.Input && !u.Output:
+				// A table fed by one of the app's own stages is created
+				// like the stage's other outputs; any other is a source
+				// that must exist.
 				bad = append(bad, fmt.Sprintf("topic %q of table %q does not exist (tables in %s)", t, tb.Name, cfg.File))
-				continue
+			case u.Changelog:
+				compacted = append(compacted, t)
+			default:
+				plain = append(plain, t)
 			}
-			missing = append(missing, t)
 			continue
 		}
-		if tb, isTable := tables[t]; isTable && !tb.Global && int32(len(d.Partitions)) != cfg.Partitions {
+		if tb != nil && !tb.Global && int32(len(d.Partitions)) != cfg.Partitions {
 			bad = append(bad, fmt.Sprintf("topic %q of co-partitioned table %q has %d partitions, app %q needs %d (partitions in %s); make the table global, or repartition its topic", t, tb.Name, len(d.Partitions), cfg.App, cfg.Partitions, cfg.File))
 			continue
 		}
 		if d.Err != nil {
 			return fmt.Errorf("topic %q: %w", t, d.Err)
 		}
-		if (inputs[t] || changelogs[t]) && int32(len(d.Partitions)) != cfg.Partitions {
+		if (u.Input || u.Changelog) && int32(len(d.Partitions)) != cfg.Partitions {
 			kind := "input"
-			if changelogs[t] {
+			if u.Changelog {
 				kind = "changelog"
 			}
 			bad = append(bad, fmt.Sprintf("%s topic %q has %d partitions, app %q needs %d (partitions in %s)", kind, t, len(d.Partitions), cfg.App, cfg.Partitions, cfg.File))
@@ -116,14 +89,6 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s", ErrTopics, joinLines(bad))
-	}
-	var plain, compacted []string
-	for _, t := range missing {
-		if changelogs[t] {
-			compacted = append(compacted, t)
-		} else {
-			plain = append(plain, t)
-		}
 	}
 	compact := "compact"
 	if err := createTopics(ctx, adm, cfg, nil, plain, log); err != nil {
@@ -143,26 +108,19 @@ func ensureTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) err
 // on a real cluster the topic is the table's source, and its absence is a
 // mistake that Run reports with ErrTopics.
 func CreateTableTopics(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]string, error) {
-	staged := map[string]bool{}
-	for _, s := range cfg.Stages {
-		for _, t := range s.Inputs {
-			staged[t] = true
-		}
-		for _, t := range s.Outputs {
-			staged[t] = true
-		}
+	topo, err := cfg.Topology()
+	if err != nil {
+		return nil, err
 	}
 	var names []string
-	for _, tb := range cfg.Tables {
-		if !staged[tb.Topic] {
-			names = append(names, tb.Topic)
+	for _, u := range topo.Topics() {
+		if u.Table != nil && !u.Input && !u.Output {
+			names = append(names, u.Name)
 		}
 	}
 	if len(names) == 0 {
 		return nil, nil
 	}
-	sort.Strings(names)
-	names = slices.Compact(names)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)

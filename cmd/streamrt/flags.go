@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/streamrt/streamrt/internal/broker"
+	"github.com/streamrt/streamrt/cmd/streamrt/internal/broker"
 )
 
 // flags is a subcommand's flag set with short aliases and a usage text that

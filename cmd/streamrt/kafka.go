@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/broker"
+	"github.com/streamrt/streamrt/cmd/streamrt/internal/broker"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"

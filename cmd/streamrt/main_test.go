@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/broker"
+	"github.com/streamrt/streamrt/cmd/streamrt/internal/broker"
 	"github.com/streamrt/streamrt/internal/testkafka"
 
 	"github.com/twmb/franz-go/pkg/kadm"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/broker"
+	"github.com/streamrt/streamrt/cmd/streamrt/internal/broker"
 
 	streamrt "github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"

@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamrt/streamrt/internal/apptest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
 
@@ -22,6 +21,9 @@ import (
 // gets a compacted topic with the app's partition count, so the app starts
 // and serves the table; the table fed by the app's own stage is left to the
 // runtime, which creates its topic as the stage's other outputs.
+// joinsGuest is the runtime's test guest that joins clicks with tables.
+var joinsGuest, _ = filepath.Abs(filepath.Join("..", "..", "runtime", "internal", "wasm", "testdata", "guests", "joins"))
+
 func TestRunEmbeddedBrokerTables(t *testing.T) {
 	dir := t.TempDir()
 	httpAddr, brokerAddr := apptest.FreeAddr(t), apptest.FreeAddr(t)
@@ -39,7 +41,7 @@ stages:
     inputs: [clicks]
     tables: [users]
     outputs: {left: out, inner: out-inner}
-`, guesttest.CacheDir(), guesttest.Dir("joins"))
+`, apptest.CacheDir(), joinsGuest)
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

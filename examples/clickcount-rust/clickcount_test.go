@@ -15,14 +15,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamrt/streamrt/internal/apptest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
 
 func TestClickCountRust(t *testing.T) {
 	// Builds the crate into the shared cache the runtime reads below (and
 	// skips the test on a machine without cargo, unless CI=true).
-	guesttest.BuildRust(t, "stage")
+	apptest.BuildModule(t, "stage")
 	brokers := testkafka.Brokers(t)
 	yaml, err := os.ReadFile("streamrt.yaml")
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/internal/apptest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
 
@@ -63,7 +62,7 @@ func TestQuickStart(t *testing.T) {
 
 	run := exec.Command(bin, args...)
 	// Share built and compiled guests with the other tests of this machine.
-	run.Env = append(os.Environ(), "STREAMRT_CACHE_DIR="+guesttest.CacheDir())
+	run.Env = append(os.Environ(), "STREAMRT_CACHE_DIR="+apptest.CacheDir())
 	var logs apptest.Buffer
 	run.Stdout, run.Stderr = &logs, &logs
 	if err := run.Start(); err != nil {

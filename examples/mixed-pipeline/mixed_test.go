@@ -14,15 +14,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamrt/streamrt/internal/apptest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
 
 func TestMixedPipeline(t *testing.T) {
 	// Build both stages into the shared cache the runtime reads (the Rust
 	// one skips the test on a machine without cargo, unless CI=true).
-	guesttest.BuildRust(t, "count")
-	guesttest.BuildDir(t, "normalize")
+	apptest.BuildModule(t, "count")
+	apptest.BuildModule(t, "normalize")
 	brokers := testkafka.Brokers(t)
 	app := apptest.Start(t, "streamrt.yaml", apptest.Options{Brokers: brokers})
 

@@ -20,7 +20,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamrt/streamrt/internal/apptest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
 
@@ -52,7 +51,7 @@ func TestOrderNotes(t *testing.T) {
 			if tc.crate != "" {
 				// Skips the variant on a machine without cargo, unless
 				// CI=true, rather than failing in the runtime's build.
-				guesttest.BuildRust(t, tc.crate)
+				apptest.BuildModule(t, tc.crate)
 			}
 			testOrderNotes(t, tc.configFile)
 		})

@@ -10,6 +10,7 @@ package apptest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 )
@@ -90,7 +90,7 @@ func StartYAML(t testing.TB, yaml []byte, path string, opts Options) *App {
 		"http":      FreeAddr(t),
 		"state_dir": filepath.Join(t.TempDir(), "state"),
 		// Modules built and compiled once per machine, not once per test.
-		"cache_dir": guesttest.CacheDir(),
+		"cache_dir": CacheDir(),
 	}
 	if len(opts.Brokers) > 0 {
 		overrides["brokers"] = strings.Join(opts.Brokers, ",")
@@ -297,4 +297,31 @@ func (w *testLog) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closed = true
+}
+
+// CacheDir is where the apps of tests keep their built and compiled
+// modules: one directory per machine, shared with the runtime's own test
+// guests, so that a module is built once and not once per test.
+func CacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "streamrt", "test-guests")
+}
+
+// BuildModule builds the stage module at dir (a Go guest package or a Rust
+// crate) into CacheDir, where the apps of tests find it already built. A
+// Rust crate on a machine without cargo skips the test, or fails it when
+// CI=true, so that CI cannot pass without the Rust half.
+func BuildModule(t testing.TB, dir string) []byte {
+	t.Helper()
+	b, err := runtime.LoadModule(context.Background(), dir, CacheDir(), slog.New(slog.DiscardHandler))
+	if errors.Is(err, runtime.ErrNoCargo) && os.Getenv("CI") != "true" {
+		t.Skipf("skipping: %v (CI=true makes this a failure)", err)
+	}
+	if err != nil {
+		t.Fatalf("build module %s: %v", dir, err)
+	}
+	return b
 }

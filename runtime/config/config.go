@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -136,6 +135,7 @@ type Config struct {
 
 	name    string            // File as the caller named it, for errors
 	sources map[string]string // YAML path -> env var or flag that set it
+	given   map[string]bool   // YAML paths some source set; nil for a Config built in code
 }
 
 // Query configures interactive queries.
@@ -296,8 +296,10 @@ func Parse(data []byte, file string, environ []string, overrides map[string]stri
 		}
 		c.File = abs
 	}
-	d := decoder{p: p}
+	d := decoder{p: p, given: map[string]bool{}}
 	d.config(ko.Raw(), c)
+	c.given = d.given
+	c.EnsureDefaults()
 	c.resolve()
 	c.validate(p)
 	if err := p.err(); err != nil {
@@ -331,57 +333,34 @@ func envKey(sources map[string]string) func(k, v string) (string, any) {
 	}
 }
 
-// resolve fills the defaults that depend on other keys and makes paths
-// absolute: paths from the file against its directory, others against the
-// working directory.
+// resolve makes paths absolute: those from the file against its
+// directory, those from the environment and flags against the working
+// directory, and a cache directory derived from the state directory against
+// the state directory's base.
 func (c *Config) resolve() {
 	fileDir := "."
 	if c.File != "" {
 		fileDir = filepath.Dir(c.File)
 	}
-	if c.StateDir == "" && validName(c.App) == "" {
-		c.StateDir = filepath.Join(".streamrt", c.App)
+	stateBase := fileDir
+	if _, ok := c.sources["state_dir"]; ok {
+		stateBase = "."
+	}
+	cacheBase := fileDir
+	if _, ok := c.sources["cache_dir"]; ok {
+		cacheBase = "."
+	} else if !c.given["cache_dir"] {
+		cacheBase = stateBase
 	}
 	if c.StateDir != "" {
-		base := fileDir
-		if _, ok := c.sources["state_dir"]; ok {
-			base = "."
-		}
-		c.StateDir = absPath(base, c.StateDir)
+		c.StateDir = absPath(stateBase, c.StateDir)
 	}
 	if c.CacheDir != "" {
-		base := fileDir
-		if _, ok := c.sources["cache_dir"]; ok {
-			base = "."
-		}
-		c.CacheDir = absPath(base, c.CacheDir)
-	} else if c.StateDir != "" {
-		c.CacheDir = filepath.Join(c.StateDir, "cache")
+		c.CacheDir = absPath(cacheBase, c.CacheDir)
 	}
 	for i := range c.Stages {
-		for _, name := range sortedKeys(c.Stages[i].Repartition) {
-			target, ok := c.Stage(c.Stages[i].Repartition[name])
-			if !ok {
-				continue // validate reports it
-			}
-			topic := RepartitionTopic(c.App, target.Name)
-			if c.Stages[i].Outputs == nil {
-				c.Stages[i].Outputs = map[string]string{}
-			}
-			c.Stages[i].Outputs[name] = topic
-			if !slices.Contains(target.Inputs, topic) {
-				target.Inputs = append(target.Inputs, topic)
-			}
-		}
-	}
-	for i := range c.Stages {
-		s := &c.Stages[i]
-		if s.Module != "" {
+		if s := &c.Stages[i]; s.Module != "" {
 			s.Module = absPath(fileDir, s.Module)
-		}
-		if s.ErrorPolicy == PolicyDeadLetter && s.DeadLetterTopic == "" &&
-			validName(c.App) == "" && validName(s.Name) == "" {
-			s.DeadLetterTopic = c.App + "-" + s.Name + "-dlq"
 		}
 	}
 }

@@ -242,7 +242,7 @@ func encode(v reflect.Value) any {
 func assertConfig(t *testing.T, got, want *Config) {
 	t.Helper()
 	g, w := *got, *want
-	g.name, g.sources, w.name, w.sources = "", nil, "", nil
+	g.name, g.sources, g.given, w.name, w.sources, w.given = "", nil, nil, "", nil, nil
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("config mismatch\n got: %+v\nwant: %+v", g, w)
 	}

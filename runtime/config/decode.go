@@ -23,15 +23,19 @@ var (
 )
 
 // decoder turns the merged configuration map into a Config. Every key is
-// checked, absent keys take their defaults, and a value of the wrong shape
-// is reported and left at its default, so that decoding always finishes and
-// reports every problem.
+// checked, and a value of the wrong shape is reported and left at its zero
+// value, so that decoding always finishes and reports every problem. Absent
+// keys stay zero: EnsureDefaults gives them their defaults, and knows from
+// given which zeros the configuration asked for.
 //
 // The map holds what the YAML parser and the environment produce: strings,
 // ints, floats, bools, []any and map[string]any. Numbers, durations and sizes
 // are accepted as strings too, since the environment and flags give nothing
 // else.
-type decoder struct{ p *problems }
+type decoder struct {
+	p     *problems
+	given map[string]bool // YAML paths of the values present, for EnsureDefaults
+}
 
 func (d decoder) config(m map[string]any, c *Config) {
 	d.unknown(m, "", configKeys)
@@ -39,15 +43,15 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.Brokers = d.strList(m, "", "brokers", true)
 	c.StateDir = d.str(m, "", "state_dir", "")
 	c.CacheDir = d.str(m, "", "cache_dir", "")
-	c.HTTP = d.str(m, "", "http", DefaultHTTP)
+	c.HTTP = d.str(m, "", "http", "")
 	c.Advertise = d.str(m, "", "advertise", "")
-	c.Guarantee = Guarantee(d.str(m, "", "guarantee", string(DefaultGuarantee)))
-	c.StandbyReplicas = int(d.integer(m, "", "standby_replicas", DefaultStandbyReplicas, math.MinInt32, math.MaxInt32))
-	c.SessionTimeout = d.duration(m, "", "session_timeout", DefaultSessionTimeout)
-	c.Partitions = int32(d.integer(m, "", "partitions", DefaultPartitions, math.MinInt32, math.MaxInt32))
-	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", DefaultReplicationFactor, math.MinInt16, math.MaxInt16))
-	c.CommitInterval = d.duration(m, "", "commit_interval", DefaultCommitInterval)
-	c.StartOffset = StartOffset(d.str(m, "", "start_offset", string(DefaultStartOffset)))
+	c.Guarantee = Guarantee(d.str(m, "", "guarantee", ""))
+	c.StandbyReplicas = int(d.integer(m, "", "standby_replicas", 0, math.MinInt32, math.MaxInt32))
+	c.SessionTimeout = d.duration(m, "", "session_timeout", 0)
+	c.Partitions = int32(d.integer(m, "", "partitions", 0, math.MinInt32, math.MaxInt32))
+	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", 0, math.MinInt16, math.MaxInt16))
+	c.CommitInterval = d.duration(m, "", "commit_interval", 0)
+	c.StartOffset = StartOffset(d.str(m, "", "start_offset", ""))
 
 	q, _ := d.mapping(m, "", "query")
 	d.query(q, &c.Query)
@@ -94,10 +98,10 @@ func (d decoder) config(m map[string]any, c *Config) {
 // query decodes the query section; m is nil when it is absent.
 func (d decoder) query(m map[string]any, q *Query) {
 	d.unknown(m, "query", queryKeys)
-	q.MaxKeyBytes = int(d.integer(m, "query", "max_key_bytes", DefaultMaxKeyBytes, math.MinInt32, math.MaxInt32))
-	q.MaxRangeLimit = int(d.integer(m, "query", "max_range_limit", DefaultMaxRangeLimit, math.MinInt32, math.MaxInt32))
-	q.HandlerDeadline = d.duration(m, "query", "handler_deadline", DefaultHandlerDeadline)
-	q.ForwardTimeout = d.duration(m, "query", "forward_timeout", DefaultForwardTimeout)
+	q.MaxKeyBytes = int(d.integer(m, "query", "max_key_bytes", 0, math.MinInt32, math.MaxInt32))
+	q.MaxRangeLimit = int(d.integer(m, "query", "max_range_limit", 0, math.MinInt32, math.MaxInt32))
+	q.HandlerDeadline = d.duration(m, "query", "handler_deadline", 0)
+	q.ForwardTimeout = d.duration(m, "query", "forward_timeout", 0)
 	q.Tokens = d.strList(m, "query", "tokens", true)
 	v, ok := m["routes"]
 	if !ok || v == nil {
@@ -118,7 +122,7 @@ func (d decoder) query(m map[string]any, q *Query) {
 		}
 		d.unknown(rm, path, routeKeys)
 		q.Routes[i] = Route{
-			Method:  d.str(rm, path, "method", "GET"),
+			Method:  d.str(rm, path, "method", ""),
 			Path:    d.str(rm, path, "path", ""),
 			Stage:   d.str(rm, path, "stage", ""),
 			Store:   d.str(rm, path, "store", ""),
@@ -157,11 +161,11 @@ func (d decoder) stage(m map[string]any, path string, s *Stage) {
 			}
 		}
 	}
-	s.ErrorPolicy = ErrorPolicy(d.str(m, path, "error_policy", string(DefaultErrorPolicy)))
+	s.ErrorPolicy = ErrorPolicy(d.str(m, path, "error_policy", ""))
 	s.DeadLetterTopic = d.str(m, path, "dead_letter_topic", "")
-	s.BatchSize = int(d.integer(m, path, "batch_size", DefaultBatchSize, math.MinInt32, math.MaxInt32))
-	s.MemoryLimit = d.byteSize(m, path, "memory_limit", DefaultMemoryLimit)
-	s.BatchDeadline = d.duration(m, path, "batch_deadline", DefaultBatchDeadline)
+	s.BatchSize = int(d.integer(m, path, "batch_size", 0, math.MinInt32, math.MaxInt32))
+	s.MemoryLimit = d.byteSize(m, path, "memory_limit", 0)
+	s.BatchDeadline = d.duration(m, path, "batch_deadline", 0)
 }
 
 // unknown reports the keys of m that are not in known, suggesting the known
@@ -179,14 +183,19 @@ func (d decoder) unknown(m map[string]any, path string, known []string) {
 	}
 }
 
-// value returns m[key] and its path; ok is false if the key is absent or null.
-func value(m map[string]any, path, key string) (v any, full string, ok bool) {
+// value returns m[key] and its path, and notes the path as given; ok is
+// false if the key is absent or null.
+func (d decoder) value(m map[string]any, path, key string) (v any, full string, ok bool) {
 	v, ok = m[key]
-	return v, join(path, key), ok && v != nil
+	full = join(path, key)
+	if ok && v != nil {
+		d.given[full] = true
+	}
+	return v, full, ok && v != nil
 }
 
 func (d decoder) mapping(m map[string]any, path, key string) (map[string]any, bool) {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return nil, false
 	}
@@ -198,7 +207,7 @@ func (d decoder) mapping(m map[string]any, path, key string) (map[string]any, bo
 }
 
 func (d decoder) str(m map[string]any, path, key, def string) string {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return def
 	}
@@ -212,7 +221,7 @@ func (d decoder) str(m map[string]any, path, key, def string) string {
 
 // boolean decodes true or false (also as a string, from the environment).
 func (d decoder) boolean(m map[string]any, path, key string) bool {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return false
 	}
@@ -234,7 +243,7 @@ func (d decoder) boolean(m map[string]any, path, key string) bool {
 // strList decodes a list of strings. With commas, a single string is split at
 // commas, as the environment and flags give lists.
 func (d decoder) strList(m map[string]any, path, key string, commas bool) []string {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return nil
 	}
@@ -277,7 +286,7 @@ func (d decoder) strList(m map[string]any, path, key string, commas bool) []stri
 // integer decodes an integer that must fit in [lo, hi], the bounds of the
 // field's type; Validate checks the narrower bounds of the key.
 func (d decoder) integer(m map[string]any, path, key string, def, lo, hi int64) int64 {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return def
 	}
@@ -315,7 +324,7 @@ func (d decoder) integer(m map[string]any, path, key string, def, lo, hi int64) 
 }
 
 func (d decoder) duration(m map[string]any, path, key string, def time.Duration) time.Duration {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return def
 	}
@@ -333,7 +342,7 @@ func (d decoder) duration(m map[string]any, path, key string, def time.Duration)
 }
 
 func (d decoder) byteSize(m map[string]any, path, key string, def int64) int64 {
-	v, full, ok := value(m, path, key)
+	v, full, ok := d.value(m, path, key)
 	if !ok {
 		return def
 	}

@@ -126,6 +126,7 @@ func (c *Config) validate(p *problems) {
 		}
 	}
 	c.validateQuery(p, storeAt)
+	c.topology(p.add)
 }
 
 func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {

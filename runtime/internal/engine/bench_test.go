@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -68,7 +68,7 @@ func newBenchTask(b *testing.B, guest string, d time.Duration) *task {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tk, err := newTask(ctx, e, e.stages[0], 0)
+	tk, err := newTask(ctx, e.env, e.log, e.stages[0], 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,31 +98,26 @@ func benchRecords(n, keys int, format string) []*kgo.Record {
 // changelogs, checkpoint the changelog positions, commit the state and start
 // a new cycle. The records get made-up offsets, as no broker assigns them.
 func commitCycle(b *testing.B, tk *task) {
-	if tk.txn == nil {
+	c := &tk.cycle
+	if c.txn == nil {
 		return
 	}
-	e := tk.e
-	if len(e.changelogs) > 0 {
-		if tk.seen == nil {
-			tk.seen = map[string]struct{}{}
-		}
-		tk.emits = e.compactChanges(tk.emits, tk.seen)
-	}
-	for i, r := range tk.emits {
+	c.compactChanges()
+	for i, r := range c.outputs {
 		r.Offset = int64(i)
-		if e.changelogs[r.Topic] {
-			if err := tk.txn.SetOffset(changelogGroup, r.Topic, tk.partition, r.Offset+1); err != nil {
-				b.Fatal(err)
-			}
+	}
+	for i, r := range c.changes {
+		r.Offset = int64(i)
+	}
+	for topic, next := range c.reached() {
+		if err := c.txn.SetOffset(changelogGroup, topic, tk.partition, next); err != nil {
+			b.Fatal(err)
 		}
 	}
-	if err := tk.txn.Commit(); err != nil {
+	if err := c.txn.Commit(); err != nil {
 		b.Fatal(err)
 	}
-	tk.txn = nil
-	tk.emits = tk.emits[:0]
-	tk.arena.chunk = tk.arena.chunk[:0]
-	clear(tk.next)
+	c.committed()
 }
 
 // cpuTime returns the CPU time the process has used so far. On a shared
@@ -305,8 +300,8 @@ func BenchmarkTaskIdentity(b *testing.B) {
 					b.Fatal(err)
 				}
 			}, func() { commitCycle(b, tk) })
-			if len(tk.emits) != 0 || tk.txn != nil {
-				b.Fatalf("%d emits left after the last commit", len(tk.emits))
+			if len(tk.cycle.outputs)+len(tk.cycle.changes) != 0 || tk.cycle.txn != nil {
+				b.Fatalf("%d emits left after the last commit", len(tk.cycle.outputs)+len(tk.cycle.changes))
 			}
 		})
 	}

@@ -22,7 +22,7 @@ const maxCachedEntries = 200_000
 func (c *readCache) init(t *task) {
 	c.stores = make([]map[string]*cachedValue, len(t.stores))
 	for i := range c.stores {
-		if i >= len(t.stage.cfg.Stores) && t.stage.tables[i-len(t.stage.cfg.Stores)].global {
+		if i >= len(t.stage.stores) && t.stage.tables[i-len(t.stage.stores)].Global {
 			continue
 		}
 		c.stores[i] = map[string]*cachedValue{}

@@ -18,9 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamrt/streamrt/abi/abitest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/logtest"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -97,7 +97,7 @@ func TestRustPanicFollowsErrorPolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out, dead []*kgo.Record
-			for _, r := range guestOutputs(tk, tk.emits) {
+			for _, r := range tk.cycle.outputs {
 				if r.Topic == "dlq" {
 					dead = append(dead, r)
 				} else {
@@ -178,7 +178,7 @@ func newConformanceTask(t *testing.T, name string, bin []byte, st transcriptStag
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk, err := newTask(ctx, e, e.stages[0], 0)
+	tk, err := newTask(ctx, e.env, e.log, e.stages[0], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,9 +188,9 @@ func newConformanceTask(t *testing.T, name string, bin []byte, st transcriptStag
 
 func runScenario(t *testing.T, tk *task, logs *logtest.Capture, st transcriptStage, sc transcriptScenario) {
 	for _, b := range sc.batches {
-		emits0, logs0 := len(tk.emits), logs.Len()
+		emits0, logs0 := len(tk.cycle.outputs), logs.Len()
 		err := tk.process(b.inputs)
-		emitted := guestOutputs(tk, tk.emits[emits0:])
+		emitted := tk.cycle.outputs[emits0:]
 		batchLogs := logs.Since(logs0)
 
 		var stopped *transcriptExpect
@@ -291,18 +291,6 @@ func runScenario(t *testing.T, tk *task, logs *logtest.Capture, st transcriptSta
 	}
 }
 
-// guestOutputs leaves out of rs the records of the stores' changelogs, which the
-// task produces beside the guest's.
-func guestOutputs(tk *task, rs []*kgo.Record) []*kgo.Record {
-	var out []*kgo.Record
-	for _, r := range rs {
-		if !tk.e.changelogs[r.Topic] {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func checkEmit(t *testing.T, got *kgo.Record, w transcriptExpect) {
 	t.Helper()
 	bad := !sameBytes(got.Key, w.key) || !sameBytes(got.Value, w.value)
@@ -372,7 +360,7 @@ func storeSize(t *testing.T, tk *task, store string) int {
 		if ks.Store() != store {
 			continue
 		}
-		it, err := tk.txn.NewIter(ks, nil, nil)
+		it, err := tk.cycle.txn.NewIter(ks, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

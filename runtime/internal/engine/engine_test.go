@@ -12,8 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -82,7 +82,7 @@ func newTestTask(t *testing.T, o stageOpts) *task {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk, err := newTask(ctx, e, e.stages[0], 0)
+	tk, err := newTask(ctx, e.env, e.log, e.stages[0], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func get(t *testing.T, tk *task, store, key string) (string, bool) {
 	t.Helper()
 	for _, ks := range tk.stores {
 		if ks.Store() == store {
-			v, found, err := tk.txn.Get(ks, []byte(key), nil)
+			v, found, err := tk.cycle.txn.Get(ks, []byte(key), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,8 +191,8 @@ func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
 	if got := keys(changes(tk)); got != "a,d,h" {
 		t.Errorf("changelog records for %s, want a,d,h only", got)
 	}
-	if tk.next["in"] != 8 {
-		t.Errorf("next offset %d, want 8", tk.next["in"])
+	if tk.cycle.next["in"] != 8 {
+		t.Errorf("next offset %d, want 8", tk.cycle.next["in"])
 	}
 }
 
@@ -262,26 +262,10 @@ func TestReadsSeeTheBatchsOwnWrites(t *testing.T) {
 }
 
 // outputs returns the task's emitted records other than changelog records.
-func outputs(tk *task) []*kgo.Record {
-	var out []*kgo.Record
-	for _, r := range tk.emits {
-		if !tk.e.changelogs[r.Topic] {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func outputs(tk *task) []*kgo.Record { return tk.cycle.outputs }
 
 // changes returns the task's changelog records.
-func changes(tk *task) []*kgo.Record {
-	var out []*kgo.Record
-	for _, r := range tk.emits {
-		if tk.e.changelogs[r.Topic] {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func changes(tk *task) []*kgo.Record { return tk.cycle.changes }
 
 func keys(rs []*kgo.Record) string {
 	var ks []string

@@ -18,10 +18,12 @@ type batchHost struct {
 
 	// Effects are attributed to records so that one failed record can be
 	// undone: cur is the record whose effects are at the tail, starting at
-	// curMark in the txn and curEmit in the emit list.
+	// curMark in the txn and at curOutput and curChange in the cycle's
+	// outputs and changes.
 	cur         int32
 	curMark     state.Mark
-	curEmit     int
+	curOutput   int
+	curChange   int
 	interleaved bool // effects of records were interleaved: undo by record is impossible
 
 	failed   map[int32]string // record index → last reported message
@@ -50,7 +52,8 @@ func (h *batchHost) attribute(rec int32) {
 		h.interleaved = true
 		return
 	}
-	h.cur, h.curMark, h.curEmit = rec, h.txn.Mark(), len(h.t.emits)
+	c := &h.t.cycle
+	h.cur, h.curMark, h.curOutput, h.curChange = rec, h.txn.Mark(), len(c.outputs), len(c.changes)
 }
 
 func (h *batchHost) OpenStore(name string) (int32, abi.Code) {
@@ -98,7 +101,7 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 	if !ok {
 		return abi.ErrUnknownStore
 	}
-	if int(store) >= len(h.t.stage.cfg.Stores) {
+	if int(store) >= len(h.t.stage.stores) {
 		return abi.ErrReadOnly // a table: the host alone writes it
 	}
 	if key == nil || value == nil {
@@ -117,17 +120,18 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 // change records a store change for the store's changelog; it goes out with
 // the cycle's outputs, and is undone with them.
 func (h *batchHost) change(store, rec int32, key, value []byte) {
+	c := &h.t.cycle
 	r := &kgo.Record{
-		Topic:     h.t.stage.changelogs[store],
+		Topic:     h.t.stage.stores[store].Changelog,
 		Partition: h.t.partition,
-		Key:       h.t.arena.copy(key),
-		Value:     h.t.arena.copy(value),
+		Key:       c.arena.copy(key),
+		Value:     c.arena.copy(value),
 		Timestamp: msTime(h.t.streamTime),
 	}
 	if rec >= 0 {
 		r.Timestamp = h.recs[rec].Timestamp
 	}
-	h.t.emits = append(h.t.emits, r)
+	c.changes = append(c.changes, r)
 }
 
 func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
@@ -135,7 +139,7 @@ func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
 	if !ok {
 		return abi.ErrUnknownStore
 	}
-	if int(store) >= len(h.t.stage.cfg.Stores) {
+	if int(store) >= len(h.t.stage.stores) {
 		return abi.ErrReadOnly
 	}
 	h.attribute(rec)
@@ -169,7 +173,7 @@ func (h *batchHost) RangeClose(iter int32) abi.Code { return h.iters.Close(iter)
 
 func (h *batchHost) OpenOutput(name string) (int32, abi.Code) {
 	for i, o := range h.t.stage.outputs {
-		if o.name == name {
+		if o.Name == name {
 			return int32(i), abi.OK
 		}
 	}
@@ -183,6 +187,7 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 	if rec < abi.NoRecord || rec >= int32(len(h.recs)) {
 		return abi.ErrInvalid
 	}
+	c := &h.t.cycle
 	var hs []kgo.RecordHeader
 	if len(headers) > 0 {
 		decoded, err := abi.DecodeHeaders(headers, nil)
@@ -191,14 +196,14 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 		}
 		hs = make([]kgo.RecordHeader, len(decoded))
 		for i, d := range decoded {
-			hs[i] = kgo.RecordHeader{Key: d.Key, Value: h.t.arena.copy(d.Value)}
+			hs[i] = kgo.RecordHeader{Key: d.Key, Value: c.arena.copy(d.Value)}
 		}
 	}
 	h.attribute(rec)
 	r := &kgo.Record{
-		Topic:   h.t.stage.outputs[out].topic,
-		Key:     h.t.arena.copy(key),
-		Value:   h.t.arena.copy(value),
+		Topic:   h.t.stage.outputs[out].Topic,
+		Key:     c.arena.copy(key),
+		Value:   c.arena.copy(value),
 		Headers: hs,
 	}
 	switch {
@@ -209,7 +214,7 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 	default:
 		r.Timestamp = msTime(h.t.streamTime)
 	}
-	h.t.emits = append(h.t.emits, r)
+	c.outputs = append(c.outputs, r)
 	return abi.OK
 }
 
@@ -232,7 +237,8 @@ func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {
 			h.t.log.Error("undo failed record", "err", err)
 			h.interleaved = true // fall back to replaying the batch
 		}
-		h.t.emits = h.t.emits[:h.curEmit]
+		c := &h.t.cycle
+		c.outputs, c.changes = c.outputs[:h.curOutput], c.changes[:h.curChange]
 	case rec < h.cur:
 		// Its effects are no longer at the tail; the batch is replayed
 		// record by record instead.
@@ -243,26 +249,4 @@ func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {
 	}
 	h.failed[rec] = string(msg)
 	return abi.OK
-}
-
-// arena hands out copies of guest bytes from large chunks, so that emitting a
-// record costs no allocation per key and value. Chunks are never reused: the
-// producer may hold the copies until they are acknowledged.
-type arena struct{ chunk []byte }
-
-const arenaChunk = 64 << 10
-
-func (a *arena) copy(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	if len(b) > arenaChunk/4 {
-		return append([]byte(nil), b...)
-	}
-	if cap(a.chunk)-len(a.chunk) < len(b) {
-		a.chunk = make([]byte, 0, arenaChunk)
-	}
-	n := len(a.chunk)
-	a.chunk = append(a.chunk, b...)
-	return a.chunk[n:len(a.chunk):len(a.chunk)]
 }

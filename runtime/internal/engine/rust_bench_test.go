@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -44,7 +44,7 @@ func BenchmarkRustStoreGetPut(b *testing.B) {
 					commitCycle(b, tk)
 				}
 				timePairs(b, tk, recs)
-				tx := tk.e.db.NewTxn()
+				tx := tk.env.db.NewTxn()
 				v, _, err := tx.Get(tk.stores[0], []byte("key-00000"), nil)
 				tx.Discard()
 				if err != nil || len(v) == 0 {
@@ -118,7 +118,7 @@ func newBenchTaskOf(b *testing.B, name string, bin []byte, d time.Duration) *tas
 	if err != nil {
 		b.Fatal(err)
 	}
-	tk, err := newTask(ctx, e, e.stages[0], 0)
+	tk, err := newTask(ctx, e.env, e.log, e.stages[0], 0)
 	if err != nil {
 		b.Fatal(err)
 	}

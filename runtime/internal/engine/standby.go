@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/internal/assign"
 	"github.com/streamrt/streamrt/runtime/internal/state"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // standby keeps a warm copy of one task's stores on an instance that does
@@ -55,7 +53,7 @@ func (e *Engine) reconcileStandbys(a assign.Assignment) {
 	if !ok {
 		return
 	}
-	want := e.standbyTasks(self.Standbys)
+	want := e.tasksOf(self.Standbys)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.stopping || e.runCtx.Err() != nil {
@@ -69,7 +67,7 @@ func (e *Engine) reconcileStandbys(a assign.Assignment) {
 			e.standbys[id] = e.startStandby(s, id.partition)
 		}
 	}
-	active := e.standbyTasks(self.Partitions)
+	active := e.tasksOf(self.Partitions)
 	for id, sb := range e.standbys {
 		if _, ok := want[id]; ok {
 			continue
@@ -83,12 +81,12 @@ func (e *Engine) reconcileStandbys(a assign.Assignment) {
 	}
 }
 
-// standbyTasks lists the tasks with stores that own partitions of tps.
-func (e *Engine) standbyTasks(tps map[string][]int32) map[taskID]*stage {
+// tasksOf lists the tasks with stores that own partitions of tps.
+func (e *Engine) tasksOf(tps map[string][]int32) map[taskID]*stage {
 	out := map[taskID]*stage{}
 	for topic, ps := range tps {
 		s := e.byTopic[topic]
-		if s == nil || len(s.cfg.Stores) == 0 {
+		if s == nil || len(s.stores) == 0 {
 			continue
 		}
 		for _, p := range ps {
@@ -122,20 +120,29 @@ func (e *Engine) startStandby(s *stage, p int32) *standby {
 	go func() {
 		defer close(sb.done)
 		defer e.metrics.StandbyTasks.Dec()
-		for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
-			err := e.tail(ctx, sb)
-			if ctx.Err() != nil {
-				return
-			}
-			sb.log.Error("standby failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-		}
+		retry(ctx, sb.log, "standby failed; retrying", func() error { return e.tail(ctx, sb) })
 	}()
 	return sb
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off from 1s to 30s
+// between failures and logging each with msg.
+func retry(ctx context.Context, log *slog.Logger, msg string, fn func() error) bool {
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Error(msg, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // stopStandby stops the standby of id, if any, and waits until it has
@@ -160,100 +167,49 @@ func (e *Engine) stopStandbys() {
 	}
 }
 
-// tail applies a standby task's changelog records as they come, until ctx
-// ends. Each poll's records commit in one Pebble batch with the positions
-// they reach, so the copy is always consistent with a checkpoint.
+// tail mirrors a standby task's changelogs until ctx ends, from the local
+// checkpoints (from the start, after dropping what is local, where there is
+// none).
 func (e *Engine) tail(ctx context.Context, sb *standby) error {
 	p := sb.partition
-	from := map[string]map[int32]kgo.Offset{}
+	from := map[string]map[int32]int64{}
 	stores := map[string]state.Keyspace{} // by changelog topic
-	for i, name := range sb.stage.cfg.Stores {
-		topic := sb.stage.changelogs[i]
-		next, found, err := e.db.Offset(changelogGroup, topic, p)
+	for _, st := range sb.stage.stores {
+		next, found, err := e.db.Offset(changelogGroup, st.Changelog, p)
 		if err != nil {
 			return err
 		}
 		if !found {
 			// Whatever is local is not known to match the changelog.
-			if err := e.db.DropPartition(name, p); err != nil {
+			if err := e.db.DropPartition(st.Name, p); err != nil {
 				return err
 			}
 		}
-		ks, err := e.db.Keyspace(name, p)
+		ks, err := e.db.Keyspace(st.Name, p)
 		if err != nil {
 			return err
 		}
-		stores[topic] = ks
-		from[topic] = map[int32]kgo.Offset{p: kgo.NewOffset().At(next)}
+		stores[st.Changelog] = ks
+		from[st.Changelog] = map[int32]int64{p: next}
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(e.cfg.Brokers...),
-		kgo.ConsumePartitions(from),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), // so that positions pass transaction markers
-		kgo.FetchMaxBytes(64<<20),
-		kgo.WithLogger(kgoLogger{e.log}),
-		kgo.WithHooks(e.health),
-	)
+	f, err := e.follow(from, sb.log, 0)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		fs.EachError(func(topic string, _ int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				e.metrics.BrokerErrors.Inc()
-				sb.log.Warn("standby fetch failed; retrying", "changelog", topic, "err", err)
-			}
-		})
-		if fs.NumRecords() == 0 {
-			continue
-		}
-		txn := e.db.NewWriteTxn()
-		pos := map[string]int64{}
-		applied := map[string]int{}
-		var applyErr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if applyErr != nil {
-				return
-			}
-			pos[r.Topic] = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
-			}
-			if _, err := applyChange(txn, stores[r.Topic], r); err != nil {
-				applyErr = err
-				return
-			}
-			applied[r.Topic]++
-		})
-		for topic, next := range pos {
-			if applyErr == nil {
-				applyErr = txn.SetOffset(changelogGroup, topic, p, next)
-			}
-		}
-		if applyErr == nil {
-			applyErr = txn.Commit()
-		}
-		if applyErr != nil {
-			txn.Discard()
-			return fmt.Errorf("standby copy of stage %q partition %d: %w", sb.stage.name, p, applyErr)
-		}
-		for topic, n := range applied {
+	defer f.close()
+	m := &mirror{
+		f: f, group: changelogGroup,
+		keyspace: func(topic string, _ int32) state.Keyspace { return stores[topic] },
+		applied: func(topic string, n int) {
 			e.metrics.StandbyRecords.WithLabelValues(stores[topic].Store()).Add(float64(n))
+		},
+	}
+	for {
+		if _, err := m.poll(ctx, 0); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("standby copy of stage %q partition %d: %w", sb.stage.name, p, err)
 		}
 	}
-}
-
-// applyChange applies one changelog record to ks: its value under its key,
-// or a delete for a tombstone. It returns the record's key and value bytes.
-func applyChange(txn *state.Txn, ks state.Keyspace, r *kgo.Record) (int, error) {
-	if r.Value == nil {
-		return len(r.Key), txn.Delete(ks, r.Key)
-	}
-	return len(r.Key) + len(r.Value), txn.Put(ks, r.Key, r.Value)
 }

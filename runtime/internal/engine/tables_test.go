@@ -28,11 +28,10 @@ func rec(topic, key, value string, offset int64, ts int64) *kgo.Record {
 
 func commitTxn(t *testing.T, tk *task) {
 	t.Helper()
-	if err := tk.txn.Commit(); err != nil {
+	if err := tk.cycle.txn.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	tk.txn = nil
-	tk.emits = tk.emits[:0]
+	tk.cycle.committed()
 }
 
 // Table updates and stream records of one fetch are applied in timestamp
@@ -84,7 +83,7 @@ func TestTablesAreReadOnlyToGuests(t *testing.T) {
 	tk := joinTask(t)
 	for i, st := range tk.stores {
 		if st.Store() == "users" {
-			txn := tk.e.db.NewTxn()
+			txn := tk.env.db.NewTxn()
 			defer txn.Discard()
 			h := &batchHost{t: tk, txn: txn}
 			if code := h.Put(int32(i), -1, []byte("k"), []byte("v")); code.String() != "store is read-only" {

@@ -11,40 +11,36 @@ import (
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // task is the unit of work, state and assignment: one stage on one
-// partition. Only the engine's loop touches it, one goroutine at a time.
+// partition. The engine's loop runs it, one goroutine at a time; its
+// uncommitted work is its cycle.
 type task struct {
 	// ctx bounds guest calls; it is not cancelled by shutdown, so a batch
 	// that started finishes (within the stage's deadline) rather than leaving
 	// half its effects. stop is the run's context, checked between batches.
 	ctx       context.Context
 	stop      context.Context
-	e         *Engine
+	env       *taskEnv
 	stage     *stage
 	partition int32
 	log       *slog.Logger
-	stores    []state.Keyspace
+	stores    []state.Keyspace // by handle: the stage's stores, then its tables
 
 	inst  *wasm.Instance
 	host  batchHost
 	cache readCache
+	cycle cycle
 
-	// Uncommitted work of the current commit cycle.
-	txn   *state.Txn
-	emits []*kgo.Record
-	arena arena
-	next  map[string]int64 // input topic → next offset, processed but not committed
-	// start holds, per input topic, the offset the current cycle started
-	// at: where consumption rewinds when the cycle is dropped. Records the
-	// cycle fetched but did not process (shutdown, a stopped task) are
-	// rewound to as well, since a transaction commits what was fetched.
-	start   map[string]int64
-	refetch map[string]int64 // input topic → first fetched offset left unprocessed
+	// refetch holds, per input topic, the first fetched offset left
+	// unprocessed (shutdown began, or the task stopped): consumption moves
+	// back there, since a transaction commits what was fetched.
+	refetch map[string]int64
 	// catchUp holds, per co-partitioned table topic, the end offset the
 	// table must reach before the task's inputs are processed.
 	catchUp    map[string]int64
@@ -59,38 +55,42 @@ type task struct {
 	restoreCancel   context.CancelFunc
 	restoreDone     chan struct{}
 	restoreProgress atomic.Int64 // per mille of the store being restored
-	seen            map[string]struct{}
 }
 
-func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, error) {
+// taskEnv is what every task of an engine shares.
+type taskEnv struct {
+	db      *state.DB
+	metrics *metrics.Metrics
+	group   string // the app's consumer group: the checkpoint group of inputs
+}
+
+func newTask(ctx context.Context, env *taskEnv, log *slog.Logger, s *stage, partition int32) (*task, error) {
 	t := &task{
 		ctx:        context.WithoutCancel(ctx),
 		stop:       ctx,
-		e:          e,
+		env:        env,
 		stage:      s,
 		partition:  partition,
-		log:        e.log.With("stage", s.name, "partition", partition),
-		next:       map[string]int64{},
-		start:      map[string]int64{},
+		log:        log.With("stage", s.name, "partition", partition),
+		cycle:      newCycle(),
 		refetch:    map[string]int64{},
 		catchUp:    map[string]int64{},
 		streamTime: -1,
 	}
 	t.host.t = t
-	// Handles: the stage's stores, then its tables (read-only).
-	for _, name := range s.cfg.Stores {
-		ks, err := e.db.Keyspace(name, partition)
+	for _, st := range s.stores {
+		ks, err := env.db.Keyspace(st.Name, partition)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q partition %d: %w", s.name, partition, err)
 		}
 		t.stores = append(t.stores, ks)
 	}
-	for _, ts := range s.tables {
+	for _, tt := range s.tables {
 		p := partition
-		if ts.global {
+		if tt.Global {
 			p = 0
 		}
-		ks, err := e.db.Keyspace(ts.name, p)
+		ks, err := env.db.Keyspace(tt.Name, p)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q partition %d: %w", s.name, partition, err)
 		}
@@ -101,7 +101,10 @@ func newTask(ctx context.Context, e *Engine, s *stage, partition int32) (*task, 
 }
 
 // pending reports whether the task has processed records not yet committed.
-func (t *task) pending() bool { return t.txn != nil }
+func (t *task) pending() bool { return t.cycle.pending() }
+
+// waiting reports whether a task cannot answer for its partition yet.
+func (t *task) waiting() bool { return t.restoring || len(t.catchUp) > 0 }
 
 // process runs recs, all from this task's partition, through the guest in
 // batches, adding their effects to the current cycle.
@@ -109,13 +112,9 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 	if t.stopped != nil {
 		return nil
 	}
-	if t.txn == nil {
-		t.txn = t.e.db.NewTxn()
-	}
+	t.cycle.begin(t.env.db)
 	for _, r := range recs {
-		if _, ok := t.start[r.Topic]; !ok {
-			t.start[r.Topic] = r.Offset
-		}
+		t.cycle.consumed(r)
 	}
 	defer func() {
 		// What is left was fetched but not processed (shutdown began):
@@ -129,7 +128,9 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 	recs = mergeByTimestamp(recs, t.stage.topicRank)
 	defer func() {
 		if err == nil {
-			err = t.checkpoint()
+			if err = t.cycle.checkpoint(t.env.group, t.partition); err != nil {
+				err = fmt.Errorf("stage %q partition %d: %w", t.stage.name, t.partition, err)
+			}
 		}
 	}()
 	for len(recs) > 0 && t.stop.Err() == nil {
@@ -142,7 +143,7 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 		// it are processed; when the table's topic is also an input, the
 		// guest then sees the update too (table-table joins).
 		if i, ts := t.stage.partitionedTable(recs[0].Topic); ts != nil {
-			if err := t.applyTable(len(t.stage.cfg.Stores)+i, recs[0]); err != nil {
+			if err := t.applyTable(len(t.stage.stores)+i, recs[0]); err != nil {
 				return err
 			}
 			if _, input := t.stage.topicIndex[recs[0].Topic]; !input {
@@ -169,7 +170,7 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 		if err := t.runBatch(batch); err != nil {
 			return err
 		}
-		m := t.e.metrics
+		m := t.env.metrics
 		m.BatchSeconds.WithLabelValues(t.stage.name).Observe(time.Since(start).Seconds())
 		m.RecordsIn.WithLabelValues(t.stage.name).Add(float64(len(batch)))
 		for _, r := range batch {
@@ -184,25 +185,13 @@ func (t *task) isTableTopic(topic string) bool {
 	return ts != nil
 }
 
-// advance records that r is done: its offset commits with the cycle (see
-// checkpoint).
+// advance records that r is done: its offset commits with the cycle, and
+// it may be the record a table catching up waited for.
 func (t *task) advance(r *kgo.Record) {
-	t.next[r.Topic] = r.Offset + 1
+	t.cycle.advance(r)
 	if end, ok := t.catchUp[r.Topic]; ok && r.Offset+1 >= end {
 		delete(t.catchUp, r.Topic)
 	}
-}
-
-// checkpoint writes the next input offsets into the cycle's Pebble batch,
-// once per topic rather than once per record: the batch stays small, and
-// the offsets commit atomically with the state they describe.
-func (t *task) checkpoint() error {
-	for topic, next := range t.next {
-		if err := t.txn.SetOffset(t.e.group, topic, t.partition, next); err != nil {
-			return fmt.Errorf("stage %q partition %d: checkpoint %s: %w", t.stage.name, t.partition, topic, err)
-		}
-	}
-	return nil
 }
 
 // applyTable materialises one table record: its value under its key, or a
@@ -216,16 +205,16 @@ func (t *task) applyTable(handle int, r *kgo.Record) error {
 		t.log.Warn("table record without a key skipped", "table", ks.Store(), "topic", r.Topic, "offset", r.Offset)
 		return nil
 	case r.Value == nil:
-		err = t.txn.Delete(ks, r.Key)
+		err = t.cycle.txn.Delete(ks, r.Key)
 		t.cache.set(int32(handle), r.Key, nil, false)
 	default:
-		err = t.txn.Put(ks, r.Key, r.Value)
+		err = t.cycle.txn.Put(ks, r.Key, r.Value)
 		t.cache.set(int32(handle), r.Key, r.Value, true)
 	}
 	if err != nil {
 		return fmt.Errorf("table %q partition %d: %w", ks.Store(), t.partition, err)
 	}
-	t.e.metrics.TableRecords.WithLabelValues(ks.Store()).Inc()
+	t.env.metrics.TableRecords.WithLabelValues(ks.Store()).Inc()
 	return nil
 }
 
@@ -234,15 +223,16 @@ func (t *task) applyTable(handle int, r *kgo.Record) error {
 // one by one), it undoes the batch and runs each record alone, so that only
 // the records that fail get the error policy.
 func (t *task) runBatch(recs []*kgo.Record) error {
-	if len(recs) == 1 && recordSize(recs[0]) > int(t.stage.memoryLimit) {
-		return t.recordFailed(recs[0], "oversize", fmt.Sprintf("record of %d bytes exceeds the stage's guest memory limit of %d bytes", recordSize(recs[0]), t.stage.memoryLimit))
+	if len(recs) == 1 && recordSize(recs[0]) > int(t.stage.cfg.MemoryLimit) {
+		return t.recordFailed(recs[0], "oversize", fmt.Sprintf("record of %d bytes exceeds the stage's guest memory limit of %d bytes", recordSize(recs[0]), t.stage.cfg.MemoryLimit))
 	}
 	if err := t.ensureInstance(); err != nil {
 		return err
 	}
-	mark, emitMark := t.txn.Mark(), len(t.emits)
+	c := &t.cycle
+	mark, outMark, changeMark := c.txn.Mark(), len(c.outputs), len(c.changes)
 	t.buf = t.encode(recs)
-	t.host.reset(t.txn, recs)
+	t.host.reset(c.txn, recs)
 	err := t.inst.Process(t.ctx, &t.host, t.buf)
 	t.host.closeIters()
 	if err == nil && !t.host.interleaved {
@@ -256,10 +246,10 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 		return nil
 	}
 	t.cache.clear()
-	if rerr := t.txn.RollbackTo(mark); rerr != nil {
+	if rerr := c.txn.RollbackTo(mark); rerr != nil {
 		return fmt.Errorf("stage %q partition %d: undo failed batch: %w", t.stage.name, t.partition, rerr)
 	}
-	t.emits = t.emits[:emitMark]
+	c.outputs, c.changes = c.outputs[:outMark], c.changes[:changeMark]
 	kind := "batch"
 	if err != nil && t.inst.Broken() != nil {
 		kind = "trap"
@@ -267,7 +257,7 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 			kind = "deadline"
 		}
 		t.closeInstance()
-		t.e.metrics.InstanceRestarts.WithLabelValues(t.stage.name).Inc()
+		t.env.metrics.InstanceRestarts.WithLabelValues(t.stage.name).Inc()
 	}
 	if len(recs) > 1 {
 		t.log.Debug("batch failed; running its records one by one", "records", len(recs), "err", err)
@@ -320,7 +310,7 @@ func (t *task) closeInstance() {
 // recordFailed applies the stage's error policy to one record.
 func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 	s := t.stage
-	t.e.metrics.GuestErrors.WithLabelValues(s.name, kind, string(s.cfg.ErrorPolicy)).Inc()
+	t.env.metrics.GuestErrors.WithLabelValues(s.name, kind, string(s.cfg.ErrorPolicy)).Inc()
 	attrs := []any{"topic", r.Topic, "offset", r.Offset, "kind", kind, "error", msg}
 	switch s.cfg.ErrorPolicy {
 	case config.PolicySkip:
@@ -337,7 +327,7 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 			kgo.RecordHeader{Key: "streamrt.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
 			kgo.RecordHeader{Key: "streamrt.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		)
-		t.emits = append(t.emits, &kgo.Record{Topic: s.cfg.DeadLetterTopic, Key: r.Key, Value: r.Value, Headers: hs, Timestamp: r.Timestamp})
+		t.cycle.outputs = append(t.cycle.outputs, &kgo.Record{Topic: s.cfg.DeadLetterTopic, Key: r.Key, Value: r.Value, Headers: hs, Timestamp: r.Timestamp})
 		return nil
 	default:
 		return &TaskError{Stage: s.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Reason: msg}
@@ -350,7 +340,7 @@ func (t *task) encode(recs []*kgo.Record) []byte {
 			t.streamTime = ts
 		}
 	}
-	b := abi.AppendBatchHeader(t.buf[:0], len(recs), t.streamTime, t.stage.cfg.Inputs)
+	b := abi.AppendBatchHeader(t.buf[:0], len(recs), t.streamTime, t.stage.inputs)
 	for _, r := range recs {
 		b = abi.AppendRecord(b, t.stage.topicIndex[r.Topic], r.Partition, r.Offset, r.Timestamp.UnixMilli(), r.Key, r.Value, len(r.Headers))
 		for _, h := range r.Headers {
@@ -360,20 +350,14 @@ func (t *task) encode(recs []*kgo.Record) []byte {
 	return b
 }
 
-// reset drops the uncommitted cycle.
-func (t *task) reset() {
+// drop discards the task's uncommitted cycle.
+func (t *task) drop() {
 	t.cache.clear()
-	if t.txn != nil {
-		t.txn.Discard()
-		t.txn = nil
-	}
-	t.emits = t.emits[:0]
-	clear(t.next)
-	clear(t.start)
+	t.cycle.drop()
 }
 
 func (t *task) close() {
-	t.reset()
+	t.drop()
 	t.closeInstance()
 }
 

@@ -17,9 +17,9 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/partition"
+	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
@@ -30,7 +30,7 @@ type fixedEngine struct {
 }
 
 func (e *fixedEngine) Owns(_ string, p int32) bool   { return e.owned[p] }
-func (e *fixedEngine) Status() engine.Status         { return engine.Status{Ready: true} }
+func (e *fixedEngine) Readiness() probe.Readiness    { return probe.Readiness{Ready: true} }
 func (e *fixedEngine) Assignment() assign.Assignment { return e.a }
 
 const (

@@ -15,8 +15,8 @@ import (
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/abi/abitest"
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/internal/logtest"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 )

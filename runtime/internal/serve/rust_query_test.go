@@ -14,12 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/partition"
+	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 )
@@ -28,7 +28,7 @@ import (
 type ownerEngine struct{}
 
 func (ownerEngine) Owns(string, int32) bool       { return true }
-func (ownerEngine) Status() engine.Status         { return engine.Status{} }
+func (ownerEngine) Readiness() probe.Readiness    { return probe.Readiness{} }
 func (ownerEngine) Assignment() assign.Assignment { return assign.Assignment{} }
 
 // syncBuffer is a log sink for a server that logs from its handlers'

@@ -25,8 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
+	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
@@ -42,12 +42,16 @@ type Store struct {
 	Global bool
 }
 
-// Engine is what the server asks of the processing engine.
+// Engine is what the server reads of the app's processing. Its answers
+// are snapshots the processing publishes: they must never wait for a batch
+// or a commit.
 type Engine interface {
 	// Owns reports whether this instance owns partition p of topic and its
 	// task is ready to be read.
 	Owns(topic string, p int32) bool
-	Status() engine.Status
+	// Readiness is the answer of /readyz.
+	Readiness() probe.Readiness
+	// Assignment is the group's task→instance map as last learned.
 	Assignment() assign.Assignment
 }
 
@@ -211,7 +215,7 @@ func (s *Server) authorize(h func(http.ResponseWriter, *http.Request) int) func(
 }
 
 func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
-	st := s.eng.Status()
+	st := s.eng.Readiness()
 	code := http.StatusOK
 	if !st.Ready {
 		code = http.StatusServiceUnavailable

@@ -10,9 +10,9 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/partition"
+	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
@@ -21,7 +21,7 @@ import (
 type lostEngine struct{}
 
 func (lostEngine) Owns(string, int32) bool       { return false }
-func (lostEngine) Status() engine.Status         { return engine.Status{} }
+func (lostEngine) Readiness() probe.Readiness    { return probe.Readiness{} }
 func (lostEngine) Assignment() assign.Assignment { return assign.Assignment{} }
 
 func newTestServer(t *testing.T) (*httptest.Server, *state.DB) {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
-	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // The batch BenchmarkGuestIdentity runs: 500 records with 8-byte keys and

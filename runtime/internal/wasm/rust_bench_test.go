@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // The Rust guests beside their Go twins, in the same run and on the same

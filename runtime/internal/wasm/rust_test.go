@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
-	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // A Rust module built for another ABI version is refused at load, with both

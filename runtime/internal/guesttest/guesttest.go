@@ -12,13 +12,13 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/streamrt/streamrt/internal/modload"
+	"github.com/streamrt/streamrt/runtime/internal/modload"
 )
 
 // Dir returns the directory of the named test guest.
 func Dir(name string) string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "runtime", "internal", "wasm", "testdata", "guests", name)
+	return filepath.Join(filepath.Dir(file), "..", "wasm", "testdata", "guests", name)
 }
 
 // CacheDir is where built guests are kept.

@@ -7,14 +7,14 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/streamrt/streamrt/internal/modload"
+	"github.com/streamrt/streamrt/runtime/internal/modload"
 )
 
 // RustDir returns the directory of a crate in the Rust SDK's workspace:
 // "conformance", "testdata/identity", or "" for the SDK itself.
 func RustDir(name string) string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "sdk", "rust", filepath.FromSlash(name))
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "sdk", "rust", filepath.FromSlash(name))
 }
 
 // BuildRust returns the Wasm bytes of the Rust crate at dir, building it with

@@ -10,53 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ChangelogTopic names the compacted topic that backs a store: every
-// committed change to the store's partition p is in partition p of it, so a
-// store can be rebuilt anywhere from its changelog.
-func ChangelogTopic(app, store string) string { return app + "-" + store + "-changelog" }
-
 // changelogGroup is the checkpoint group under which a store partition's
 // changelog position is kept: changelogs belong to no consumer group.
 const changelogGroup = ""
-
-// partitioner sends changelog records to the partition their task sets and
-// everything else by Kafka's default rule (murmur2 of the key).
-type partitioner struct {
-	manual map[string]bool
-	byKey  kgo.Partitioner
-}
-
-func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
-	if p.manual[topic] {
-		return kgo.ManualPartitioner().ForTopic(topic)
-	}
-	return p.byKey.ForTopic(topic)
-}
-
-// compactChanges keeps, of the changelog records in rs, only the last one per
-// key and topic: the changelog is compacted anyway, and a hot key changed a
-// thousand times in one cycle needs one record, not a thousand. Other
-// records keep their places.
-func (e *Engine) compactChanges(rs []*kgo.Record, seen map[string]struct{}) []*kgo.Record {
-	clear(seen)
-	out := rs[:0:0]
-	for i := len(rs) - 1; i >= 0; i-- {
-		r := rs[i]
-		if e.changelogs[r.Topic] {
-			k := r.Topic + "\x00" + string(r.Key)
-			if _, dup := seen[k]; dup {
-				continue
-			}
-			seen[k] = struct{}{}
-		}
-		out = append(out, r)
-	}
-	// Reverse back into produce order.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out
-}
 
 // plan decides, for a task just assigned here, where its inputs resume and
 // whether its stores need restoring. Local input checkpoints are used only
@@ -73,39 +29,69 @@ type restoreRange struct {
 	from, end    int64 // replay [from, end); from -1 means from the start, dropping local data first
 }
 
-func (e *Engine) planTask(ctx context.Context, t *task, ends kadm.ListedOffsets) (plan, error) {
+func (e *Engine) planTask(t *task, ends kadm.ListedOffsets) (plan, error) {
 	pl := plan{useLocal: true}
-	for _, topic := range t.stage.cfg.Inputs {
+	for _, topic := range t.stage.inputs {
 		if _, found, err := e.db.Offset(e.group, topic, t.partition); err != nil {
 			return pl, err
 		} else if !found {
 			pl.useLocal = false
 		}
 	}
-	for _, store := range t.stage.cfg.Stores {
-		topic := ChangelogTopic(e.cfg.App, store)
-		lo, ok := ends.Lookup(topic, t.partition)
+	for _, st := range t.stage.stores {
+		lo, ok := ends.Lookup(st.Changelog, t.partition)
 		if !ok || lo.Err != nil {
 			err := errors.New("no end offset listed")
 			if ok {
 				err = lo.Err
 			}
-			return pl, fmt.Errorf("changelog %s partition %d: %w", topic, t.partition, err)
+			return pl, fmt.Errorf("changelog %s partition %d: %w", st.Changelog, t.partition, err)
 		}
-		next, found, err := e.db.Offset(changelogGroup, topic, t.partition)
+		next, found, err := e.db.Offset(changelogGroup, st.Changelog, t.partition)
 		if err != nil {
 			return pl, err
 		}
 		switch {
 		case !found:
 			pl.useLocal = false
-			pl.restore = append(pl.restore, restoreRange{store: store, topic: topic, from: -1, end: lo.Offset})
+			pl.restore = append(pl.restore, restoreRange{store: st.Name, topic: st.Changelog, from: -1, end: lo.Offset})
 		case next < lo.Offset:
 			pl.useLocal = false
-			pl.restore = append(pl.restore, restoreRange{store: store, topic: topic, from: next, end: lo.Offset})
+			pl.restore = append(pl.restore, restoreRange{store: st.Name, topic: st.Changelog, from: next, end: lo.Offset})
 		}
 	}
 	return pl, nil
+}
+
+// startRestore restores a task's stores in the background, retrying through
+// broker faults until it completes or the task is revoked; its inputs stay
+// paused meanwhile (updatePause). Callers hold e.mu.
+func (e *Engine) startRestore(t *task, ranges []restoreRange) {
+	ctx, cancel := context.WithCancel(e.runCtx)
+	t.restoring, t.restoreCancel, t.restoreDone = true, cancel, make(chan struct{})
+	t.restoreProgress.Store(0)
+	e.metrics.RestoringTasks.Inc()
+	go func() {
+		defer close(t.restoreDone)
+		defer e.metrics.RestoringTasks.Dec()
+		if !retry(ctx, t.log, "restore failed; retrying", func() error { return e.restore(ctx, t, ranges) }) {
+			return
+		}
+		e.mu.Lock()
+		t.restoring = false
+		e.updatePause(t)
+		e.mu.Unlock()
+	}()
+}
+
+// stopRestore cancels a task's restore, if any, and waits for it to end.
+func (e *Engine) stopRestore(t *task) {
+	if t.restoreCancel == nil {
+		return
+	}
+	t.restoreCancel()
+	<-t.restoreDone
+	t.restoreCancel = nil
 }
 
 // restore replays the changelog ranges of a task's stores into local state,
@@ -151,89 +137,51 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 	if err != nil {
 		return err
 	}
+	if rr.end <= from {
+		return e.checkpointChangelog(rr.topic, t.partition, rr.end)
+	}
 	total := rr.end - from
 	log := t.log.With("store", rr.store, "changelog", rr.topic)
-	if total <= 0 {
-		return e.checkpoint(t, rr, rr.end)
-	}
 	log.Info("restoring store", "from", from, "to", rr.end, "records", total)
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(e.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{rr.topic: {t.partition: kgo.NewOffset().At(from)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Transaction markers count as offsets: seeing them is how the
-		// restore knows it reached the end of a transactional log.
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(restoreFetchPartitionBytes),
-		kgo.WithLogger(kgoLogger{e.log}),
-		kgo.WithHooks(e.health),
-	)
+	f, err := e.follow(map[string]map[int32]int64{rr.topic: {t.partition: from}}, log, restoreFetchPartitionBytes)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-
-	start, lastReport := time.Now(), time.Now()
-	var done, bytes int64
+	defer f.close()
 	load, err := e.db.NewLoad(ks)
 	if err != nil {
 		return err
 	}
 	defer load.Close()
-	pos := from
-	lastProgress := time.Now()
-	for pos < rr.end {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				ferr = err
-			}
-		})
-		if ferr != nil {
-			log.Warn("restore fetch failed; retrying", "err", ferr)
-			e.metrics.BrokerErrors.Inc()
-		}
+
+	// pos is where the restore stands: a read_committed reader skips a
+	// trailing aborted transaction's records and sees its marker past the
+	// end listed at assignment, which also means the end is reached.
+	pos := func() int64 { return min(f.pos[rr.topic][t.partition], rr.end) }
+	start, lastReport, lastProgress := time.Now(), time.Now(), time.Now()
+	var done, bytes int64
+	for pos() < rr.end {
 		n := 0
-		var applyErr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= rr.end {
-				// Past the end listed at assignment: a read_committed
-				// reader skips a trailing aborted transaction's records
-				// and sees its marker here, so the end is reached.
-				pos = max(pos, rr.end)
-				return
-			}
-			if applyErr != nil {
-				return
-			}
-			pos = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
-			}
-			if r.Value == nil {
-				applyErr = load.Delete(r.Key)
-			} else {
-				applyErr = load.Put(r.Key, r.Value)
+		err := f.poll(ctx, time.Second, func(r *kgo.Record) error {
+			if r.Offset >= rr.end || r.Attrs.IsControl() {
+				return nil
 			}
 			n++
 			bytes += int64(len(r.Key) + len(r.Value))
+			if r.Value == nil {
+				return load.Delete(r.Key)
+			}
+			return load.Put(r.Key, r.Value)
 		})
-		if applyErr != nil {
-			return applyErr
+		if err != nil {
+			return err
 		}
 		done += int64(n)
 		e.metrics.RestoredRecords.WithLabelValues(rr.store).Add(float64(n))
-		if n == 0 && pos < rr.end {
+		if n == 0 && pos() < rr.end {
 			if time.Since(lastProgress) > 30*time.Second {
 				lastProgress = time.Now()
-				log.Warn("restore is making no progress; still waiting for the changelog", "at", pos, "end", rr.end)
+				log.Warn("restore is making no progress; still waiting for the changelog", "at", pos(), "end", rr.end)
 			}
 			continue
 		}
@@ -243,7 +191,7 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			// atomically with it. A crash in between leaves the checkpoint
 			// behind the data, and replaying the chunk again from there
 			// leaves the same state: every change sets or deletes its key.
-			if err := load.SetOffset(changelogGroup, rr.topic, t.partition, pos); err != nil {
+			if err := load.SetOffset(changelogGroup, rr.topic, t.partition, pos()); err != nil {
 				return err
 			}
 			if err := load.Commit(ctx); err != nil {
@@ -253,9 +201,9 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 		if time.Since(lastReport) >= time.Second {
 			lastReport = time.Now()
 			secs := time.Since(start).Seconds()
-			log.Info("restoring store", "percent", fmt.Sprintf("%.1f", 100*float64(pos-from)/float64(total)),
+			log.Info("restoring store", "percent", fmt.Sprintf("%.1f", 100*float64(pos()-from)/float64(total)),
 				"records_per_sec", int64(float64(done)/secs), "mb_per_sec", fmt.Sprintf("%.1f", float64(bytes)/secs/1e6))
-			t.restoreProgress.Store(int64(1000 * float64(pos-from) / float64(total)))
+			t.restoreProgress.Store(int64(1000 * float64(pos()-from) / float64(total)))
 		}
 	}
 	if err := load.SetOffset(changelogGroup, rr.topic, t.partition, rr.end); err != nil {
@@ -273,9 +221,11 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 	return nil
 }
 
-func (e *Engine) checkpoint(t *task, rr restoreRange, next int64) error {
+// checkpointChangelog records that a store partition reflects its
+// changelog up to next.
+func (e *Engine) checkpointChangelog(topic string, p int32, next int64) error {
 	txn := e.db.NewTxn()
-	if err := txn.SetOffset(changelogGroup, rr.topic, t.partition, next); err != nil {
+	if err := txn.SetOffset(changelogGroup, topic, p, next); err != nil {
 		txn.Discard()
 		return err
 	}

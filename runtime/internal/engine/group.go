@@ -1,0 +1,217 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// prepare runs when partitions are newly assigned, before fetching starts:
+// it creates their tasks, decides where each resumes (planTask), and starts
+// restoring the stores that are behind their changelogs, with the task's
+// inputs paused until the restore is done.
+func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	select {
+	case <-e.clientSet:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var tasks []*task
+	var changelogs []string
+	for topic, parts := range offsets {
+		s := e.byTopic[topic]
+		if s == nil {
+			continue
+		}
+		for p := range parts {
+			t, err := e.task(e.runCtx, s, p)
+			if err != nil {
+				return nil, err
+			}
+			if !t.restoring && !slices.Contains(tasks, t) {
+				tasks = append(tasks, t)
+				for _, st := range s.stores {
+					changelogs = append(changelogs, st.Changelog)
+				}
+				for _, tt := range s.tables {
+					if !tt.Global {
+						changelogs = append(changelogs, tt.Topic)
+					}
+				}
+			}
+		}
+	}
+	var ends kadm.ListedOffsets
+	if len(changelogs) > 0 {
+		var err error
+		if ends, err = e.listEnds(ctx, changelogs); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tasks {
+		pl, err := e.planTask(t, ends)
+		if err != nil {
+			return nil, err
+		}
+		if pl.useLocal {
+			for _, topic := range t.stage.inputs {
+				if next, found, err := e.db.Offset(e.group, topic, t.partition); err == nil && found && offsets[topic] != nil {
+					offsets[topic][t.partition] = kgo.NewOffset().At(next)
+				}
+			}
+		}
+		// A co-partitioned table resumes from its local checkpoint, or from
+		// the start: its topic is its changelog, and no other instance's
+		// progress in the group means anything for the state here.
+		for _, tt := range t.stage.tables {
+			if tt.Global || offsets[tt.Topic] == nil {
+				continue
+			}
+			next, _, err := e.db.Offset(e.group, tt.Topic, t.partition)
+			if err != nil {
+				return nil, err
+			}
+			offsets[tt.Topic][t.partition] = kgo.NewOffset().At(next)
+			if end, ok := ends.Lookup(tt.Topic, t.partition); ok && end.Err == nil && next < end.Offset {
+				t.catchUp[tt.Topic] = end.Offset
+				t.catchingUp = true
+			}
+		}
+		if len(pl.restore) > 0 {
+			e.startRestore(t, pl.restore)
+		}
+		e.updatePause(t)
+	}
+	return offsets, nil
+}
+
+// listEnds lists the end offsets of topics, waiting briefly for partitions
+// the cluster does not list yet: a topic created moments ago (a changelog,
+// at first start) can be missing from metadata for a little while.
+func (e *Engine) listEnds(ctx context.Context, topics []string) (kadm.ListedOffsets, error) {
+	for attempt := 0; ; attempt++ {
+		ends, err := e.adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			return nil, fmt.Errorf("list end offsets: %w", err)
+		}
+		complete := true
+		ends.Each(func(lo kadm.ListedOffset) {
+			if lo.Err != nil {
+				complete = false
+			}
+		})
+		for _, t := range topics {
+			if _, ok := ends[t]; !ok {
+				complete = false
+			}
+		}
+		if complete || attempt == 20 {
+			return ends, nil // planTask names what is still missing
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for topic, ps := range assigned {
+		if e.owned[topic] == nil {
+			e.owned[topic] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			e.owned[topic][p] = true
+		}
+		e.log.Info("partitions assigned", "topic", topic, "partitions", ps)
+	}
+	e.assigned = true
+	e.publish()
+}
+
+func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	e.release(revoked, true)
+}
+
+// onLost handles partitions lost without a clean revocation (the session
+// expired, as when the broker was away): the tasks stop here, but their
+// local state stays, since it is still right as far as it goes; if they come
+// back, planning restores only the changelog's tail.
+func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	e.release(lost, false)
+}
+
+// release stops the tasks of partitions this instance no longer owns, and
+// with drop removes their local state (their new owner has it now).
+func (e *Engine) release(parts map[string][]int32, drop bool) {
+	e.mu.Lock()
+	var gone []*task
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(e.owned[topic], p)
+			if s := e.byTopic[topic]; s != nil {
+				id := taskID{s.name, p}
+				if t, ok := e.tasks[id]; ok {
+					gone = append(gone, t)
+					delete(e.tasks, id)
+				}
+			}
+		}
+		if drop {
+			e.log.Info("partitions revoked", "topic", topic, "partitions", ps)
+		} else {
+			e.log.Warn("partitions lost (session expired); keeping their local state", "topic", topic, "partitions", ps)
+		}
+	}
+	e.publish()
+	e.mu.Unlock()
+	for _, t := range gone {
+		e.stopRestore(t)
+		t.close()
+		// A task this instance is now a standby of keeps its state: it is
+		// the warm copy.
+		if drop && !e.isStandby(t.stage, t.partition) {
+			e.dropLocal(t.stage, t.partition, t.log)
+		}
+	}
+	if a := e.bal.Snapshot(); a.Valid() {
+		e.reconcileStandbys(a)
+	}
+}
+
+// dropLocal removes a moved-away task's store partitions: its new owner
+// keeps them now, and should this instance get the task back, it restores
+// from the changelog. The checkpoint goes first (see state.ClearOffset).
+func (e *Engine) dropLocal(s *stage, p int32, log *slog.Logger) {
+	for _, tt := range s.tables {
+		if tt.Global {
+			continue
+		}
+		err := e.db.ClearOffset(e.group, tt.Topic, p)
+		if err == nil {
+			err = e.db.DropPartition(tt.Name, p)
+		}
+		if err != nil {
+			log.Error("dropping the local copy of a moved table partition failed; it will be rebuilt if it comes back", "table", tt.Name, "err", err)
+		}
+	}
+	for _, st := range s.stores {
+		err := e.db.ClearOffset(changelogGroup, st.Changelog, p)
+		if err == nil {
+			err = e.db.DropPartition(st.Name, p)
+		}
+		if err != nil {
+			log.Error("dropping the local copy of a moved store partition failed; it will be rebuilt if it comes back", "store", st.Name, "err", err)
+		}
+	}
+}

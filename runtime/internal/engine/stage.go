@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Stage is what the engine needs to run one configured stage.
+type Stage struct {
+	Config config.Stage
+	Module *wasm.Module
+}
+
+// stage is a stage of the app's topology as the engine runs it. A table's
+// own stage (one that only materialises a co-partitioned table) has no
+// module, no inputs and no stores.
+type stage struct {
+	name    string
+	cfg     config.Stage
+	inputs  []string                // the topics its guest processes
+	stores  []config.StoreTopology  // its stores, with their changelogs
+	tables  []*config.TableTopology // the tables it reads, in cfg.Tables order
+	outputs []config.OutputTopology // by name
+	module  atomic.Pointer[wasm.Module]
+	// topicIndex numbers the inputs as the batch encoding's topic table
+	// does.
+	topicIndex map[string]uint16
+	// maxBatchBytes caps a batch at a quarter of guest memory, leaving the
+	// guest room to decode it and work.
+	maxBatchBytes int
+}
+
+func newStage(st *config.StageTopology, m *wasm.Module) *stage {
+	s := &stage{
+		name: st.Name, cfg: st.Config, inputs: st.Inputs, stores: st.Stores, tables: st.Tables, outputs: st.Outputs,
+		topicIndex:    map[string]uint16{},
+		maxBatchBytes: int(st.Config.MemoryLimit / 4),
+	}
+	for i, in := range st.Inputs {
+		s.topicIndex[in] = uint16(i)
+	}
+	if m != nil {
+		s.module.Store(m)
+	}
+	return s
+}
+
+// Swap makes stage run module from its tasks' next batch on. Batches already
+// running finish on the module they started with, and each task commits or
+// replays whole batches, so no record is lost or processed twice.
+func (e *Engine) Swap(stageName string, m *wasm.Module) error {
+	for _, s := range e.stages {
+		if s.name == stageName {
+			s.module.Store(m)
+			e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
+			return nil
+		}
+	}
+	return fmt.Errorf("no stage %q", stageName)
+}
+
+// Module returns the module a stage currently runs.
+func (e *Engine) Module(stageName string) *wasm.Module {
+	for _, s := range e.stages {
+		if s.name == stageName {
+			return s.module.Load()
+		}
+	}
+	return nil
+}
+
+// topicRank orders a stage's topics for ties: inputs in configured order,
+// then its tables.
+func (s *stage) topicRank(topic string) int {
+	if i, ok := s.topicIndex[topic]; ok {
+		return int(i)
+	}
+	return len(s.topicIndex) + slices.IndexFunc(s.tables, func(t *config.TableTopology) bool { return t.Topic == topic })
+}
+
+// partitionedTable returns the co-partitioned table the stage materialises
+// from topic, with its index among the stage's tables, or nil.
+func (s *stage) partitionedTable(topic string) (int, *config.TableTopology) {
+	for i, t := range s.tables {
+		if !t.Global && t.Topic == topic {
+			return i, t
+		}
+	}
+	return -1, nil
+}
+
+// mergeByTimestamp orders a task's fetched records, which arrive grouped by
+// partition, into one sequence: each partition's records stay in offset
+// order, and across partitions the record with the lowest timestamp goes
+// first (ties: the order of topics in rank). This is the task's processing
+// order "as far as the fetched data allows": a record fetched in a later
+// poll is processed later even if its timestamp is lower.
+func mergeByTimestamp(recs []*kgo.Record, rank func(topic string) int) []*kgo.Record {
+	var runs [][]*kgo.Record
+	for i := 0; i < len(recs); {
+		j := i + 1
+		for j < len(recs) && recs[j].Topic == recs[i].Topic {
+			j++
+		}
+		runs = append(runs, recs[i:j])
+		i = j
+	}
+	if len(runs) < 2 {
+		return recs
+	}
+	out := make([]*kgo.Record, 0, len(recs))
+	for {
+		best := -1
+		for i, r := range runs {
+			if len(r) == 0 {
+				continue
+			}
+			if best < 0 {
+				best = i
+				continue
+			}
+			a, b := r[0], runs[best][0]
+			if c := a.Timestamp.Compare(b.Timestamp); c < 0 || (c == 0 && cmp.Less(rank(a.Topic), rank(b.Topic))) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		out = append(out, runs[best][0])
+		runs[best] = runs[best][1:]
+	}
+}

@@ -1,0 +1,16 @@
+// Package probe holds what an instance says of its readiness: the answer of
+// /readyz. The engine publishes it and the HTTP server reads it, so neither
+// depends on the other.
+package probe
+
+// Readiness is an instance's readiness, as /readyz shows it.
+type Readiness struct {
+	Ready bool `json:"ready"`
+	// Reasons say why the instance is not ready; none when it is.
+	Reasons []string `json:"reasons,omitempty"`
+	// Stopped lists the tasks the fail error policy stopped, with why.
+	Stopped []string `json:"stopped_tasks,omitempty"`
+	// Restoring lists the tasks that cannot answer yet: restoring their
+	// stores or catching up their tables.
+	Restoring []string `json:"restoring_tasks,omitempty"`
+}
