@@ -13,11 +13,11 @@ import (
 // group's, the admin one, restores, standby copies, global tables): the seed
 // brokers, the log, and the hooks that follow the brokers' health, followed
 // by extra.
-func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
+func (v *env) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(e.cfg.Brokers...),
-		kgo.WithLogger(kgoLogger{e.log}),
-		kgo.WithHooks(e.health),
+		kgo.SeedBrokers(v.brokers...),
+		kgo.WithLogger(kgoLogger{v.log}),
+		kgo.WithHooks(v.health),
 	}
 	return append(opts, extra...)
 }

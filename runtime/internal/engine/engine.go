@@ -58,7 +58,7 @@ type Engine struct {
 	db      *state.DB
 	metrics *metrics.Metrics
 	group   string
-	env     *taskEnv
+	env     *env
 	health  *brokerHealth // shared by every Kafka client of the engine
 	bal     *assign.Balancer
 
@@ -100,13 +100,13 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		return nil, err
 	}
 	e := &Engine{
-		cfg:       cfg,
-		topo:      topo,
-		log:       log,
-		db:        db,
-		metrics:   m,
-		group:     cfg.App,
-		env:       &taskEnv{db: db, metrics: m, group: cfg.App},
+		cfg:     cfg,
+		topo:    topo,
+		log:     log,
+		db:      db,
+		metrics: m,
+		group:   cfg.App,
+
 		byTopic:   map[string]*stage{},
 		tasks:     map[taskID]*task{},
 		standbys:  map[taskID]*standby{},
@@ -114,6 +114,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		clientSet: make(chan struct{}),
 	}
 	e.health = newBrokerHealth(log, m)
+	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health}
 	modules := map[string]Stage{}
 	for _, s := range stages {
 		modules[s.Config.Name] = s
@@ -142,7 +143,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 // and leaves the group. It returns nil on a clean stop.
 func (e *Engine) Run(ctx context.Context) error {
 	e.runCtx = ctx
-	admCl, err := kgo.NewClient(e.clientOpts()...)
+	admCl, err := kgo.NewClient(e.env.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
@@ -194,7 +195,7 @@ func (e *Engine) newGroupClient() (*kgo.Client, error) {
 	if e.cfg.StartOffset == config.StartLatest {
 		start = kgo.NewOffset().AtEnd()
 	}
-	opts := e.clientOpts(
+	opts := e.env.clientOpts(
 		kgo.Balancers(e.bal),
 		kgo.ConsumerGroup(e.group),
 		kgo.ConsumeTopics(e.topo.Consumed()...),

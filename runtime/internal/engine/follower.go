@@ -17,7 +17,7 @@ import (
 // reach the end of a transactional topic. A follower is used by one
 // goroutine.
 type follower struct {
-	e   *Engine
+	env *env
 	cl  *kgo.Client
 	log *slog.Logger
 	// pos holds, per topic and partition, the offset after the last record
@@ -28,7 +28,7 @@ type follower struct {
 // follow starts reading the partitions of from, each at its offset.
 // partitionBytes caps one fetch per partition; 0 leaves the client's
 // default.
-func (e *Engine) follow(from map[string]map[int32]int64, log *slog.Logger, partitionBytes int32) (*follower, error) {
+func (v *env) follow(from map[string]map[int32]int64, log *slog.Logger, partitionBytes int32) (*follower, error) {
 	offsets := map[string]map[int32]kgo.Offset{}
 	pos := map[string]map[int32]int64{}
 	for topic, parts := range from {
@@ -47,11 +47,11 @@ func (e *Engine) follow(from map[string]map[int32]int64, log *slog.Logger, parti
 	if partitionBytes > 0 {
 		opts = append(opts, kgo.FetchMaxPartitionBytes(partitionBytes))
 	}
-	cl, err := kgo.NewClient(e.clientOpts(opts...)...)
+	cl, err := kgo.NewClient(v.clientOpts(opts...)...)
 	if err != nil {
 		return nil, err
 	}
-	return &follower{e: e, cl: cl, log: log, pos: pos}, nil
+	return &follower{env: v, cl: cl, log: log, pos: pos}, nil
 }
 
 // close stops the follower's client.
@@ -77,7 +77,7 @@ func (f *follower) poll(ctx context.Context, wait time.Duration, apply func(r *k
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			return
 		}
-		f.e.metrics.BrokerErrors.Inc()
+		f.env.metrics.BrokerErrors.Inc()
 		f.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "err", err)
 	})
 	var applyErr error
@@ -108,7 +108,7 @@ type mirror struct {
 // poll applies one fetch; see follower.poll. It returns the number of
 // records applied.
 func (m *mirror) poll(ctx context.Context, wait time.Duration) (int, error) {
-	txn := m.f.e.db.NewWriteTxn()
+	txn := m.f.env.db.NewWriteTxn()
 	defer txn.Discard()
 	touched := map[string]map[int32]bool{}
 	perTopic := map[string]int{}

@@ -70,7 +70,7 @@ func (e *Engine) startGlobals(ctx context.Context) (done <-chan struct{}, err er
 		return nil, listErr
 	}
 	log := e.log.With("component", "global-tables")
-	f, err := e.follow(from, log, 0)
+	f, err := e.env.follow(from, log, 0)
 	if err != nil {
 		return nil, err
 	}

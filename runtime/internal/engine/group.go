@@ -56,7 +56,7 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 		}
 	}
 	for _, t := range tasks {
-		pl, err := e.planTask(t, ends)
+		pl, err := e.env.planTask(t, ends)
 		if err != nil {
 			return nil, err
 		}

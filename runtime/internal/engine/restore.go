@@ -29,10 +29,10 @@ type restoreRange struct {
 	from, end    int64 // replay [from, end); from -1 means from the start, dropping local data first
 }
 
-func (e *Engine) planTask(t *task, ends kadm.ListedOffsets) (plan, error) {
+func (v *env) planTask(t *task, ends kadm.ListedOffsets) (plan, error) {
 	pl := plan{useLocal: true}
 	for _, topic := range t.stage.inputs {
-		if _, found, err := e.db.Offset(e.group, topic, t.partition); err != nil {
+		if _, found, err := v.db.Offset(v.group, topic, t.partition); err != nil {
 			return pl, err
 		} else if !found {
 			pl.useLocal = false
@@ -47,7 +47,7 @@ func (e *Engine) planTask(t *task, ends kadm.ListedOffsets) (plan, error) {
 			}
 			return pl, fmt.Errorf("changelog %s partition %d: %w", st.Changelog, t.partition, err)
 		}
-		next, found, err := e.db.Offset(changelogGroup, st.Changelog, t.partition)
+		next, found, err := v.db.Offset(changelogGroup, st.Changelog, t.partition)
 		if err != nil {
 			return pl, err
 		}
@@ -74,7 +74,7 @@ func (e *Engine) startRestore(t *task, ranges []restoreRange) {
 	go func() {
 		defer close(t.restoreDone)
 		defer e.metrics.RestoringTasks.Dec()
-		if !retry(ctx, t.log, "restore failed; retrying", func() error { return e.restore(ctx, t, ranges) }) {
+		if !retry(ctx, t.log, "restore failed; retrying", func() error { return e.env.restore(ctx, t, ranges) }) {
 			return
 		}
 		e.mu.Lock()
@@ -97,9 +97,9 @@ func (e *Engine) stopRestore(t *task) {
 // restore replays the changelog ranges of a task's stores into local state,
 // committing as it goes so that an interrupted restore resumes where it
 // stopped, and reporting progress.
-func (e *Engine) restore(ctx context.Context, t *task, ranges []restoreRange) error {
+func (v *env) restore(ctx context.Context, t *task, ranges []restoreRange) error {
 	for _, rr := range ranges {
-		if err := e.restoreStore(ctx, t, rr); err != nil {
+		if err := v.restoreStore(ctx, t, rr); err != nil {
 			return fmt.Errorf("restore store %q partition %d from %s: %w", rr.store, t.partition, rr.topic, err)
 		}
 	}
@@ -123,32 +123,32 @@ const restoreChunkBytes = 4 << 20
 // at a time, and it spends less CPU per record (BENCHMARKS.md §9).
 const restoreFetchPartitionBytes = 256 << 10
 
-func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) error {
+func (v *env) restoreStore(ctx context.Context, t *task, rr restoreRange) error {
 	from := rr.from
 	if from < 0 {
 		// No checkpoint: whatever is local is not known to match the
 		// changelog. Start over.
-		if err := e.db.DropPartition(rr.store, t.partition); err != nil {
+		if err := v.db.DropPartition(rr.store, t.partition); err != nil {
 			return err
 		}
 		from = 0
 	}
-	ks, err := e.db.Keyspace(rr.store, t.partition)
+	ks, err := v.db.Keyspace(rr.store, t.partition)
 	if err != nil {
 		return err
 	}
 	if rr.end <= from {
-		return e.checkpointChangelog(rr.topic, t.partition, rr.end)
+		return v.checkpointChangelog(rr.topic, t.partition, rr.end)
 	}
 	total := rr.end - from
 	log := t.log.With("store", rr.store, "changelog", rr.topic)
 	log.Info("restoring store", "from", from, "to", rr.end, "records", total)
-	f, err := e.follow(map[string]map[int32]int64{rr.topic: {t.partition: from}}, log, restoreFetchPartitionBytes)
+	f, err := v.follow(map[string]map[int32]int64{rr.topic: {t.partition: from}}, log, restoreFetchPartitionBytes)
 	if err != nil {
 		return err
 	}
 	defer f.close()
-	load, err := e.db.NewLoad(ks)
+	load, err := v.db.NewLoad(ks)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 			return err
 		}
 		done += int64(n)
-		e.metrics.RestoredRecords.WithLabelValues(rr.store).Add(float64(n))
+		v.metrics.RestoredRecords.WithLabelValues(rr.store).Add(float64(n))
 		if n == 0 && pos() < rr.end {
 			if time.Since(lastProgress) > 30*time.Second {
 				lastProgress = time.Now()
@@ -223,8 +223,8 @@ func (e *Engine) restoreStore(ctx context.Context, t *task, rr restoreRange) err
 
 // checkpointChangelog records that a store partition reflects its
 // changelog up to next.
-func (e *Engine) checkpointChangelog(topic string, p int32, next int64) error {
-	txn := e.db.NewTxn()
+func (v *env) checkpointChangelog(topic string, p int32, next int64) error {
+	txn := v.db.NewTxn()
 	if err := txn.SetOffset(changelogGroup, topic, p, next); err != nil {
 		txn.Discard()
 		return err

@@ -120,7 +120,7 @@ func (e *Engine) startStandby(s *stage, p int32) *standby {
 	go func() {
 		defer close(sb.done)
 		defer e.metrics.StandbyTasks.Dec()
-		retry(ctx, sb.log, "standby failed; retrying", func() error { return e.tail(ctx, sb) })
+		retry(ctx, sb.log, "standby failed; retrying", func() error { return e.env.tail(ctx, sb) })
 	}()
 	return sb
 }
@@ -170,29 +170,29 @@ func (e *Engine) stopStandbys() {
 // tail mirrors a standby task's changelogs until ctx ends, from the local
 // checkpoints (from the start, after dropping what is local, where there is
 // none).
-func (e *Engine) tail(ctx context.Context, sb *standby) error {
+func (v *env) tail(ctx context.Context, sb *standby) error {
 	p := sb.partition
 	from := map[string]map[int32]int64{}
 	stores := map[string]state.Keyspace{} // by changelog topic
 	for _, st := range sb.stage.stores {
-		next, found, err := e.db.Offset(changelogGroup, st.Changelog, p)
+		next, found, err := v.db.Offset(changelogGroup, st.Changelog, p)
 		if err != nil {
 			return err
 		}
 		if !found {
 			// Whatever is local is not known to match the changelog.
-			if err := e.db.DropPartition(st.Name, p); err != nil {
+			if err := v.db.DropPartition(st.Name, p); err != nil {
 				return err
 			}
 		}
-		ks, err := e.db.Keyspace(st.Name, p)
+		ks, err := v.db.Keyspace(st.Name, p)
 		if err != nil {
 			return err
 		}
 		stores[st.Changelog] = ks
 		from[st.Changelog] = map[int32]int64{p: next}
 	}
-	f, err := e.follow(from, sb.log, 0)
+	f, err := v.follow(from, sb.log, 0)
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (e *Engine) tail(ctx context.Context, sb *standby) error {
 		f: f, group: changelogGroup,
 		keyspace: func(topic string, _ int32) state.Keyspace { return stores[topic] },
 		applied: func(topic string, n int) {
-			e.metrics.StandbyRecords.WithLabelValues(stores[topic].Store()).Add(float64(n))
+			v.metrics.StandbyRecords.WithLabelValues(stores[topic].Store()).Add(float64(n))
 		},
 	}
 	for {

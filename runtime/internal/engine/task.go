@@ -26,7 +26,7 @@ type task struct {
 	// half its effects. stop is the run's context, checked between batches.
 	ctx       context.Context
 	stop      context.Context
-	env       *taskEnv
+	env       *env
 	stage     *stage
 	partition int32
 	log       *slog.Logger
@@ -57,14 +57,17 @@ type task struct {
 	restoreProgress atomic.Int64 // per mille of the store being restored
 }
 
-// taskEnv is what every task of an engine shares.
-type taskEnv struct {
+// env is what the tasks and the topic followers of an engine share.
+type env struct {
 	db      *state.DB
 	metrics *metrics.Metrics
 	group   string // the app's consumer group: the checkpoint group of inputs
+	brokers []string
+	log     *slog.Logger
+	health  *brokerHealth // follows every Kafka client of the engine
 }
 
-func newTask(ctx context.Context, env *taskEnv, log *slog.Logger, s *stage, partition int32) (*task, error) {
+func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
 	t := &task{
 		ctx:        context.WithoutCancel(ctx),
 		stop:       ctx,
