@@ -157,7 +157,7 @@ func (a *app) waitReady() {
 }
 
 // names returns unique app, input and output names for one test.
-func names(t *testing.T) (app, in, out string) {
+func names(t testing.TB) (app, in, out string) {
 	base := testkafka.Name(t, strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
 	return base, base + "-in", base + "-out"
 }

@@ -206,6 +206,11 @@ func (e *Engine) newGroupClient() (*kgo.Client, error) {
 		// transactional topics.
 		kgo.KeepControlRecords(),
 		kgo.DisableAutoCommit(),
+		// The client keeps one fetch in flight per broker, and partitions
+		// that become fetchable meanwhile (resumed after a restore or a
+		// table catch-up) wait for it to return: a short wait bounds that
+		// delay. 500 ms is Kafka's own consumers' default.
+		kgo.FetchMaxWait(fetchMaxWait),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
@@ -234,6 +239,9 @@ func (e *Engine) newGroupClient() (*kgo.Client, error) {
 	e.sess = sess
 	return sess.Client(), nil
 }
+
+// fetchMaxWait is how long the group's fetches wait at the broker for data.
+const fetchMaxWait = 500 * time.Millisecond
 
 // TaskError stops a task whose stage's error policy is fail.
 type TaskError struct {

@@ -74,18 +74,35 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 			if tt.Global || offsets[tt.Topic] == nil {
 				continue
 			}
-			next, _, err := e.db.Offset(e.group, tt.Topic, t.partition)
+			next, found, err := e.db.Offset(e.group, tt.Topic, t.partition)
 			if err != nil {
 				return nil, err
 			}
-			offsets[tt.Topic][t.partition] = kgo.NewOffset().At(next)
+			// Without a checkpoint, the start goes through the same offset
+			// listing as the inputs' start, so that their first fetches
+			// leave together rather than the inputs waiting for the table's.
+			offsets[tt.Topic][t.partition] = kgo.NewOffset().AtStart()
+			if found {
+				offsets[tt.Topic][t.partition] = kgo.NewOffset().At(next)
+			}
 			if end, ok := ends.Lookup(tt.Topic, t.partition); ok && end.Err == nil && next < end.Offset {
 				t.catchUp[tt.Topic] = end.Offset
 				t.catchingUp = true
 			}
 		}
-		if len(pl.restore) > 0 {
-			e.startRestore(t, pl.restore)
+		// A store whose changelog holds nothing past its checkpoint (a
+		// new app's empty changelog) is settled here and now, rather than
+		// by a restore that would pause the task's fetching for nothing.
+		var ranges []restoreRange
+		for _, rr := range pl.restore {
+			if rr.end > max(rr.from, 0) {
+				ranges = append(ranges, rr)
+			} else if err := e.env.restoreStore(ctx, t, rr); err != nil {
+				return nil, fmt.Errorf("stage %q partition %d: %w", t.stage.name, t.partition, err)
+			}
+		}
+		if len(ranges) > 0 {
+			e.startRestore(t, ranges)
 		}
 		e.updatePause(t)
 	}
