@@ -121,6 +121,13 @@ func TestAnyInstanceAnswersAnyKey(t *testing.T) {
 	if got := testkafka.ReadAll(t, brokers, out, 400, 60*time.Second); len(got) != 400 {
 		t.Fatalf("%d outputs, want 400", len(got))
 	}
+	// Outputs are sent as batches end; the state of their cycle is served
+	// once it commits, a moment later.
+	for _, k := range keys {
+		waitFor(t, 10*time.Second, "the count of "+k+" to be served", func() bool {
+			return a.call("/v1/stores/counts/keys/"+k, token).body == "10"
+		})
+	}
 
 	forwarded := map[string]int{}
 	for _, k := range keys {

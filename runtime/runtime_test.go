@@ -148,6 +148,21 @@ func (a *app) get(path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// waitGet waits until path answers 200 with want: a cycle's outputs are
+// sent as its batches end, and its state is served once it commits, up to
+// a commit interval later. It fails the test after 10 seconds.
+func (a *app) waitGet(t testing.TB, path, want string) {
+	t.Helper()
+	var code int
+	var body string
+	apptest.WaitCheck(t, 10*time.Second, fmt.Sprintf("GET %s to answer %q", path, want), func() error {
+		if code, body = a.get(path); code != 200 || body != want {
+			return fmt.Errorf("%d %q", code, body)
+		}
+		return nil
+	})
+}
+
 func (a *app) waitReady() {
 	a.t.Helper()
 	waitFor(a.t, 60*time.Second, "the app to become ready", func() bool {
@@ -189,10 +204,7 @@ func TestCountsEndToEnd(t *testing.T) {
 		}
 	}
 	for k, n := range want {
-		code, body := a.get("/v1/stores/counts/keys/" + k)
-		if code != 200 || body != fmt.Sprint(n) {
-			t.Errorf("GET counts/%s: %d %q, want 200 %q", k, code, body, fmt.Sprint(n))
-		}
+		a.waitGet(t, "/v1/stores/counts/keys/"+k, fmt.Sprint(n))
 	}
 	for _, tc := range []struct {
 		path string

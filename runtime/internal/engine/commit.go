@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,13 +26,23 @@ func (e *Engine) commit(ctx context.Context) error {
 			pending = append(pending, t)
 		}
 	}
-	if e.sess != nil {
-		if err := e.sess.Begin(); err != nil {
+	// What waits for the commit: changelog records, compacted to the last
+	// change per key, and outputs not sent yet.
+	for _, t := range pending {
+		c := &t.cycle
+		c.compactChanges()
+		err := e.env.sender.send(ctx, t.stage, c.outputs[c.sent:])
+		if err == nil {
+			c.sent = len(c.outputs)
+			err = e.env.sender.send(ctx, t.stage, c.changes)
+		}
+		if err != nil {
 			e.rewind()
-			return fmt.Errorf("begin transaction: %w", err)
+			return err
 		}
 	}
-	if err := e.produce(ctx, pending); err != nil {
+	abort := e.abortCycle.Swap(false)
+	if err := e.env.sender.finish(ctx, abort, e.abortTransaction); err != nil {
 		e.rewind()
 		return err
 	}
@@ -74,65 +83,6 @@ func (e *Engine) commit(ctx context.Context) error {
 		}
 	})
 	return nil
-}
-
-// produce sends the pending cycles' outputs and changelog records and waits
-// until Kafka has them: acknowledged under at-least-once, committed in the
-// transaction (with the input offsets the session tracks) under
-// exactly_once.
-func (e *Engine) produce(ctx context.Context, pending []*task) error {
-	var (
-		produceErr error
-		errMu      sync.Mutex
-	)
-	done := func(r *kgo.Record, err error) {
-		if err != nil {
-			errMu.Lock()
-			if produceErr == nil {
-				produceErr = fmt.Errorf("produce to %q: %w", r.Topic, err)
-			}
-			errMu.Unlock()
-		}
-	}
-	for _, t := range pending {
-		c := &t.cycle
-		c.compactChanges()
-		perTopic := map[string]int{}
-		for _, r := range c.outputs {
-			perTopic[r.Topic]++
-			e.cl.Produce(ctx, r, done)
-		}
-		for _, r := range c.changes {
-			perTopic[r.Topic]++
-			e.cl.Produce(ctx, r, done)
-		}
-		for topic, n := range perTopic {
-			e.metrics.RecordsOut.WithLabelValues(t.stage.name, topic).Add(float64(n))
-		}
-	}
-	if e.sess == nil {
-		if err := e.cl.Flush(ctx); err != nil && produceErr == nil {
-			produceErr = err
-		}
-		return produceErr
-	}
-	// Outputs, changelog records and the input offsets the session tracks
-	// commit in one transaction, or none of them does.
-	end := kgo.TryCommit
-	if produceErr != nil {
-		end = kgo.TryAbort
-	}
-	committed, err := e.sess.End(ctx, end)
-	if err != nil {
-		// End gave up (its deadline passed while the broker was away) and
-		// left the transaction open: abort it, or no transaction could begin
-		// again.
-		e.abortTransaction()
-	}
-	if produceErr == nil && !committed {
-		produceErr = fmt.Errorf("transaction aborted (a rebalance or a broker fault): %v", err)
-	}
-	return produceErr
 }
 
 // abortTransaction ends an open transaction with an abort, retrying until

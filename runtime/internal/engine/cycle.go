@@ -16,6 +16,7 @@ import (
 type cycle struct {
 	txn     *state.Txn    // state changes and input checkpoints; nil when nothing is pending
 	outputs []*kgo.Record // outputs and dead letters, in emit order
+	sent    int           // outputs[:sent] are with the producer
 	changes []*kgo.Record // changelog records, in change order
 	arena   arena         // the keys and values of outputs and changes
 	// next holds, per input topic, the offset after the last record
@@ -119,7 +120,7 @@ func (c *cycle) drop() {
 func (c *cycle) truncate() {
 	clear(c.outputs)
 	clear(c.changes)
-	c.outputs, c.changes = c.outputs[:0], c.changes[:0]
+	c.outputs, c.changes, c.sent = c.outputs[:0], c.changes[:0], 0
 	clear(c.next)
 	clear(c.start)
 }

@@ -84,6 +84,10 @@ type Engine struct {
 	owned    map[string]map[int32]bool // consumed topic → partitions assigned here
 	assigned bool                      // the first assignment arrived
 
+	// abortCycle is set when a task stopped by the fail policy had sent
+	// records in the cycle's transaction: the whole cycle aborts.
+	abortCycle atomic.Bool
+
 	view atomic.Pointer[view]
 }
 
@@ -124,7 +128,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		if !ok && !st.TableOnly() {
 			return nil, fmt.Errorf("stage %q has no module", st.Name)
 		}
-		s := newStage(st, sc.Module)
+		s := newStage(st, sc.Module, m)
 		for _, topic := range st.Topics {
 			e.byTopic[topic] = s
 		}
@@ -164,6 +168,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	e.cl = cl
+	e.env.sender = &sender{cl: cl, sess: e.sess}
 	close(e.clientSet)
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})

@@ -137,7 +137,12 @@ func (e *Engine) stopTask(t *task, err error) bool {
 	t.log.Error("task stopped by its error policy (fail); it processes nothing more until restart", "err", err)
 	t.stopped = err
 	// Its cycle is dropped: rewind to where it started, so that neither a
-	// commit nor a restart skips it.
+	// commit nor a restart skips it. What it already sent stays sent under
+	// at-least-once (its records come again after a restart); under
+	// exactly_once the cycle's transaction must abort.
+	if e.sess != nil && t.cycle.sent > 0 {
+		e.abortCycle.Store(true)
+	}
 	maps.Copy(t.refetch, t.cycle.start)
 	t.drop()
 	e.metrics.TasksStopped.WithLabelValues(t.stage.name).Inc()

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -34,21 +36,59 @@ type stage struct {
 	// maxBatchBytes caps a batch at a quarter of guest memory, leaving the
 	// guest room to decode it and work.
 	maxBatchBytes int
+
+	// The stage's metrics, resolved once: a lookup by label values costs
+	// a hash per call, and these are counted on the hot path.
+	recordsIn    prometheus.Counter
+	batchSeconds prometheus.Observer
+	recordsOut   map[string]prometheus.Counter // by topic: outputs, dead letters, changelogs
+	tableRecords []prometheus.Counter          // by index in tables
+	metrics      *metrics.Metrics
 }
 
-func newStage(st *config.StageTopology, m *wasm.Module) *stage {
+func newStage(st *config.StageTopology, m *wasm.Module, ms *metrics.Metrics) *stage {
 	s := &stage{
 		name: st.Name, cfg: st.Config, inputs: st.Inputs, stores: st.Stores, tables: st.Tables, outputs: st.Outputs,
 		topicIndex:    map[string]uint16{},
 		maxBatchBytes: int(st.Config.MemoryLimit / 4),
+		recordsIn:     ms.RecordsIn.WithLabelValues(st.Name),
+		batchSeconds:  ms.BatchSeconds.WithLabelValues(st.Name),
+		recordsOut:    map[string]prometheus.Counter{},
+		metrics:       ms,
 	}
 	for i, in := range st.Inputs {
 		s.topicIndex[in] = uint16(i)
+	}
+	var topics []string
+	for _, o := range st.Outputs {
+		topics = append(topics, o.Topic)
+	}
+	for _, store := range st.Stores {
+		topics = append(topics, store.Changelog)
+	}
+	if st.Config.DeadLetterTopic != "" {
+		topics = append(topics, st.Config.DeadLetterTopic)
+	}
+	for _, topic := range topics {
+		s.recordsOut[topic] = ms.RecordsOut.WithLabelValues(st.Name, topic)
+	}
+	for _, tt := range st.Tables {
+		s.tableRecords = append(s.tableRecords, ms.TableRecords.WithLabelValues(tt.Name))
 	}
 	if m != nil {
 		s.module.Store(m)
 	}
 	return s
+}
+
+// counted returns the counter of the records the stage writes to topic.
+// Every topic a stage writes is resolved in advance; the lookup by labels
+// only guards against one that was not.
+func (s *stage) counted(topic string) prometheus.Counter {
+	if c, ok := s.recordsOut[topic]; ok {
+		return c
+	}
+	return s.metrics.RecordsOut.WithLabelValues(s.name, topic)
 }
 
 // Swap makes stage run module from its tasks' next batch on. Batches already

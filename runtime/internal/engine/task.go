@@ -65,6 +65,9 @@ type env struct {
 	brokers []string
 	log     *slog.Logger
 	health  *brokerHealth // follows every Kafka client of the engine
+	// sender produces the tasks' outputs as their batches end; nil until
+	// the engine runs, and then outputs wait for the commit.
+	sender *sender
 }
 
 func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
@@ -173,14 +176,29 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 		if err := t.runBatch(batch); err != nil {
 			return err
 		}
-		m := t.env.metrics
-		m.BatchSeconds.WithLabelValues(t.stage.name).Observe(time.Since(start).Seconds())
-		m.RecordsIn.WithLabelValues(t.stage.name).Add(float64(len(batch)))
+		t.stage.batchSeconds.Observe(time.Since(start).Seconds())
+		t.stage.recordsIn.Add(float64(len(batch)))
 		for _, r := range batch {
 			t.advance(r)
 		}
+		if err := t.sendOutputs(); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// sendOutputs hands the outputs of the batches run so far to the producer:
+// a batch's outputs are final once it has run (a failed record's were
+// undone).
+func (t *task) sendOutputs() error {
+	c := &t.cycle
+	if t.env.sender == nil {
+		return nil
+	}
+	err := t.env.sender.send(t.ctx, t.stage, c.outputs[c.sent:])
+	c.sent = len(c.outputs)
+	return err
 }
 
 func (t *task) isTableTopic(topic string) bool {
@@ -217,7 +235,7 @@ func (t *task) applyTable(handle int, r *kgo.Record) error {
 	if err != nil {
 		return fmt.Errorf("table %q partition %d: %w", ks.Store(), t.partition, err)
 	}
-	t.env.metrics.TableRecords.WithLabelValues(ks.Store()).Inc()
+	t.stage.tableRecords[handle-len(t.stage.stores)].Inc()
 	return nil
 }
 
