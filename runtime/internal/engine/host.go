@@ -17,14 +17,14 @@ type batchHost struct {
 	recs []*kgo.Record
 
 	// Effects are attributed to records so that one failed record can be
-	// undone: cur is the record whose effects are at the tail, starting at
-	// curMark in the txn and at curOutput and curChange in the cycle's
-	// outputs and changes.
-	cur         int32
-	curMark     state.Mark
-	curOutput   int
-	curChange   int
-	interleaved bool // effects of records were interleaved: undo by record is impossible
+	// undone. State effects (writes, with their changelog records) and
+	// outputs are two streams, each in record order: a guest that buffers
+	// its emits hands them over after later records' writes. writes and
+	// emits say which record's effects are at the tail of each stream, and
+	// where they start.
+	writes      effects
+	emits       effects
+	interleaved bool // a stream went back to an earlier record: undo by record is impossible
 
 	failed   map[int32]string // record index → last reported message
 	batchMsg string           // message explaining a failing batch
@@ -33,9 +33,16 @@ type batchHost struct {
 	getBuf []byte
 }
 
+// effects marks where one record's effects start in a stream.
+type effects struct {
+	rec  int32      // the record at the stream's tail, or abi.NoRecord
+	mark state.Mark // writes: the txn's mark
+	n    int        // writes: len(changes); emits: len(outputs)
+}
+
 func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
 	h.txn, h.recs = txn, recs
-	h.cur, h.interleaved = abi.NoRecord, false
+	h.writes, h.emits, h.interleaved = effects{rec: abi.NoRecord}, effects{rec: abi.NoRecord}, false
 	clear(h.failed)
 	h.batchMsg = ""
 }
@@ -43,17 +50,33 @@ func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
 // closeIters closes iterators the guest left open; they live for one call.
 func (h *batchHost) closeIters() { h.iters.CloseAll() }
 
-// attribute notes that record rec is about to cause an effect.
-func (h *batchHost) attribute(rec int32) {
-	if rec == h.cur || rec == abi.NoRecord {
-		return
+// attribute notes that record rec is about to cause an effect in stream e,
+// whose tail is now at mark and n. It reports false for a record index
+// outside the batch.
+func (h *batchHost) attribute(e *effects, rec int32, mark func() state.Mark, n int) bool {
+	if rec == e.rec || rec == abi.NoRecord {
+		return true
 	}
-	if rec < h.cur || rec >= int32(len(h.recs)) {
+	if rec < abi.NoRecord || rec >= int32(len(h.recs)) {
+		return false
+	}
+	if rec < e.rec {
 		h.interleaved = true
-		return
+		return true
 	}
-	c := &h.t.cycle
-	h.cur, h.curMark, h.curOutput, h.curChange = rec, h.txn.Mark(), len(c.outputs), len(c.changes)
+	e.rec, e.n = rec, n
+	if mark != nil {
+		e.mark = mark()
+	}
+	return true
+}
+
+func (h *batchHost) attributeWrite(rec int32) bool {
+	return h.attribute(&h.writes, rec, h.txn.Mark, len(h.t.cycle.changes))
+}
+
+func (h *batchHost) attributeEmit(rec int32) bool {
+	return h.attribute(&h.emits, rec, nil, len(h.t.cycle.outputs))
 }
 
 func (h *batchHost) OpenStore(name string) (int32, abi.Code) {
@@ -104,10 +127,9 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 	if int(store) >= len(h.t.stage.stores) {
 		return abi.ErrReadOnly // a table: the host alone writes it
 	}
-	if key == nil || value == nil {
+	if key == nil || value == nil || !h.attributeWrite(rec) {
 		return abi.ErrInvalid
 	}
-	h.attribute(rec)
 	if err := h.txn.Put(ks, key, value); err != nil {
 		h.t.log.Error("store write failed", "store", ks.Store(), "err", err)
 		return abi.ErrInternal
@@ -142,7 +164,9 @@ func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
 	if int(store) >= len(h.t.stage.stores) {
 		return abi.ErrReadOnly
 	}
-	h.attribute(rec)
+	if !h.attributeWrite(rec) {
+		return abi.ErrInvalid
+	}
 	if err := h.txn.Delete(ks, key); err != nil {
 		h.t.log.Error("store delete failed", "store", ks.Store(), "err", err)
 		return abi.ErrInternal
@@ -184,7 +208,7 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 	if out < 0 || int(out) >= len(h.t.stage.outputs) {
 		return abi.ErrUnknownOut
 	}
-	if rec < abi.NoRecord || rec >= int32(len(h.recs)) {
+	if !h.attributeEmit(rec) {
 		return abi.ErrInvalid
 	}
 	c := &h.t.cycle
@@ -199,7 +223,6 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 			hs[i] = kgo.RecordHeader{Key: d.Key, Value: c.arena.copy(d.Value)}
 		}
 	}
-	h.attribute(rec)
 	r := &kgo.Record{
 		Topic:   h.t.stage.outputs[out].Topic,
 		Key:     c.arena.copy(key),
@@ -230,19 +253,26 @@ func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {
 	if rec < 0 || rec >= int32(len(h.recs)) {
 		return abi.ErrInvalid
 	}
+	// A stream whose tail is a later record holds this record's effects,
+	// if any, before that record's: they cannot be undone alone, and the
+	// batch is replayed record by record instead.
+	c := &h.t.cycle
 	switch {
-	case rec == h.cur && !h.interleaved:
-		h.t.cache.clear()
-		if err := h.txn.RollbackTo(h.curMark); err != nil {
-			h.t.log.Error("undo failed record", "err", err)
-			h.interleaved = true // fall back to replaying the batch
-		}
-		c := &h.t.cycle
-		c.outputs, c.changes = c.outputs[:h.curOutput], c.changes[:h.curChange]
-	case rec < h.cur:
-		// Its effects are no longer at the tail; the batch is replayed
-		// record by record instead.
+	case h.writes.rec > rec || h.emits.rec > rec:
 		h.interleaved = true
+	case h.interleaved:
+	default:
+		if h.writes.rec == rec {
+			h.t.cache.clear()
+			if err := h.txn.RollbackTo(h.writes.mark); err != nil {
+				h.t.log.Error("undo failed record", "err", err)
+				h.interleaved = true // fall back to replaying the batch
+			}
+			c.changes = c.changes[:h.writes.n]
+		}
+		if h.emits.rec == rec {
+			c.outputs = c.outputs[:h.emits.n]
+		}
 	}
 	if h.failed == nil {
 		h.failed = make(map[int32]string)
