@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Helpers shared with the examples' tests, under the names this package's
@@ -343,4 +345,58 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// An output with keep: latest carries each key's latest count once per
+// commit rather than once per click: fewer records than inputs, in
+// increasing order per key, ending at the true count, under either
+// guarantee.
+func TestKeepLatestOutputCountsOncePerCommit(t *testing.T) {
+	for _, guarantee := range []config.Guarantee{config.AtLeastOnce, config.ExactlyOnce} {
+		t.Run(string(guarantee), func(t *testing.T) {
+			brokers := testkafka.Brokers(t)
+			appName, in, out := names(t)
+			testkafka.CreateTopic(t, brokers, in, 4)
+			const pages, clicks = 10, 2000
+			var kvs []string
+			for i := 0; i < clicks; i++ {
+				kvs = append(kvs, fmt.Sprintf("page-%d", i%pages), "x")
+			}
+			produce(t, brokers, in, kvs...)
+			a := startYAML(t, fmt.Sprintf(`app: %s
+brokers: [%s]
+partitions: 4
+guarantee: %s
+stages:
+  - name: main
+    module: %s
+    inputs: [%s]
+    stores: [counts]
+    outputs: {out: {topic: %s, keep: latest}}
+`, appName, strings.Join(brokers, ", "), guarantee, guesttest.Dir("counter"), in, out), "", false)
+			last := map[string]int{}
+			total := 0
+			testkafka.ReadUntil(t, brokers, out, 60*time.Second, func(r *kgo.Record) bool {
+				total++
+				n, err := strconv.Atoi(string(r.Value))
+				if err != nil || n <= last[string(r.Key)] {
+					t.Fatalf("output %s=%s after %d", r.Key, r.Value, last[string(r.Key)])
+				}
+				last[string(r.Key)] = n
+				for i := 0; i < pages; i++ {
+					if last[fmt.Sprintf("page-%d", i)] != clicks/pages {
+						return false
+					}
+				}
+				return true
+			})
+			if total >= clicks {
+				t.Fatalf("%d outputs for %d clicks: keep latest kept them all", total, clicks)
+			}
+			for i := 0; i < pages; i++ {
+				a.waitGet(t, fmt.Sprintf("/v1/stores/counts/keys/page-%d", i), fmt.Sprint(clicks/pages))
+			}
+			t.Logf("%d outputs for %d clicks", total, clicks)
+		})
+	}
 }

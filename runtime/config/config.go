@@ -218,13 +218,31 @@ type Stage struct {
 	// guest emits: written in YAML as outputs: {name: {repartition: stage}}.
 	// Resolving the configuration adds the topic to Outputs and to the
 	// target stage's Inputs.
-	Repartition     map[string]string `koanf:"-"`
-	ErrorPolicy     ErrorPolicy       `koanf:"error_policy"`
-	DeadLetterTopic string            `koanf:"dead_letter_topic"`
-	BatchSize       int               `koanf:"batch_size"`
-	MemoryLimit     int64             `koanf:"memory_limit"`   // bytes
-	BatchDeadline   time.Duration     `koanf:"batch_deadline"` // 0: none
+	Repartition map[string]string `koanf:"-"`
+	// Latest names the outputs that keep only the latest record per key
+	// within a commit cycle, written in YAML as outputs: {name: {topic: T,
+	// keep: latest}}: such an output is produced at the commit, with the
+	// last record the cycle emitted for each key (records with a null key
+	// are all kept), in the order of those last records. A count's output
+	// then carries each key's count once per commit instead of once per
+	// input record. The default, keep: all, produces every record as its
+	// batch ends.
+	Latest          map[string]bool `koanf:"-"`
+	ErrorPolicy     ErrorPolicy     `koanf:"error_policy"`
+	DeadLetterTopic string          `koanf:"dead_letter_topic"`
+	BatchSize       int             `koanf:"batch_size"`
+	MemoryLimit     int64           `koanf:"memory_limit"`   // bytes
+	BatchDeadline   time.Duration   `koanf:"batch_deadline"` // 0: none
 }
+
+// Keep says which of an output's records a commit cycle produces.
+type Keep string
+
+// What an output keeps.
+const (
+	KeepAll    Keep = "all"    // every record, as its batch ends
+	KeepLatest Keep = "latest" // the latest record per key, at the commit
+)
 
 // RepartitionTopic names the internal topic that feeds stage: created by
 // the runtime with the app's partition count and partitioned by Kafka's

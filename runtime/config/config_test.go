@@ -405,7 +405,7 @@ query:
 			}},
 		{name: "outputs", yaml: minimal + "    outputs: {good: t, bad: 'no way', num: 7}\n",
 			want: []problem{
-				{"stages[0].outputs.num", "must be a topic name or {repartition: stage}, got 7"},
+				{"stages[0].outputs.num", "must be a topic name or a mapping with topic or repartition, and keep, got 7"},
 				{"stages[0].outputs.bad", `invalid topic name "no way"`},
 			}},
 		{name: "several problems at once", yaml: "partitions: -1\n" + strings.Replace(minimal, "app: clickcount", "", 1) + "    batch_size: 0\n    bogus: 1\n",
@@ -754,6 +754,61 @@ stages:
 		{"no such stage", strings.Replace(base, "repartition: count", "repartition: nope", 1), "stages[0].outputs.plays.repartition", `no stage "nope"`},
 		{"into itself", strings.Replace(base, "repartition: count", "repartition: by-song", 1), "stages[0].outputs.plays.repartition", "cannot repartition into itself"},
 		{"missing target", strings.Replace(base, "{repartition: count}", "{}", 1), "stages[0].outputs.plays.repartition", "required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), filepath.Join(dir, "app.yaml"), nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.key+": ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s: …%s…", err, tc.key, tc.want)
+			}
+		})
+	}
+}
+
+// An output with keep: latest is marked in Latest, with its topic or its
+// repartition; anything but all or latest, or a topic and a repartition
+// together, is refused by key.
+func TestKeepLatestOutputs(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "guest.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644)
+	base := `app: music
+brokers: [k:9092]
+stages:
+  - name: count
+    module: guest.wasm
+    inputs: [plays]
+    stores: [counts]
+    outputs:
+      counts: {topic: song-counts, keep: latest}
+      all: {topic: every-count, keep: all}
+      again: {repartition: top}
+  - name: top
+    module: guest.wasm
+    inputs: [extra]
+`
+	c, err := Parse([]byte(base), filepath.Join(dir, "app.yaml"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Stages[0]
+	if s.Outputs["counts"] != "song-counts" || s.Outputs["all"] != "every-count" || s.Outputs["again"] != "music-top-repartition" {
+		t.Fatalf("outputs %v", s.Outputs)
+	}
+	if !s.Latest["counts"] || s.Latest["all"] || s.Latest["again"] {
+		t.Fatalf("latest %v, want counts only", s.Latest)
+	}
+	topo, err := c.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range topo.Stage("count").Outputs {
+		if o.Latest != (o.Name == "counts") {
+			t.Errorf("topology output %s: latest %v", o.Name, o.Latest)
+		}
+	}
+	for _, tc := range []struct{ name, yaml, key, want string }{
+		{"bad keep", strings.Replace(base, "keep: latest", "keep: last", 1), "stages[0].outputs.counts.keep", `must be all or latest, got "last"`},
+		{"topic and repartition", strings.Replace(base, "{topic: song-counts, keep: latest}", "{topic: song-counts, repartition: top}", 1), "stages[0].outputs.counts", "give one"},
+		{"unknown key", strings.Replace(base, "keep: latest", "kep: latest", 1), "stages[0].outputs.counts.kep", "did you mean keep?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml), filepath.Join(dir, "app.yaml"), nil, nil)

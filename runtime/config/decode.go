@@ -147,17 +147,33 @@ func (d decoder) stage(m map[string]any, path string, s *Stage) {
 			case string:
 				s.Outputs[name] = t
 			case map[string]any:
-				d.unknown(t, key, []string{"repartition"})
-				if target := d.str(t, key, "repartition", ""); target != "" {
+				d.unknown(t, key, []string{"topic", "repartition", "keep"})
+				topic, target := d.str(t, key, "topic", ""), d.str(t, key, "repartition", "")
+				switch {
+				case topic != "" && target != "":
+					d.p.add(key, fmt.Sprintf("has both topic %q and repartition %q; give one", topic, target))
+				case topic != "":
+					s.Outputs[name] = topic
+				case target != "":
 					if s.Repartition == nil {
 						s.Repartition = map[string]string{}
 					}
 					s.Repartition[name] = target
-				} else {
-					d.p.add(key+".repartition", "required: the stage this output feeds")
+				default:
+					d.p.add(key+".repartition", "required: the stage this output feeds (or give a topic)")
+				}
+				switch keep := Keep(d.str(t, key, "keep", "")); keep {
+				case "", KeepAll:
+				case KeepLatest:
+					if s.Latest == nil {
+						s.Latest = map[string]bool{}
+					}
+					s.Latest[name] = true
+				default:
+					d.p.add(key+".keep", fmt.Sprintf("must be %s or %s, got %q", KeepAll, KeepLatest, keep))
 				}
 			default:
-				d.p.add(key, "must be a topic name or {repartition: stage}, got "+describe(t))
+				d.p.add(key, "must be a topic name or a mapping with topic or repartition, and keep, got "+describe(t))
 			}
 		}
 	}

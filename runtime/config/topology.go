@@ -66,7 +66,12 @@ func (s *StageTopology) TableOnly() bool { return len(s.Inputs) == 0 }
 type StoreTopology struct{ Name, Changelog string }
 
 // OutputTopology is a named output of a stage and its topic.
-type OutputTopology struct{ Name, Topic string }
+type OutputTopology struct {
+	Name, Topic string
+	// Latest: the output keeps the latest record per key within a commit
+	// cycle (Stage.Latest).
+	Latest bool
+}
 
 // TableTopology is a table: a store materialised from a topic.
 type TableTopology struct {
@@ -163,7 +168,7 @@ func (c *Config) topology(report func(key, reason string)) *Topology {
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			s.Outputs = append(s.Outputs, OutputTopology{Name: name, Topic: sc.Outputs[name]})
+			s.Outputs = append(s.Outputs, OutputTopology{Name: name, Topic: sc.Outputs[name], Latest: sc.Latest[name]})
 		}
 		t.Stages = append(t.Stages, s)
 	}

@@ -112,6 +112,11 @@ func (c *Config) validate(p *problems) {
 				p.add(key, fmt.Sprintf("no stage %q", target))
 			}
 		}
+		for _, name := range sortedKeys(s.Latest) {
+			if _, ok := s.Outputs[name]; !ok && s.Repartition[name] == "" {
+				p.add(path+".outputs."+name, "keep: latest for an output that has no topic")
+			}
+		}
 		for j, name := range s.Tables {
 			key := fmt.Sprintf("%s.tables[%d]", path, j)
 			t, ok := tableAt[name]

@@ -102,7 +102,7 @@ func commitCycle(b *testing.B, tk *task) {
 	if c.txn == nil {
 		return
 	}
-	c.compactChanges()
+	c.compact()
 	for i, r := range c.outputs {
 		r.Offset = int64(i)
 	}

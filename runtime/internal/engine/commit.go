@@ -26,14 +26,18 @@ func (e *Engine) commit(ctx context.Context) error {
 			pending = append(pending, t)
 		}
 	}
-	// What waits for the commit: changelog records, compacted to the last
-	// change per key, and outputs not sent yet.
+	// What waits for the commit: changelog records and the records of
+	// keep-latest outputs, each compacted to the last per key, and outputs
+	// not sent yet.
 	for _, t := range pending {
 		c := &t.cycle
-		c.compactChanges()
+		c.compact()
 		err := e.env.sender.send(ctx, t.stage, c.outputs[c.sent:])
 		if err == nil {
 			c.sent = len(c.outputs)
+			err = e.env.sender.send(ctx, t.stage, c.latest)
+		}
+		if err == nil {
 			err = e.env.sender.send(ctx, t.stage, c.changes)
 		}
 		if err != nil {

@@ -17,6 +17,7 @@ type cycle struct {
 	txn     *state.Txn    // state changes and input checkpoints; nil when nothing is pending
 	outputs []*kgo.Record // outputs and dead letters, in emit order
 	sent    int           // outputs[:sent] are with the producer
+	latest  []*kgo.Record // records of keep-latest outputs, held for the commit
 	changes []*kgo.Record // changelog records, in change order
 	arena   arena         // the keys and values of outputs and changes
 	// next holds, per input topic, the offset after the last record
@@ -65,26 +66,35 @@ func (c *cycle) checkpoint(group string, partition int32) error {
 	return nil
 }
 
-// compactChanges keeps, of the cycle's changelog records, only the last one
-// per key and topic: the changelog is compacted anyway, and a hot key changed
-// a thousand times in one cycle needs one record, not a thousand.
-func (c *cycle) compactChanges() {
+// compact keeps, of the cycle's changelog records and the records of its
+// keep-latest outputs, only the last one per key and topic: the changelog
+// is compacted anyway, and a hot key changed a thousand times in one cycle
+// needs one record, not a thousand. Records keep their order.
+func (c *cycle) compact() {
+	c.changes = c.lastPerKey(c.changes)
+	c.latest = c.lastPerKey(c.latest)
+}
+
+// lastPerKey compacts rs in place to the last record per topic and key;
+// records with a null key are all kept.
+func (c *cycle) lastPerKey(rs []*kgo.Record) []*kgo.Record {
 	clear(c.seen)
-	rs := c.changes
 	w := len(rs)
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := rs[i]
-		k := r.Topic + "\x00" + string(r.Key)
-		if _, dup := c.seen[k]; dup {
-			continue
+		if r.Key != nil {
+			k := r.Topic + "\x00" + string(r.Key)
+			if _, dup := c.seen[k]; dup {
+				continue
+			}
+			c.seen[k] = struct{}{}
 		}
-		c.seen[k] = struct{}{}
 		w--
 		rs[w] = r
 	}
 	n := copy(rs, rs[w:])
 	clear(rs[n:])
-	c.changes = rs[:n]
+	return rs[:n]
 }
 
 // reached returns, per changelog topic, the offset after the cycle's last
@@ -119,8 +129,9 @@ func (c *cycle) drop() {
 
 func (c *cycle) truncate() {
 	clear(c.outputs)
+	clear(c.latest)
 	clear(c.changes)
-	c.outputs, c.changes, c.sent = c.outputs[:0], c.changes[:0], 0
+	c.outputs, c.latest, c.changes, c.sent = c.outputs[:0], c.latest[:0], c.changes[:0], 0
 	clear(c.next)
 	clear(c.start)
 }

@@ -30,6 +30,7 @@ type stageOpts struct {
 	inputs  []string
 	outputs map[string]string
 	tables  []config.Table
+	latest  bool // output out keeps the latest record per key
 }
 
 // newTestTask returns a task of a one-stage app running the named test guest,
@@ -70,6 +71,9 @@ func newTestTask(t *testing.T, o stageOpts) *task {
 		Name: "s", Inputs: []string{"in"}, Stores: []string{"seen", "counts"},
 		Outputs: map[string]string{"out": "out-topic"}, ErrorPolicy: o.policy, DeadLetterTopic: "dlq",
 		BatchSize: o.batch, MemoryLimit: o.memory, BatchDeadline: o.deadline,
+	}
+	if o.latest {
+		sc.Latest = map[string]bool{"out": true}
 	}
 	if o.tables != nil {
 		sc.Inputs, sc.Outputs, sc.Stores, sc.DeadLetterTopic = o.inputs, o.outputs, nil, ""
@@ -273,4 +277,25 @@ func keys(rs []*kgo.Record) string {
 		ks = append(ks, string(r.Key))
 	}
 	return strings.Join(ks, ",")
+}
+
+// An output that keeps the latest record per key holds its records for the
+// commit, which keeps the last one per key, in their order; a failed
+// record's are undone like any output's.
+func TestKeepLatestOutputHoldsTheLastRecordPerKey(t *testing.T) {
+	tk := newTestTask(t, stageOpts{guest: "counter", latest: true})
+	if err := tk.process(records("a", "", "b", "", "a", "", "c", "", "a", "", "b", "")); err != nil {
+		t.Fatal(err)
+	}
+	c := &tk.cycle
+	if len(c.outputs) != 0 {
+		t.Fatalf("%d records sent as batches end, want none", len(c.outputs))
+	}
+	if got := keysValues(c.latest); got != "a=1,b=1,a=2,c=1,a=3,b=2" {
+		t.Fatalf("held %s", got)
+	}
+	c.compact()
+	if got := keysValues(c.latest); got != "c=1,a=3,b=2" {
+		t.Fatalf("after compaction %s, want c=1,a=3,b=2", got)
+	}
 }

@@ -38,6 +38,7 @@ type effects struct {
 	rec  int32      // the record at the stream's tail, or abi.NoRecord
 	mark state.Mark // writes: the txn's mark
 	n    int        // writes: len(changes); emits: len(outputs)
+	m    int        // emits: len(latest)
 }
 
 func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
@@ -53,7 +54,7 @@ func (h *batchHost) closeIters() { h.iters.CloseAll() }
 // attribute notes that record rec is about to cause an effect in stream e,
 // whose tail is now at mark and n. It reports false for a record index
 // outside the batch.
-func (h *batchHost) attribute(e *effects, rec int32, mark func() state.Mark, n int) bool {
+func (h *batchHost) attribute(e *effects, rec int32, mark func() state.Mark, n, m int) bool {
 	if rec == e.rec || rec == abi.NoRecord {
 		return true
 	}
@@ -64,7 +65,7 @@ func (h *batchHost) attribute(e *effects, rec int32, mark func() state.Mark, n i
 		h.interleaved = true
 		return true
 	}
-	e.rec, e.n = rec, n
+	e.rec, e.n, e.m = rec, n, m
 	if mark != nil {
 		e.mark = mark()
 	}
@@ -72,11 +73,12 @@ func (h *batchHost) attribute(e *effects, rec int32, mark func() state.Mark, n i
 }
 
 func (h *batchHost) attributeWrite(rec int32) bool {
-	return h.attribute(&h.writes, rec, h.txn.Mark, len(h.t.cycle.changes))
+	return h.attribute(&h.writes, rec, h.txn.Mark, len(h.t.cycle.changes), 0)
 }
 
 func (h *batchHost) attributeEmit(rec int32) bool {
-	return h.attribute(&h.emits, rec, nil, len(h.t.cycle.outputs))
+	c := &h.t.cycle
+	return h.attribute(&h.emits, rec, nil, len(c.outputs), len(c.latest))
 }
 
 func (h *batchHost) OpenStore(name string) (int32, abi.Code) {
@@ -223,8 +225,9 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 			hs[i] = kgo.RecordHeader{Key: d.Key, Value: c.arena.copy(d.Value)}
 		}
 	}
+	o := &h.t.stage.outputs[out]
 	r := &kgo.Record{
-		Topic:   h.t.stage.outputs[out].Topic,
+		Topic:   o.Topic,
 		Key:     c.arena.copy(key),
 		Value:   c.arena.copy(value),
 		Headers: hs,
@@ -237,7 +240,11 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 	default:
 		r.Timestamp = msTime(h.t.streamTime)
 	}
-	c.outputs = append(c.outputs, r)
+	if o.Latest {
+		c.latest = append(c.latest, r)
+	} else {
+		c.outputs = append(c.outputs, r)
+	}
 	return abi.OK
 }
 
@@ -271,7 +278,7 @@ func (h *batchHost) RecordError(rec int32, msg []byte) abi.Code {
 			c.changes = c.changes[:h.writes.n]
 		}
 		if h.emits.rec == rec {
-			c.outputs = c.outputs[:h.emits.n]
+			c.outputs, c.latest = c.outputs[:h.emits.n], c.latest[:h.emits.m]
 		}
 	}
 	if h.failed == nil {

@@ -251,7 +251,7 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 		return err
 	}
 	c := &t.cycle
-	mark, outMark, changeMark := c.txn.Mark(), len(c.outputs), len(c.changes)
+	mark, outMark, latestMark, changeMark := c.txn.Mark(), len(c.outputs), len(c.latest), len(c.changes)
 	t.buf = t.encode(recs)
 	t.host.reset(c.txn, recs)
 	err := t.inst.Process(t.ctx, &t.host, t.buf)
@@ -270,7 +270,7 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 	if rerr := c.txn.RollbackTo(mark); rerr != nil {
 		return fmt.Errorf("stage %q partition %d: undo failed batch: %w", t.stage.name, t.partition, rerr)
 	}
-	c.outputs, c.changes = c.outputs[:outMark], c.changes[:changeMark]
+	c.outputs, c.latest, c.changes = c.outputs[:outMark], c.latest[:latestMark], c.changes[:changeMark]
 	kind := "batch"
 	if err != nil && t.inst.Broken() != nil {
 		kind = "trap"
