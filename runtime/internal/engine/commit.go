@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,6 +43,15 @@ func (e *Engine) commit(ctx context.Context) error {
 			e.rewind()
 			return err
 		}
+	}
+	if e.sess != nil {
+		// The transaction commits the positions the client has handed
+		// out: records queued and not processed go back to be fetched
+		// again, or the transaction would skip them.
+		for _, t := range e.tasks {
+			e.unqueue(t)
+		}
+		e.applyRefetch()
 	}
 	abort := e.abortCycle.Swap(false)
 	if err := e.env.sender.finish(ctx, abort, e.abortTransaction); err != nil {
@@ -116,8 +124,7 @@ func (e *Engine) rewind() {
 		if !t.pending() {
 			continue
 		}
-		maps.Copy(t.refetch, t.cycle.start)
-		t.drop()
+		t.rewind()
 		t.closeInstance() // its guest memory saw the dropped batches
 	}
 	e.applyRefetch()

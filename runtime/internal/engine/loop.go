@@ -3,59 +3,79 @@ package engine
 import (
 	"context"
 	"errors"
-	"maps"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// maxQueued bounds the records fetched and not yet processed, over all
+// tasks: the loop polls for more only below it. A fetch can hold far more
+// records than a commit interval processes (a compressed batch of small
+// records is returned whole), and every queued record costs memory.
+const maxQueued = 20_000
+
 // loop polls, processes and commits until ctx ends, then commits what it
-// processed. A round holds e.mu from the poll's return to the commit's end;
-// rebalances wait for a round with nothing uncommitted.
+// processed. Each round queues what the client has fetched for each task,
+// lets every task with records run in parallel until the cycle's commit is
+// due, and commits when it is. A round holds e.mu from the poll's return to
+// the commit's end; rebalances wait for a round with nothing uncommitted.
 func (e *Engine) loop(ctx context.Context) error {
-	lastCommit := time.Now()
+	cycleStart := time.Now()
 	var pending bool
 	for {
-		wait := time.Second
-		if pending {
-			wait = max(time.Millisecond, e.cfg.CommitInterval-time.Since(lastCommit))
-		}
-		pctx, cancel := context.WithTimeout(ctx, wait)
-		// Everything buffered, so that every task with records runs in
-		// parallel; the client's fetch limits bound a round's size.
-		fs := e.cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			break
-		}
-		fs.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return
+		due := cycleStart.Add(e.cfg.CommitInterval)
+		queued := e.queued()
+		if queued < maxQueued {
+			// With records queued, take what is buffered and go on;
+			// otherwise wait for records, or for the commit.
+			wait := time.Second
+			switch {
+			case queued > 0:
+				wait = 0
+			case pending:
+				wait = max(time.Millisecond, time.Until(due))
 			}
-			e.metrics.BrokerErrors.Inc()
-			e.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "err", err)
-		})
+			fs := e.poll(ctx, wait)
+			if ctx.Err() != nil {
+				break
+			}
+			e.mu.Lock()
+			err := e.dispatch(ctx, fs)
+			e.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
 		e.mu.Lock()
-		if err := e.processFetches(ctx, fs); err != nil {
+		if !pending {
+			// A cycle starts with its first record.
+			cycleStart, due = time.Now(), time.Now().Add(e.cfg.CommitInterval)
+		}
+		if err := e.runTasks(ctx, due); err != nil {
 			e.mu.Unlock()
 			return err
 		}
 		pending = e.anyPending()
-		if pending && time.Since(lastCommit) >= e.cfg.CommitInterval {
+		if pending && !time.Now().Before(due) {
 			if err := e.commit(context.WithoutCancel(ctx)); err != nil {
 				e.log.Error("commit failed; replaying the cycle", "err", err)
 			}
-			pending, lastCommit = false, time.Now()
+			pending = false
 		}
 		e.mu.Unlock()
 		if !pending {
 			e.cl.AllowRebalance()
 		}
 	}
-	// Stopping: commit what was processed.
+	// Stopping: commit what was processed; what was queued is fetched
+	// again by whoever resumes.
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for _, t := range e.tasks {
+		e.unqueue(t)
+	}
+	e.applyRefetch()
 	if e.anyPending() {
 		if err := e.commit(context.WithoutCancel(ctx)); err != nil {
 			e.log.Error("final commit failed; the last cycle will be replayed", "err", err)
@@ -65,10 +85,28 @@ func (e *Engine) loop(ctx context.Context) error {
 	return nil
 }
 
-// processFetches runs every task's new records, tasks in parallel. Callers
-// hold e.mu.
-func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
-	work := map[*task][]*kgo.Record{}
+// poll takes what the client has fetched, waiting up to wait for it (not
+// at all with wait 0), and logs and counts fetch errors.
+func (e *Engine) poll(ctx context.Context, wait time.Duration) kgo.Fetches {
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	if wait <= 0 {
+		cancel() // a done context returns what is buffered, without waiting
+	}
+	fs := e.cl.PollFetches(pctx)
+	cancel()
+	fs.EachError(func(topic string, p int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		e.metrics.BrokerErrors.Inc()
+		e.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "err", err)
+	})
+	return fs
+}
+
+// dispatch queues each fetched partition's records with their task.
+// Callers hold e.mu.
+func (e *Engine) dispatch(ctx context.Context, fs kgo.Fetches) error {
 	var firstErr error
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) == 0 || firstErr != nil {
@@ -83,27 +121,39 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			firstErr = err
 			return
 		}
-		if t.restoring {
+		if t.restoring || t.stopped != nil {
 			// Fetched before the pause took hold: fetch again after.
 			if _, ok := t.refetch[p.Topic]; !ok {
 				t.refetch[p.Topic] = p.Records[0].Offset
 			}
 			return
 		}
-		work[t] = append(work[t], p.Records...)
+		t.queue.push(p.Records)
 		last := p.Records[len(p.Records)-1]
 		e.metrics.Lag.WithLabelValues(s.name, p.Topic, itoa(p.Partition)).Set(float64(p.HighWatermark - last.Offset - 1))
 	})
-	if firstErr != nil {
-		return firstErr
-	}
-	var wg sync.WaitGroup
-	var errMu sync.Mutex
-	for t, recs := range work {
+	e.applyRefetch()
+	return firstErr
+}
+
+// runTasks runs every task with queued records, in parallel, until its
+// queue is empty or deadline passes. Callers hold e.mu.
+func (e *Engine) runTasks(ctx context.Context, deadline time.Time) error {
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+		ran      []*task
+	)
+	for _, t := range e.tasks {
+		if t.queue.len() == 0 || t.stopped != nil {
+			continue
+		}
+		ran = append(ran, t)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := t.process(recs); err != nil && !e.stopTask(t, err) {
+			if err := t.run(deadline); err != nil && !e.stopTask(t, err) {
 				errMu.Lock()
 				if firstErr == nil && ctx.Err() == nil {
 					firstErr = err
@@ -113,7 +163,7 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		}()
 	}
 	wg.Wait()
-	for t := range work {
+	for _, t := range ran {
 		if t.stopped != nil {
 			e.updatePause(t)
 		}
@@ -125,6 +175,27 @@ func (e *Engine) processFetches(ctx context.Context, fs kgo.Fetches) error {
 	}
 	e.applyRefetch()
 	return firstErr
+}
+
+// queued counts the records fetched and not processed yet.
+func (e *Engine) queued() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, t := range e.tasks {
+		n += t.queue.len()
+	}
+	return n
+}
+
+// unqueue gives a task's queued records back to be fetched again.
+func (e *Engine) unqueue(t *task) {
+	for topic, off := range t.queue.heads() {
+		if _, ok := t.refetch[topic]; !ok {
+			t.refetch[topic] = off
+		}
+	}
+	t.queue.clear()
 }
 
 // stopTask stops a task that the fail error policy stopped with err, and
@@ -143,8 +214,7 @@ func (e *Engine) stopTask(t *task, err error) bool {
 	if e.sess != nil && t.cycle.sent > 0 {
 		e.abortCycle.Store(true)
 	}
-	maps.Copy(t.refetch, t.cycle.start)
-	t.drop()
+	t.rewind()
 	e.metrics.TasksStopped.WithLabelValues(t.stage.name).Inc()
 	return true
 }

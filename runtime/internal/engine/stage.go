@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -10,7 +9,6 @@ import (
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Stage is what the engine needs to run one configured stage.
@@ -133,47 +131,4 @@ func (s *stage) partitionedTable(topic string) (int, *config.TableTopology) {
 		}
 	}
 	return -1, nil
-}
-
-// mergeByTimestamp orders a task's fetched records, which arrive grouped by
-// partition, into one sequence: each partition's records stay in offset
-// order, and across partitions the record with the lowest timestamp goes
-// first (ties: the order of topics in rank). This is the task's processing
-// order "as far as the fetched data allows": a record fetched in a later
-// poll is processed later even if its timestamp is lower.
-func mergeByTimestamp(recs []*kgo.Record, rank func(topic string) int) []*kgo.Record {
-	var runs [][]*kgo.Record
-	for i := 0; i < len(recs); {
-		j := i + 1
-		for j < len(recs) && recs[j].Topic == recs[i].Topic {
-			j++
-		}
-		runs = append(runs, recs[i:j])
-		i = j
-	}
-	if len(runs) < 2 {
-		return recs
-	}
-	out := make([]*kgo.Record, 0, len(recs))
-	for {
-		best := -1
-		for i, r := range runs {
-			if len(r) == 0 {
-				continue
-			}
-			if best < 0 {
-				best = i
-				continue
-			}
-			a, b := r[0], runs[best][0]
-			if c := a.Timestamp.Compare(b.Timestamp); c < 0 || (c == 0 && cmp.Less(rank(a.Topic), rank(b.Topic))) {
-				best = i
-			}
-		}
-		if best < 0 {
-			return out
-		}
-		out = append(out, runs[best][0])
-		runs[best] = runs[best][1:]
-	}
 }

@@ -98,12 +98,12 @@ func TestTablesAreReadOnlyToGuests(t *testing.T) {
 	t.Fatal("no users handle")
 }
 
-func TestMergeByTimestamp(t *testing.T) {
-	rank := func(topic string) int { return strings.Index("ab", topic) }
-	in := []*kgo.Record{rec("a", "", "1", 0, 5), rec("a", "", "2", 1, 3), rec("b", "", "3", 0, 4), rec("b", "", "4", 1, 5)}
+func TestQueueMergesByTimestamp(t *testing.T) {
+	q := queue{rank: func(topic string) int { return strings.Index("ab", topic) }}
+	q.push([]*kgo.Record{rec("a", "", "1", 0, 5), rec("a", "", "2", 1, 3), rec("b", "", "3", 0, 4), rec("b", "", "4", 1, 5)})
 	var got []string
-	for _, r := range mergeByTimestamp(in, rank) {
-		got = append(got, string(r.Value))
+	for q.len() > 0 {
+		got = append(got, string(q.pop().Value))
 	}
 	// a's records keep their offset order although 2 is older than 1; the
 	// tie between 1 and 4 goes to a, the topic ranked first.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,10 @@ type task struct {
 	catchUp    map[string]int64
 	catchingUp bool // catchUp was non-empty at assignment; cleared when it empties
 
+	// queue holds the records fetched for the task and not processed yet.
+	queue queue
+	batch []*kgo.Record // the batch being run, reused
+
 	streamTime int64
 	stopped    error // set by the fail policy; the task processes nothing more
 	buf        []byte
@@ -79,6 +84,7 @@ func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partitio
 		partition:  partition,
 		log:        log.With("stage", s.name, "partition", partition),
 		cycle:      newCycle(),
+		queue:      queue{rank: s.topicRank},
 		refetch:    map[string]int64{},
 		catchUp:    map[string]int64{},
 		streamTime: -1,
@@ -112,26 +118,15 @@ func (t *task) pending() bool { return t.cycle.pending() }
 // waiting reports whether a task cannot answer for its partition yet.
 func (t *task) waiting() bool { return t.restoring || len(t.catchUp) > 0 }
 
-// process runs recs, all from this task's partition, through the guest in
-// batches, adding their effects to the current cycle.
-func (t *task) process(recs []*kgo.Record) (err error) {
-	if t.stopped != nil {
+// run processes the task's queued records through the guest in batches,
+// adding their effects to the current cycle, until the queue is empty or
+// deadline passes (checked between batches), or the engine stops. What it
+// leaves stays queued for the next round.
+func (t *task) run(deadline time.Time) (err error) {
+	if t.stopped != nil || t.queue.len() == 0 {
 		return nil
 	}
 	t.cycle.begin(t.env.db)
-	for _, r := range recs {
-		t.cycle.consumed(r)
-	}
-	defer func() {
-		// What is left was fetched but not processed (shutdown began):
-		// fetch it again.
-		for _, r := range recs {
-			if _, ok := t.refetch[r.Topic]; !ok {
-				t.refetch[r.Topic] = r.Offset
-			}
-		}
-	}()
-	recs = mergeByTimestamp(recs, t.stage.topicRank)
 	defer func() {
 		if err == nil {
 			if err = t.cycle.checkpoint(t.env.group, t.partition); err != nil {
@@ -139,39 +134,39 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 			}
 		}
 	}()
-	for len(recs) > 0 && t.stop.Err() == nil {
-		if recs[0].Attrs.IsControl() {
-			t.advance(recs[0])
-			recs = recs[1:]
+	q := &t.queue
+	for q.len() > 0 && t.stop.Err() == nil && time.Now().Before(deadline) {
+		r := q.peek()
+		if r.Attrs.IsControl() {
+			t.advance(t.take())
 			continue
 		}
 		// A table update is applied by the host before the records after
 		// it are processed; when the table's topic is also an input, the
 		// guest then sees the update too (table-table joins).
-		if i, ts := t.stage.partitionedTable(recs[0].Topic); ts != nil {
-			if err := t.applyTable(len(t.stage.stores)+i, recs[0]); err != nil {
+		if i, ts := t.stage.partitionedTable(r.Topic); ts != nil {
+			if err := t.applyTable(len(t.stage.stores)+i, r); err != nil {
 				return err
 			}
-			if _, input := t.stage.topicIndex[recs[0].Topic]; !input {
-				t.advance(recs[0])
-				recs = recs[1:]
+			if _, input := t.stage.topicIndex[r.Topic]; !input {
+				t.advance(t.take())
 				continue
 			}
 		}
-		n, bytes := 0, 0
-		for n < len(recs) && n < t.stage.cfg.BatchSize {
-			if n > 0 && (t.isTableTopic(recs[n].Topic) || recs[n].Attrs.IsControl()) {
+		batch, bytes := t.batch[:0], 0
+		for len(batch) < t.stage.cfg.BatchSize && q.len() > 0 {
+			r := q.peek()
+			if len(batch) > 0 && (t.isTableTopic(r.Topic) || r.Attrs.IsControl()) {
 				break // a table update ends the batch
 			}
-			size := recordSize(recs[n])
-			if n > 0 && bytes+size > t.stage.maxBatchBytes {
+			size := recordSize(r)
+			if len(batch) > 0 && bytes+size > t.stage.maxBatchBytes {
 				break
 			}
 			bytes += size
-			n++
+			batch = append(batch, t.take())
 		}
-		batch := recs[:n]
-		recs = recs[n:]
+		t.batch = batch
 		start := time.Now()
 		if err := t.runBatch(batch); err != nil {
 			return err
@@ -181,11 +176,35 @@ func (t *task) process(recs []*kgo.Record) (err error) {
 		for _, r := range batch {
 			t.advance(r)
 		}
+		clear(batch)
 		if err := t.sendOutputs(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// take pops the next queued record, which now belongs to the cycle: a
+// dropped cycle rewinds to it.
+func (t *task) take() *kgo.Record {
+	r := t.queue.pop()
+	t.cycle.consumed(r)
+	return r
+}
+
+// rewind drops the task's uncommitted cycle and its queue, and moves
+// consumption back to where the cycle started, or to the first queued
+// record of a topic the cycle had not processed yet: both are fetched
+// again.
+func (t *task) rewind() {
+	for topic, off := range t.queue.heads() {
+		if _, ok := t.refetch[topic]; !ok {
+			t.refetch[topic] = off
+		}
+	}
+	maps.Copy(t.refetch, t.cycle.start)
+	t.queue.clear()
+	t.drop()
 }
 
 // sendOutputs hands the outputs of the batches run so far to the producer:
