@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,6 +46,9 @@ const (
 	// cmpCommitInterval is streamrt's default commit_interval, set
 	// explicitly for the pipe and Kafka Streams.
 	cmpCommitInterval = 100 * time.Millisecond
+	// cmpKey formats the key of record i, key i mod -streamrt.compare-keys:
+	// 8 bytes for up to 10,000 keys, as in runtime's BenchmarkEndToEnd.
+	cmpKey = "key-%04d"
 )
 
 // workload is one topology and guarantee, as each system spells it.
@@ -220,7 +224,11 @@ func runWorkload(b *testing.B, brokers []string, bins binaries, systems []string
 				w.topology, w.ksGuarantee, filepath.Join(dir, "state"))
 		}
 		r := runChild(b, adm, s, cmd, filepath.Join(dir, s+".log"), group, in, ends)
-		r.outputs = countOutputs(b, brokers, adm, out)
+		var last map[string]string
+		r.outputs, last = readOutputs(b, brokers, adm, out)
+		if w.topology == "count" && s != "pipe" {
+			checkCounts(b, s, last, n)
+		}
 		runs[s] = r
 		b.Logf("%s n=%d %-8s %9.0f records/s  %6.2f cpu-us/record  peak RSS %5.0f MiB  startup %5d ms  %8d outputs  (load %s)",
 			w.name, n, s, float64(n)/r.took.Seconds(), float64(r.cpu.Microseconds())/float64(n),
@@ -333,9 +341,10 @@ func runChild(b *testing.B, adm *kadm.Client, name string, cmd *exec.Cmd, logFil
 	return r
 }
 
-// countOutputs reads topic's committed records from the start to its end
-// offsets and returns how many there are, without transaction markers.
-func countOutputs(b *testing.B, brokers []string, adm *kadm.Client, topic string) int64 {
+// readOutputs reads topic's committed records from the start to its end
+// offsets and returns how many there are, without transaction markers, and
+// the last value of each key.
+func readOutputs(b *testing.B, brokers []string, adm *kadm.Client, topic string) (int64, map[string]string) {
 	b.Helper()
 	ends := endOffsets(b, adm, topic)
 	next := make(map[int32]int64)
@@ -356,20 +365,47 @@ func countOutputs(b *testing.B, brokers []string, adm *kadm.Client, topic string
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var n int64
+	last := make(map[string]string)
 	for !finished() {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			b.Logf("count %s: gave up after reading %d records: %v", topic, n, ctx.Err())
-			return n
+			b.Logf("read %s: gave up after reading %d records: %v", topic, n, ctx.Err())
+			return n, last
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			next[r.Partition] = r.Offset + 1
 			if !r.Attrs.IsControl() {
 				n++
+				last[string(r.Key)] = string(r.Value)
 			}
 		})
 	}
-	return n
+	return n, last
+}
+
+// checkCounts fails b unless the last count output for every key of an input
+// of n records is the number of records with that key: whatever the cache
+// collapsed or a replay repeated, the final counts must be right.
+func checkCounts(b *testing.B, system string, last map[string]string, n int) {
+	b.Helper()
+	keys := *cmpKeys
+	wrong := 0
+	for k := range min(keys, n) {
+		want := strconv.Itoa(n / keys)
+		if k < n%keys {
+			want = strconv.Itoa(n/keys + 1)
+		}
+		got, ok := last[fmt.Sprintf(cmpKey, k)]
+		if !ok || got != want {
+			if wrong < 3 {
+				b.Errorf("%s: key %q: last count %q, want %s", system, fmt.Sprintf(cmpKey, k), got, want)
+			}
+			wrong++
+		}
+	}
+	if wrong > 0 {
+		b.Errorf("%s: %d of %d keys have a wrong last count", system, wrong, min(keys, n))
+	}
 }
 
 // binaries are the programs the benchmark runs, built once per process.
@@ -559,8 +595,8 @@ func deleteOpenGroups() {
 	}
 }
 
-// prefill produces n records to topic: keys "key-NNNN" cycling over
-// -streamrt.compare-keys keys, 100-byte values.
+// prefill produces n records to topic: keys cycling over
+// -streamrt.compare-keys keys (cmpKey), 100-byte values.
 func prefill(b *testing.B, brokers []string, topic string, n int) {
 	b.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -576,7 +612,7 @@ func prefill(b *testing.B, brokers []string, topic string, n int) {
 		firstErr error
 	)
 	for i := range n {
-		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%04d", i%*cmpKeys), Value: value}
+		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, cmpKey, i%*cmpKeys), Value: value}
 		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
 				mu.Lock()
