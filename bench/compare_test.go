@@ -153,7 +153,7 @@ type sysRun struct {
 	took    time.Duration // from start until the group's offsets reach the input's end
 	startup time.Duration // from start until the group's first committed offset
 	cpu     time.Duration // user and system CPU time of the process
-	maxRSS  int64         // peak resident set size, bytes (the largest, when summed)
+	maxRSS  int64         // peak resident set size until processed, bytes (the largest, when summed)
 	outputs int64         // records written to the output topic, markers excluded
 	runs    int
 }
@@ -218,7 +218,7 @@ func runWorkload(b *testing.B, brokers []string, bins binaries, systems []string
 			cmd = exec.Command(bins.pipe, "-brokers", strings.Join(brokers, ","), "-group", group,
 				"-in", in, "-out", out, "-commit-interval", cmpCommitInterval.String())
 		case "streamrt":
-			cmd = exec.Command(bins.streamrt, "run", "-c", writeApp(b, dir, brokers, group, in, out, w))
+			cmd = exec.Command(bins.streamrt, "run", "-c", writeApp(b, dir, brokers, group, in, out, bins.guests[w.guest], w))
 		case "kstreams":
 			cmd = exec.Command("java", "-jar", bins.jar, strings.Join(brokers, ","), group, in, out,
 				w.topology, w.ksGuarantee, filepath.Join(dir, "state"))
@@ -238,8 +238,8 @@ func runWorkload(b *testing.B, brokers []string, bins binaries, systems []string
 }
 
 // writeApp writes the streamrt app's YAML: one stage from in to out running
-// the workload's guest, every other setting at its default.
-func writeApp(b *testing.B, dir string, brokers []string, app, in, out string, w workload) string {
+// module, every other setting at its default.
+func writeApp(b *testing.B, dir string, brokers []string, app, in, out, module string, w workload) string {
 	b.Helper()
 	y := fmt.Sprintf(`app: %s
 brokers: [%s]
@@ -253,7 +253,7 @@ stages:
     inputs: [%s]
     outputs: {out: %s}
 `, app, strings.Join(brokers, ", "), freeLoopback(b), filepath.Join(dir, "state"), guesttest.CacheDir(),
-		w.guarantee, guesttest.Dir(w.guest), in, out)
+		w.guarantee, module, in, out)
 	if len(w.stores) > 0 {
 		y += fmt.Sprintf("    stores: [%s]\n", strings.Join(w.stores, ", "))
 	}
@@ -333,12 +333,36 @@ func runChild(b *testing.B, adm *kadm.Client, name string, cmd *exec.Cmd, logFil
 		}
 	}
 	r.took = time.Since(start)
+	r.maxRSS = peakRSS(b, cmd.Process.Pid)
 	stop()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r.maxRSS = ru.Maxrss << 10 // kilobytes on Linux
 	}
 	return r
+}
+
+// peakRSS returns the peak resident set size of a running process, from
+// VmHWM in /proc/PID/status. The child's rusage Maxrss would not do: os/exec
+// starts children with vfork, and Linux keeps the high-water mark of the
+// address space replaced at exec, which is this process's, so a child's
+// Maxrss is at least the benchmark's own peak RSS.
+func peakRSS(b *testing.B, pid int) int64 {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/%d/status: %q: %v", pid, line, err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatalf("/proc/%d/status has no VmHWM", pid)
+	return 0
 }
 
 // readOutputs reads topic's committed records from the start to its end
@@ -411,6 +435,7 @@ func checkCounts(b *testing.B, system string, last map[string]string, n int) {
 // binaries are the programs the benchmark runs, built once per process.
 type binaries struct {
 	pipe, streamrt, jar string
+	guests              map[string]string // test guest name → .wasm file
 }
 
 var (
@@ -430,8 +455,10 @@ func TestMain(m *testing.M) {
 }
 
 // buildAll builds the pipe and the streamrt CLI with go build, the test
-// guests with guesttest (so that streamrt finds them in its cache_dir), and
-// the Kafka Streams jar with bench/kstreams/build.sh, once per process.
+// guests with guesttest, and the Kafka Streams jar with
+// bench/kstreams/build.sh, once per process. The streamrt app loads its
+// guest as a built .wasm file, as a deployment would: pointed at the guest's
+// Go package, each start would first run the Go toolchain to fingerprint it.
 func buildAll(b *testing.B, systems []string) binaries {
 	b.Helper()
 	if slices.Contains(systems, "kstreams") && os.Getenv("STREAMRT_KSTREAMS_JAR") == "" {
@@ -457,6 +484,13 @@ func buildAll(b *testing.B, systems []string) binaries {
 				return
 			}
 		}
+		built.guests = make(map[string]string)
+		for _, g := range []string{"identity", "counter"} {
+			built.guests[g] = filepath.Join(binDir, g+".wasm")
+			if buildErr = os.WriteFile(built.guests[g], guesttest.Build(b, g), 0o644); buildErr != nil {
+				return
+			}
+		}
 		built.jar = os.Getenv("STREAMRT_KSTREAMS_JAR")
 		if built.jar == "" && slices.Contains(systems, "kstreams") {
 			var stderr bytes.Buffer
@@ -474,8 +508,6 @@ func buildAll(b *testing.B, systems []string) binaries {
 	if buildErr != nil {
 		b.Fatal(buildErr)
 	}
-	guesttest.Build(b, "identity")
-	guesttest.Build(b, "counter")
 	return built
 }
 
