@@ -57,7 +57,7 @@ type workload struct {
 	guest       string // streamrt's test guest
 	stores      []string
 	guarantee   string // streamrt's guarantee
-	topology    string // the Kafka Streams app's topology
+	topology    string // the Kafka Streams app's topology and guarantee
 	ksGuarantee string
 }
 
@@ -71,10 +71,10 @@ var workloads = []workload{
 // separate child process on the broker in STREAMRT_TEST_BROKERS:
 //
 //   - pipe: the plain franz-go consumer group → producer loop (bench/pipe),
-//     committing every 100 ms, the bound of what any of them can do;
+//     committing every 100 ms: moving the records with no processing;
 //   - streamrt: the streamrt CLI (cmd/streamrt, built by the benchmark) on an
-//     app whose stage runs the test guest identity or counter, with every
-//     setting at its default (commit_interval is 100ms by default);
+//     app whose stage runs the test guest identity or counter (built .wasm
+//     files), with every setting at its default (commit_interval is 100ms);
 //   - kstreams: the Kafka Streams app of bench/kstreams (java -jar), an
 //     identity topology or groupByKey().count(), with commit.interval.ms=100
 //     and everything else at Kafka Streams' defaults, its record cache and
@@ -88,9 +88,13 @@ var workloads = []workload{
 // output topic. A run's time is from starting the process until its group's
 // committed offsets reach the input's end offsets on every partition: the
 // outputs cannot tell, since Kafka Streams' cache collapses a count's
-// updates. From the child's rusage come its CPU time and peak RSS (both over
-// its whole life, shutdown included); the records it wrote are counted by
-// reading the output topic (committed data, without transaction markers).
+// updates. The child's CPU time comes from its rusage (its whole life,
+// shutdown included), its peak RSS from /proc (VmHWM when the input is
+// processed). The records it wrote are counted by reading the output topic
+// (committed data, without transaction markers), and for a count every
+// key's last value is checked. Once per process, an untimed warm-up of
+// -streamrt.compare-warmup records runs every workload and system, so that
+// the broker is warm and streamrt's compiled-module cache is filled.
 //
 // Reported per workload: each system's records/s, CPU µs per record, peak
 // RSS, startup (until its first committed offset) and outputs; x-pipe and
