@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/pipe"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
@@ -313,65 +314,26 @@ func watchOutputs(b *testing.B, ctx context.Context, brokers []string, topic str
 	}
 }
 
-// runPipe copies in to out through a consumer group, committing like the
-// engine does, until out holds n records.
+// runPipe copies in to out with the plain pipe (internal/pipe), committing
+// like the engine does, until out holds n records.
 func runPipe(b *testing.B, brokers []string, group, in, out string, n int) e2eRun {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start, cpu := time.Now(), cpuTime()
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(in),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.DisableAutoCommit(),
-	)
-	if err != nil {
-		b.Fatal(err)
-	}
 	pctx, stop := context.WithCancel(ctx)
-	var (
-		mu      sync.Mutex
-		pipeErr error
-	)
-	fail := func(err error) {
-		if err != nil && pctx.Err() == nil {
-			mu.Lock()
-			pipeErr = firstOf(pipeErr, err)
-			mu.Unlock()
-			stop()
-		}
-	}
+	var pipeErr error
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		defer cl.Close()
-		last := time.Now()
-		for pctx.Err() == nil {
-			wctx, cancel := context.WithTimeout(pctx, *e2eCommitInterval)
-			fs := cl.PollRecords(wctx, 10_000)
-			cancel()
-			fs.EachRecord(func(r *kgo.Record) {
-				cl.Produce(pctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp},
-					func(_ *kgo.Record, err error) { fail(err) })
-			})
-			if time.Since(last) >= *e2eCommitInterval {
-				fail(cl.Flush(pctx))
-				fail(cl.CommitUncommittedOffsets(pctx))
-				last = time.Now()
-			}
-		}
+		pipeErr = pipe.Run(pctx, pipe.Config{Brokers: brokers, Group: group, Input: in, Output: out, CommitInterval: *e2eCommitInterval})
 	}()
 	r, werr := watchOutputs(b, ctx, brokers, out, n, start, exited)
 	r.cpu = cpuTime() - cpu
 	stop()
 	<-exited
-	mu.Lock()
-	defer mu.Unlock()
 	if pipeErr != nil {
-		b.Fatalf("pipe %s: %v", group, pipeErr)
+		b.Fatal(pipeErr)
 	}
 	if werr != nil {
 		b.Fatalf("pipe %s: %v", group, werr)
