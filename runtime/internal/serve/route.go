@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/streamrt/streamrt/runtime/internal/partition"
+	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
 // placement is where a request for one key is answered.
@@ -100,7 +101,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, st Store, key 
 
 func (s *Server) answerHere(w http.ResponseWriter, pl placement, answer func(p int32) int) int {
 	h := w.Header()
-	h.Set(HeaderPartition, strconv.Itoa(int(pl.p)))
+	if int(pl.p) < len(s.partitionHeader) {
+		h[HeaderPartition] = s.partitionHeader[pl.p] // shared, never changed
+	} else {
+		h.Set(HeaderPartition, strconv.Itoa(int(pl.p)))
+	}
 	h.Set(HeaderServedBy, s.self())
 	if pl.stale {
 		h.Set(HeaderStale, "true")
@@ -179,6 +184,14 @@ func (s *Server) hasLocal(store string, p int32) bool {
 	return err == nil && found
 }
 
+// keyspace returns partition p of store, built at start where it can be.
+func (s *Server) keyspace(store string, p int32) (state.Keyspace, error) {
+	if kss := s.keyspaces[store]; p >= 0 && int(p) < len(kss) {
+		return kss[p], nil
+	}
+	return s.db.Keyspace(store, p)
+}
+
 func stale(r *http.Request) bool { return r.URL.Query().Get("stale") == "true" }
 
 // storeKey reads the {store} and {key} path parameters, answering 404 for
@@ -218,7 +231,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (s *Server) get(store string, p int32, key string) ([]byte, bool, error) {
-	ks, err := s.db.Keyspace(store, p)
+	ks, err := s.keyspace(store, p)
 	if err != nil {
 		return nil, false, err
 	}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
@@ -81,9 +82,14 @@ type Server struct {
 	storeList []Store
 	query     config.Query
 	handlers  *Handlers
-	addr      string // advertised query address
-	client    *http.Client
-	mux       *http.ServeMux
+	// keyspaces holds each store's keyspaces by partition, and
+	// partitionHeader the X-Streamrt-Partition values: both are built once
+	// rather than on every lookup.
+	keyspaces       map[string][]state.Keyspace
+	partitionHeader [][]string
+	addr            string // advertised query address
+	client          *http.Client
+	mux             *http.ServeMux
 }
 
 // Headers the server sets on answers, and reads on forwarded requests.
@@ -124,8 +130,19 @@ func New(opts Options) *Server {
 			},
 		},
 	}
+	s.keyspaces = map[string][]state.Keyspace{}
 	for _, st := range opts.Stores {
 		s.stores[st.Name] = st
+		for p := range st.Partitions {
+			ks, err := opts.DB.Keyspace(st.Name, p)
+			if err != nil {
+				break // an unusable store name: its lookups say why
+			}
+			s.keyspaces[st.Name] = append(s.keyspaces[st.Name], ks)
+			for int(p) >= len(s.partitionHeader) {
+				s.partitionHeader = append(s.partitionHeader, []string{strconv.Itoa(len(s.partitionHeader))})
+			}
+		}
 	}
 	s.storeList = slices.SortedFunc(maps.Values(s.stores), func(a, b Store) int { return strings.Compare(a.Name, b.Name) })
 	api := func(route string, h func(http.ResponseWriter, *http.Request) int) http.Handler {
@@ -163,14 +180,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Close() { s.client.CloseIdleConnections() }
 
 // observe counts each answer by route and status code, and times it by
-// where it was served.
+// where it was served. The metrics of the usual codes are resolved once,
+// since a lookup by label values hashes them on every request.
 func (s *Server) observe(route string, h func(http.ResponseWriter, *http.Request) int) http.Handler {
+	codes := map[int]prometheus.Counter{}
+	for _, code := range []int{200, 400, 401, 404, 500, 503} {
+		codes[code] = s.metrics.Queries.WithLabelValues(route, strconv.Itoa(code))
+	}
+	served := map[string]prometheus.Observer{}
+	for _, where := range []string{"local", "forwarded", "stale"} {
+		served[where] = s.metrics.QuerySeconds.WithLabelValues(route, where)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ow := &observed{ResponseWriter: w, served: "local"}
 		code := h(ow, r)
-		s.metrics.Queries.WithLabelValues(route, strconv.Itoa(code)).Inc()
-		s.metrics.QuerySeconds.WithLabelValues(route, ow.served).Observe(time.Since(start).Seconds())
+		if c, ok := codes[code]; ok {
+			c.Inc()
+		} else {
+			s.metrics.Queries.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		}
+		served[ow.served].Observe(time.Since(start).Seconds())
 	})
 }
 
