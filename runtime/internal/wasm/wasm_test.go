@@ -125,11 +125,11 @@ func TestDeadlineStopsALoopingGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = inst.Process(context.Background(), nil, abi.EncodeBatch(nil, &abi.Batch{}))
+	err = process(t, context.Background(), inst, nil, abi.EncodeBatch(nil, &abi.Batch{}))
 	if !errors.Is(err, ErrDeadline) || inst.Broken() == nil {
 		t.Fatalf("got %v (broken %v), want ErrDeadline and a broken instance", err, inst.Broken())
 	}
-	if !strings.Contains(err.Error(), "stopped after 50ms") {
+	if !strings.Contains(err.Error(), "stopped after 50ms of "+clock()) {
 		t.Fatalf("error %q does not say how long the guest ran", err)
 	}
 }
