@@ -125,7 +125,7 @@ func TestCPUDeadlineIgnoresStarvation(t *testing.T) {
 		competitors(t, cpu, 4)
 		u = usage{}
 		if err := process(t, ctx, inst, h, count(n)); err != nil {
-			t.Fatalf("a guest using %v of CPU time in %v of wall time was stopped: %v", u.cpu, u.wall, err)
+			t.Fatalf("a starved guest that needs about %v of CPU time was stopped: %v", need, err)
 		}
 	})
 	t.Logf("the guest used %v of CPU time in %v of wall time, under a deadline of %v", u.cpu, u.wall, deadline)
