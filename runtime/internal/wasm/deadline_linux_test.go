@@ -63,8 +63,8 @@ func TestSpin(t *testing.T) {
 }
 
 // pinned runs f with the calling goroutine locked to its thread and the
-// thread pinned to one CPU, which it returns to f: a guest called from f
-// runs on that thread and that CPU.
+// thread pinned to one CPU, which it returns to f: a guest that f calls on
+// its own goroutine runs on that thread and that CPU.
 func pinned(t *testing.T, f func(cpu int)) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -124,7 +124,7 @@ func TestCPUDeadlineIgnoresStarvation(t *testing.T) {
 	pinned(t, func(cpu int) {
 		competitors(t, cpu, 4)
 		u = usage{}
-		if err := process(t, ctx, inst, h, count(n)); err != nil {
+		if err := inst.Process(ctx, h, count(n)); err != nil {
 			t.Fatalf("a starved guest that needs about %v of CPU time was stopped: %v", need, err)
 		}
 	})
@@ -144,7 +144,9 @@ func TestWallCapStopsAStarvedGuest(t *testing.T) {
 	var err error
 	pinned(t, func(cpu int) {
 		competitors(t, cpu, 4)
-		err = process(t, context.Background(), inst, h, count(0)) // 2^32 iterations, seconds of CPU
+		// 2^32 iterations, seconds of CPU time: if the cap failed, the
+		// deadline would stop the guest, naming CPU time.
+		err = inst.Process(context.Background(), h, count(0))
 	})
 	if !errors.Is(err, ErrDeadline) || inst.Broken() == nil {
 		t.Fatalf("got %v (broken %v), want ErrDeadline and a broken instance", err, inst.Broken())
