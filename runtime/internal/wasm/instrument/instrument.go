@@ -19,10 +19,11 @@
 //     included, and the process hangs. With them, the Go scheduler and the
 //     collector get their turn within microseconds to milliseconds.
 //
-// Between two checks a guest runs at most the straight-line code of one
-// function body, so a call that never returns, by looping or by recursing,
-// reaches a check. A host function the guest called is not interrupted: the
-// guest traps when it returns and reaches its next check.
+// Between two checks a guest neither starts a loop iteration nor enters a
+// function: it runs only straight-line code, what remains of the functions
+// it returns through, so a call that never returns, by looping or by
+// recursing, keeps reaching checks. A host function the guest called is not
+// interrupted: the guest traps once it returns and reaches its next check.
 //
 // A module without a memory gets one of zero pages, for memory.grow. The
 // rewrite is deterministic (the same bytes in, the same bytes out), so a
