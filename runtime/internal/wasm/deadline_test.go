@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +178,38 @@ func TestDeadlineKeepsTheModule(t *testing.T) {
 	_, err = e.Compile(context.Background(), "taken.wasm", g.bytes())
 	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "exports streamrt_interrupt, a name the host reserves") {
 		t.Fatalf("got %v, want the reserved export refused", err)
+	}
+}
+
+// The rewrite is deterministic, so the compilation cache, which keys on the
+// bytes wazero is given, holds one entry for a module however many engines
+// compile it.
+func TestDeadlineKeepsTheCompilationCache(t *testing.T) {
+	dir := t.TempDir()
+	entries := func() int {
+		n := 0
+		filepath.WalkDir(dir, func(_ string, d fs.DirEntry, _ error) error {
+			if d != nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	wasm := burner().bytes()
+	counts := make([]int, 3)
+	for i := range counts {
+		cache, err := NewCache(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newEngine(t, Config{Cache: cache, Deadline: time.Second}).Compile(context.Background(), "burner.wasm", wasm); err != nil {
+			t.Fatal(err)
+		}
+		counts[i] = entries()
+	}
+	if counts[0] == 0 || counts[1] != counts[0] || counts[2] != counts[0] {
+		t.Fatalf("cache entries after each of three engines compiled one module: %v, want the same non-zero count", counts)
 	}
 }
 
