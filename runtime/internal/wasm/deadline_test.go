@@ -151,7 +151,7 @@ func TestContextEndStopsAGuest(t *testing.T) {
 // Initialisers run under the deadline too: a module whose streamrt_init
 // never returns is refused.
 func TestDeadlineStopsAnInitialiser(t *testing.T) {
-	e := newEngine(t, Config{Deadline: 50 * time.Millisecond})
+	e := newEngine(t, Config{Deadline: 50 * time.Millisecond, WallLimit: time.Minute})
 	g := validGuest()
 	g.funcs = append(g.funcs, tinyFunc{export: "streamrt_init", results: []byte{tI32}, body: []byte{0x03, 0x40, 0x0c, 0x00, 0x0b, 0x41, 0x00}})
 	_, err := e.Compile(context.Background(), "init.wasm", g.bytes())
