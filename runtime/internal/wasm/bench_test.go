@@ -22,7 +22,8 @@ const (
 	benchKeySize   = 8
 	benchValueSize = 100
 	// benchDeadline is the stages' default batch_deadline; any positive value
-	// turns on wazero's WithCloseOnContextDone, which is what costs.
+	// makes Compile instrument the module and the engine watch its calls,
+	// which is what costs.
 	benchDeadline = 5 * time.Second
 )
 
@@ -232,18 +233,11 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func deadlineName(d time.Duration) string {
-	if d > 0 {
-		return "deadline=on"
-	}
-	return "deadline=off"
-}
-
 // BenchmarkGuestIdentity measures the per-record cost of calling a Go guest:
 // the identity test guest decodes each record of a 500-record batch and
 // emits it, one emit host call per record, to a host that copies the key and
-// value. Each case runs with the batch deadline off and on (wazero's
-// WithCloseOnContextDone). The baselines take away one layer at a time:
+// value. Each case runs with the batch deadline off and on (an instrumented
+// module and a watchdog). The baselines take away one layer at a time:
 //
 //	emit-noop    identity guest, host Emit returns at once: guest + crossing
 //	decode-only  a Go guest whose handler returns nil: the SDK's decoding
@@ -290,6 +284,29 @@ func BenchmarkGuestIdentity(b *testing.B) {
 				b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/n, "cpu-ns/record")
 			})
 		}
+	}
+}
+
+// BenchmarkGuestCall measures the fixed cost of one guest call: Process
+// with an empty batch on a module whose streamrt_buffer and
+// streamrt_process return at once. With the deadline on it adds what the
+// deadline costs per call (locking the goroutine to its thread, asking the
+// thread's id, telling the watchdog) and the instrumented module's checks.
+func BenchmarkGuestCall(b *testing.B) {
+	for _, d := range []time.Duration{0, benchDeadline} {
+		b.Run(deadlineName(d), func(b *testing.B) {
+			inst := instantiate(b, newBenchEngine(b, d), "returns", returnsGuest().bytes())
+			h := &benchHost{}
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for b.Loop() {
+				if err := inst.Process(ctx, h, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
 	}
 }
 

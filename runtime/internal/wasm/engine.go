@@ -3,10 +3,16 @@
 // instance per task, and dispatches the guest's host-function calls to a Host
 // that the caller provides for each batch.
 //
-// An Engine owns one wazero runtime, and so one memory limit: a runtime is the
-// unit of isolation (modules in one runtime could import each other), so each
-// stage, and later each tenant, gets its own. Compiled code is cached on disk
-// across restarts through a shared wazero compilation cache.
+// An Engine owns one wazero runtime, and so one memory limit and one
+// deadline: a runtime is the unit of isolation (modules in one runtime could
+// import each other), so each stage, and later each tenant, gets its own.
+// Compiled code is cached on disk across restarts through a shared wazero
+// compilation cache.
+//
+// With a deadline, Compile rewrites each module so that it can be stopped
+// (package instrument), and a watchdog goroutine per engine stops the calls
+// that use more CPU time than the deadline, or more wall time than the wall
+// cap (watchdog.go).
 package wasm
 
 import (
@@ -26,15 +32,33 @@ type Config struct {
 	// MemoryLimit bounds each guest instance's linear memory, in bytes; it is
 	// rounded down to whole 64 KiB pages. Zero means wazero's default (4 GiB).
 	MemoryLimit int64
-	// Deadline bounds the CPU time of one guest call (a batch, or an
-	// initialiser). Zero means no deadline.
+	// Deadline bounds the CPU time of one guest call (a batch, a query
+	// handler call, or an initialiser): the CPU time of the thread the call
+	// runs on, host functions included, so that a guest is not stopped for
+	// the time other work held the CPU. A call is stopped after between
+	// Deadline and Deadline plus a tenth of it (at most 200 ms more), and
+	// fails with ErrDeadline. On systems other than Linux, which offer no
+	// per-thread CPU clock, it bounds wall time instead.
+	//
+	// Zero means no protection at all: modules run as they are, and nothing
+	// stops a guest that never returns (a garbage collection would then
+	// wait for it, and with it the whole process).
 	Deadline time.Duration
+	// WallLimit bounds the wall time of one guest call, for a guest that
+	// the machine starves of CPU or that waits in a host call: the safety
+	// net under Deadline. Zero means 10 × Deadline. It has no effect when
+	// Deadline is zero.
+	WallLimit time.Duration
 }
+
+// defaultWallFactor is WallLimit when Config leaves it zero, as a multiple of
+// Deadline.
+const defaultWallFactor = 10
 
 // Engine compiles and instantiates modules in one wazero runtime.
 type Engine struct {
 	rt       wazero.Runtime
-	deadline time.Duration
+	watchdog *watchdog // nil without a deadline
 }
 
 // NewCache returns a compilation cache kept in dir, shared by the engines of a
@@ -50,6 +74,9 @@ func NewCache(dir string) (wazero.CompilationCache, error) {
 // NewEngine creates a runtime with the streamrt_v1 host module and WASI
 // (without file system, network or environment) instantiated in it.
 func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Deadline < 0 || cfg.WallLimit < 0 {
+		return nil, fmt.Errorf("wasm: deadline %v and wall limit %v must not be negative", cfg.Deadline, cfg.WallLimit)
+	}
 	rc := wazero.NewRuntimeConfig()
 	if cfg.Cache != nil {
 		rc = rc.WithCompilationCache(cfg.Cache)
@@ -64,11 +91,6 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		rc = rc.WithMemoryLimitPages(uint32(pages))
 	}
-	if cfg.Deadline > 0 {
-		// Needed for the deadline to stop a guest that never returns; it costs
-		// a check in every loop of compiled guest code (see BENCHMARKS.md).
-		rc = rc.WithCloseOnContextDone(true)
-	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
@@ -78,16 +100,21 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		rt.Close(ctx)
 		return nil, err
 	}
-	return &Engine{rt: rt, deadline: cfg.Deadline}, nil
+	e := &Engine{rt: rt}
+	if cfg.Deadline > 0 {
+		wall := cfg.WallLimit
+		if wall == 0 {
+			wall = defaultWallFactor * cfg.Deadline
+		}
+		e.watchdog = newWatchdog(cfg.Deadline, wall)
+	}
+	return e, nil
 }
 
 // Close releases the runtime and every module and instance made from it.
-func (e *Engine) Close(ctx context.Context) error { return e.rt.Close(ctx) }
-
-// callCtx bounds one guest call by the engine's deadline.
-func (e *Engine) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if e.deadline <= 0 {
-		return ctx, func() {}
+func (e *Engine) Close(ctx context.Context) error {
+	if e.watchdog != nil {
+		e.watchdog.close()
 	}
-	return context.WithTimeout(ctx, e.deadline)
+	return e.rt.Close(ctx)
 }

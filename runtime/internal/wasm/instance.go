@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/runtime/internal/wasm/instrument"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -22,6 +23,7 @@ type Instance struct {
 	fns    struct{ version, buffer, process, query api.Function }
 	stack  [2]uint64
 	output *tail
+	guard  *guard // nil without a deadline
 	broken error
 }
 
@@ -39,6 +41,14 @@ func (m *Module) Instantiate(ctx context.Context) (*Instance, error) {
 		return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("does not instantiate: %v", err)}
 	}
 	inst := &Instance{m: m, mod: mod, mem: mod.Memory(), output: out}
+	if w := m.engine.watchdog; w != nil {
+		flag, ok := mod.ExportedGlobal(instrument.InterruptExport).(api.MutableGlobal)
+		if !ok {
+			mod.Close(ctx)
+			return nil, &ModuleError{Module: m.name, Reason: "has no interrupt flag: it was compiled without a deadline"}
+		}
+		inst.guard = w.register(flag)
+	}
 	inst.fns.version = mod.ExportedFunction(abi.ExportABIVersion)
 	inst.fns.buffer = mod.ExportedFunction(abi.ExportBuffer)
 	inst.fns.process = mod.ExportedFunction(abi.ExportProcess)
@@ -48,15 +58,15 @@ func (m *Module) Instantiate(ctx context.Context) (*Instance, error) {
 		if fn == nil {
 			continue
 		}
-		cctx, cancel := m.engine.callCtx(ctx)
-		err := fn.CallWithStack(cctx, inst.stack[:])
-		cancel()
+		inst.guard.begin(ctx)
+		err := fn.CallWithStack(ctx, inst.stack[:])
+		o := inst.guard.end(err == nil)
 		if err != nil {
-			mod.Close(ctx)
-			return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("%s failed: %v", name, inst.describe(err))}
+			inst.Close(ctx)
+			return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("%s failed: %v", name, inst.describe(err, o))}
 		}
 		if name == abi.ExportInit && int32(inst.stack[0]) != 0 {
-			mod.Close(ctx)
+			inst.Close(ctx)
 			return nil, &ModuleError{Module: m.name, Reason: fmt.Sprintf("%s returned %d%s", name, int32(inst.stack[0]), out.suffix())}
 		}
 	}
@@ -70,7 +80,8 @@ func (i *Instance) Module() *Module { return i.m }
 // guest's host calls. A *CallError wrapping ErrTrap or ErrDeadline means the
 // instance is unusable (Broken reports it) and must be replaced; one wrapping
 // ErrBatchFailed means the guest refused the batch and the instance lives on.
-// When ctx itself ends, Process returns ctx's error.
+// When ctx itself ends, Process returns ctx's error; with a deadline, the
+// engine stops the guest then, within a tick of its watchdog.
 func (i *Instance) Process(ctx context.Context, h Host, batch []byte) error {
 	return i.call(ctx, h, i.fns.process, abi.ExportProcess, "the batch", batch)
 }
@@ -86,33 +97,43 @@ func (i *Instance) Query(ctx context.Context, h Host, req []byte) error {
 	return i.call(ctx, h, i.fns.query, abi.ExportQuery, "the query", req)
 }
 
-// call writes in into a guest buffer and calls fn(ptr, len) under the
-// engine's deadline.
+// call writes in into a guest buffer and calls fn(ptr, len), both under one
+// deadline.
 func (i *Instance) call(ctx context.Context, h Host, fn api.Function, name, what string, in []byte) error {
 	if i.broken != nil {
 		return i.broken
 	}
 	i.output.reset()
-	cctx, cancel := i.m.engine.callCtx(ctx)
-	defer cancel()
-	cctx = withHost(cctx, h)
-	i.stack[0] = uint64(len(in))
-	if err := i.fns.buffer.CallWithStack(cctx, i.stack[:]); err != nil {
-		return i.fail(ctx, err)
+	i.guard.begin(ctx)
+	ptr, err := i.enter(withHost(ctx, h), fn, in)
+	o := i.guard.end(err == nil)
+	if err != nil {
+		return i.fail(ctx, err, o)
 	}
-	ptr := uint32(i.stack[0])
-	if ptr == 0 || !i.mem.Write(ptr, in) {
+	if ptr == 0 {
 		return &CallError{Module: i.m.name, Kind: ErrBatchFailed,
 			Detail: fmt.Sprintf("%s could not provide %d bytes for %s%s", abi.ExportBuffer, len(in), what, i.output.suffix())}
-	}
-	i.stack[0], i.stack[1] = uint64(ptr), uint64(len(in))
-	if err := fn.CallWithStack(cctx, i.stack[:]); err != nil {
-		return i.fail(ctx, err)
 	}
 	if rc := int32(i.stack[0]); rc != 0 {
 		return &CallError{Module: i.m.name, Kind: ErrBatchFailed, Detail: fmt.Sprintf("%s returned %d%s", name, rc, i.output.suffix())}
 	}
 	return nil
+}
+
+// enter asks the guest for a buffer of len(in) bytes, copies in into it and
+// calls fn(ptr, len); ptr is 0 when the guest provided no buffer, and then
+// fn was not called.
+func (i *Instance) enter(ctx context.Context, fn api.Function, in []byte) (ptr uint32, err error) {
+	i.stack[0] = uint64(len(in))
+	if err := i.fns.buffer.CallWithStack(ctx, i.stack[:]); err != nil {
+		return 0, err
+	}
+	ptr = uint32(i.stack[0])
+	if ptr == 0 || !i.mem.Write(ptr, in) {
+		return 0, nil
+	}
+	i.stack[0], i.stack[1] = uint64(ptr), uint64(len(in))
+	return ptr, fn.CallWithStack(ctx, i.stack[:])
 }
 
 // Broken returns the error that made the instance unusable, or nil.
@@ -122,37 +143,42 @@ func (i *Instance) Broken() error { return i.broken }
 func (i *Instance) MemorySize() uint32 { return i.mem.Size() }
 
 // Close releases the instance.
-func (i *Instance) Close(ctx context.Context) error { return i.mod.Close(ctx) }
+func (i *Instance) Close(ctx context.Context) error {
+	i.guard.close()
+	return i.mod.Close(ctx)
+}
 
-func (i *Instance) fail(ctx context.Context, err error) error {
+// fail records why a call failed: o, when the watchdog stopped it, else the
+// guest's trap or exit.
+func (i *Instance) fail(ctx context.Context, err error, o *overrun) error {
 	if ctx.Err() != nil {
 		i.broken = ctx.Err()
 		return ctx.Err()
 	}
 	kind := ErrTrap
-	var exit *sys.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
+	if o != nil {
 		kind = ErrDeadline
 	}
-	ce := &CallError{Module: i.m.name, Kind: kind, Detail: i.describe(err), Cause: err}
+	ce := &CallError{Module: i.m.name, Kind: kind, Detail: i.describe(err, o), Cause: err}
 	i.broken = ce
 	return ce
 }
 
-// describe turns a wazero error into one line, with what the guest printed
-// (a Go guest prints its panic message before exiting).
-func (i *Instance) describe(err error) string {
+// describe turns a failed call into one line, with what the guest printed
+// (a Go guest prints its panic message before exiting): why the watchdog
+// stopped it when o is not nil, else wazero's error.
+func (i *Instance) describe(err error, o *overrun) string {
 	var exit *sys.ExitError
 	msg := err.Error()
-	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			msg = fmt.Sprintf("stopped after %v", i.m.engine.deadline)
-		default:
-			msg = fmt.Sprintf("exited with code %d", exit.ExitCode())
+	switch {
+	case o != nil:
+		msg = o.String()
+	case errors.As(err, &exit):
+		msg = fmt.Sprintf("exited with code %d", exit.ExitCode())
+	default:
+		if j := strings.Index(msg, "\nwasm stack trace:"); j >= 0 {
+			msg = msg[:j]
 		}
-	} else if j := strings.Index(msg, "\nwasm stack trace:"); j >= 0 {
-		msg = msg[:j]
 	}
 	return msg + i.output.suffix()
 }

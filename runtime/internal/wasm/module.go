@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/runtime/internal/wasm/instrument"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -62,6 +64,10 @@ var exports = []export{
 // required export or memory, or was built for another ABI version; the error
 // wraps ErrInvalidModule and says which. Validation instantiates the module
 // once to ask its ABI version and run its initialisers.
+//
+// With a deadline, the module is rewritten before it is compiled so that the
+// engine can stop it (package instrument); it is refused if it exports the
+// name the rewrite reserves. Version stays the hash of wasm as given.
 func (e *Engine) Compile(ctx context.Context, name string, wasm []byte) (*Module, error) {
 	refuse := func(format string, args ...any) error {
 		return &ModuleError{Module: name, Reason: fmt.Sprintf(format, args...)}
@@ -69,7 +75,20 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte) (*Module
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, refuse("not a WebAssembly module (no \\0asm header)")
 	}
-	compiled, err := e.rt.CompileModule(ctx, wasm)
+	code := wasm
+	if e.watchdog != nil {
+		var err error
+		if code, err = instrument.Interruptible(wasm); err != nil {
+			if errors.Is(err, instrument.ErrReservedExport) {
+				return nil, refuse("exports %s, a name the host reserves for stopping guests", instrument.InterruptExport)
+			}
+			// The rewrite reads modules as wazero does, so what it cannot
+			// read wazero would refuse too. wazero is not asked: it
+			// allocates what a malformed module's counts claim.
+			return nil, refuse("does not compile: %v", err)
+		}
+	}
+	compiled, err := e.rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, refuse("does not compile: %v", err)
 	}
@@ -136,8 +155,10 @@ func (m *Module) validate(ctx context.Context) error {
 		return err
 	}
 	defer inst.Close(ctx)
-	if err := inst.fns.version.CallWithStack(ctx, inst.stack[:1]); err != nil {
-		return refuse("%s trapped: %v", abi.ExportABIVersion, err)
+	inst.guard.begin(ctx)
+	err = inst.fns.version.CallWithStack(ctx, inst.stack[:1])
+	if o := inst.guard.end(err == nil); err != nil {
+		return refuse("%s failed: %v", abi.ExportABIVersion, inst.describe(err, o))
 	}
 	if v := int32(inst.stack[0]); v != abi.Version {
 		return refuse("was built for host ABI v%d (%s returned %d), this host speaks ABI v%d", v, abi.ExportABIVersion, v, abi.Version)
