@@ -1,6 +1,8 @@
 package rawjson
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 )
 
@@ -8,119 +10,164 @@ import (
 // limit.
 const maxDepth = 10000
 
-// check checks the value that starts at b[i] and returns where it ends.
+// check checks the value that starts at b[i], after any whitespace, and
+// returns where it ends.
 //
-// It keeps the open arrays and objects in a bit stack rather than recursing,
-// so that a deep document is refused with an error rather than exhausting
-// the guest's stack, and it inlines the common steps of the loop: on Go's
-// Wasm port every call and every taken branch is costly.
+// It is one loop with no calls but on its error paths, and it reads strings
+// eight bytes at a time: on Go's Wasm port a call costs as much as dozens
+// of arithmetic instructions, and every taken branch goes through the
+// function's dispatch loop (where a batch deadline adds a check). It keeps
+// the open arrays and objects in a bit stack rather than recursing, so that
+// a deep document is refused rather than exhausting the guest's stack.
 func check(b []byte, i int) (end int, err error) {
 	var open nesting
+	name := false // a member's name comes next, not a value
+values:
 	for {
-		// A value starts at b[i], after any whitespace.
-		i = skipSpace(b, i)
+		if i < len(b) && b[i] <= ' ' {
+			i = skipSpace(b, i)
+		}
 		if i >= len(b) {
+			if name {
+				return 0, syntaxError(b, i, "looking for the beginning of an object member's name")
+			}
 			return 0, syntaxError(b, i, "looking for the beginning of a value")
 		}
-		switch c := b[i]; c {
-		case '"':
-			if i, err = checkString(b, i); err != nil {
+		switch c := b[i]; {
+		case c == '"':
+			// A string that ends within its first 16 bytes and has no
+			// escape takes no branch; checkString does the others.
+			n := 16
+			if i+17 <= len(b) {
+				n = firstStop(stringStops(binary.LittleEndian.Uint64(b[i+1:])),
+					stringStops(binary.LittleEndian.Uint64(b[i+9:])))
+			}
+			if n < 16 && b[i+1+n] == '"' {
+				i += n + 2
+			} else if i, err = checkString(b, i); err != nil {
 				return 0, err
 			}
-		case '{', '[':
+			if name {
+				if i < len(b) && b[i] == ':' {
+					i++
+				} else if i, err = checkColon(b, i); err != nil {
+					return 0, err
+				}
+				name = false
+				continue values
+			}
+		case name:
+			return 0, syntaxError(b, i, "looking for the beginning of an object member's name")
+		case c == '{' || c == '[':
 			if open.depth == maxDepth {
 				return 0, &SyntaxError{Offset: i, msg: "nesting deeper than " + strconv.Itoa(maxDepth) + " levels"}
 			}
 			i = skipSpace(b, i+1)
-			if i < len(b) && b[i] == c+2 { // '}' or ']'
+			if i < len(b) && b[i] == c+2 { // '}' or ']': empty
 				i++
 				break
 			}
 			open.push(c == '{')
-			if c == '{' {
-				if i, err = checkName(b, i); err != nil {
-					return 0, err
+			name = c == '{'
+			continue values
+		case c == '-' || c-'0' < 10:
+			if c == '-' {
+				i++
+			}
+			switch {
+			case i < len(b) && b[i] == '0':
+				i++
+			case i < len(b) && b[i]-'1' < 9:
+				for i++; i < len(b) && b[i]-'0' < 10; i++ {
+				}
+			default:
+				return 0, syntaxError(b, i, "in a number")
+			}
+			if i < len(b) && b[i] == '.' {
+				i++
+				if i >= len(b) || b[i]-'0' >= 10 {
+					return 0, syntaxError(b, i, "after the decimal point")
+				}
+				for i++; i < len(b) && b[i]-'0' < 10; i++ {
 				}
 			}
-			continue
-		case 't':
-			if i, err = checkLiteral(b, i, "true"); err != nil {
-				return 0, err
+			if i < len(b) && b[i]|0x20 == 'e' {
+				i++
+				if i < len(b) && (b[i] == '+' || b[i] == '-') {
+					i++
+				}
+				if i >= len(b) || b[i]-'0' >= 10 {
+					return 0, syntaxError(b, i, "in an exponent")
+				}
+				for i++; i < len(b) && b[i]-'0' < 10; i++ {
+				}
 			}
-		case 'f':
-			if i, err = checkLiteral(b, i, "false"); err != nil {
-				return 0, err
-			}
-		case 'n':
-			if i, err = checkLiteral(b, i, "null"); err != nil {
-				return 0, err
-			}
-		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-			if i, err = checkNumber(b, i); err != nil {
-				return 0, err
-			}
+		case c == 't' && i+4 <= len(b) && binary.LittleEndian.Uint32(b[i:]) == trueWord,
+			c == 'n' && i+4 <= len(b) && binary.LittleEndian.Uint32(b[i:]) == nullWord:
+			i += 4
+		case c == 'f' && i+5 <= len(b) && binary.LittleEndian.Uint32(b[i+1:]) == alseWord:
+			i += 5
 		default:
-			return 0, syntaxError(b, i, "looking for the beginning of a value")
+			return 0, badValue(b, i)
 		}
 		// A value ended at i: close the arrays and objects it ends, then
 		// go on to the next item or member.
-	closing:
 		for open.depth > 0 {
-			i = skipSpace(b, i)
-			inObject := open.top()
-			switch {
-			case i < len(b) && b[i] == ',':
-				i++
-				if inObject {
-					if i, err = checkName(b, skipSpace(b, i)); err != nil {
-						return 0, err
-					}
-				}
-				break closing
-			case i < len(b) && b[i] == '}' && inObject, i < len(b) && b[i] == ']' && !inObject:
-				i++
-				open.pop()
-			case inObject:
-				return 0, syntaxError(b, i, "after an object member")
-			default:
-				return 0, syntaxError(b, i, "after an array element")
+			if i < len(b) && b[i] <= ' ' {
+				i = skipSpace(b, i)
 			}
+			inObject := open.top()
+			if i < len(b) {
+				if b[i] == ',' {
+					i++
+					name = inObject
+					continue values
+				}
+				if b[i] == '}' && inObject || b[i] == ']' && !inObject {
+					i++
+					open.pop()
+					continue
+				}
+			}
+			if inObject {
+				return 0, syntaxError(b, i, "after an object member")
+			}
+			return 0, syntaxError(b, i, "after an array element")
 		}
-		if open.depth == 0 {
-			return i, nil
-		}
+		return i, nil
 	}
 }
 
-// checkName checks the member name that starts at b[i] and its colon, and
-// returns where the colon ends.
-func checkName(b []byte, i int) (int, error) {
-	if i >= len(b) || b[i] != '"' {
-		return 0, syntaxError(b, i, "looking for the beginning of an object member's name")
-	}
-	i, err := checkString(b, i)
-	if err != nil {
-		return 0, err
-	}
-	i = skipSpace(b, i)
-	if i >= len(b) || b[i] != ':' {
-		return 0, syntaxError(b, i, "after an object member's name")
-	}
-	return i + 1, nil
-}
+// The literals' bytes as little-endian words (false without its f).
+var (
+	trueWord = binary.LittleEndian.Uint32([]byte("true"))
+	nullWord = binary.LittleEndian.Uint32([]byte("null"))
+	alseWord = binary.LittleEndian.Uint32([]byte("alse"))
+)
 
 // checkString checks the string that starts at b[i] and returns where it
-// ends. Bytes of 0x80 and above go through unchecked, as in encoding/json.
+// ends, for the strings check leaves out: long ones, and those with
+// escapes, control characters or the end of the document close by.
 func checkString(b []byte, i int) (int, error) {
-	for i++; i < len(b); i++ {
-		c := b[i]
-		if plainByte[c] {
+	for i++; ; i++ {
+		var x uint64
+		if i+8 <= len(b) {
+			x = binary.LittleEndian.Uint64(b[i:])
+		} else {
+			x = loadEnd(b, i)
+		}
+		m := stringStops(x)
+		if m == 0 {
+			i += 7
 			continue
 		}
+		i += bits.TrailingZeros64(m) >> 3
 		switch {
-		case c == '"':
+		case i >= len(b):
+			return 0, syntaxError(b, i, "in a string")
+		case b[i] == '"':
 			return i + 1, nil
-		case c < ' ':
+		case b[i] < ' ':
 			return 0, syntaxError(b, i, "in a string (control characters must be escaped)")
 		}
 		// An escape.
@@ -141,71 +188,48 @@ func checkString(b []byte, i int) (int, error) {
 			return 0, syntaxError(b, i, "in a string escape")
 		}
 	}
-	return 0, syntaxError(b, i, "in a string")
 }
 
-// checkLiteral checks that word (true, false or null) starts at b[i] and
+// checkColon checks that a colon, after any whitespace, starts at b[i] and
 // returns where it ends.
-func checkLiteral(b []byte, i int, word string) (int, error) {
-	if len(b)-i >= len(word) && string(b[i:i+len(word)]) == word {
-		return i + len(word), nil
+func checkColon(b []byte, i int) (int, error) {
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return 0, syntaxError(b, i, "after an object member's name")
 	}
-	k := 0
-	for i+k < len(b) && b[i+k] == word[k] {
-		k++
-	}
-	return 0, syntaxError(b, i+k, "in literal "+word)
+	return i + 1, nil
 }
 
-// checkNumber checks the number that starts at b[i] and returns where it
-// ends.
-func checkNumber(b []byte, i int) (int, error) {
-	if b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		i = skipDigits(b, i+1)
-	default:
-		return 0, syntaxError(b, i, "in a number")
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return 0, syntaxError(b, i, "after the decimal point")
+// badValue describes what is wrong with the value at b[i], which is no
+// string, array, object or number, nor a whole literal.
+func badValue(b []byte, i int) error {
+	for _, word := range []string{"true", "false", "null"} {
+		if b[i] == word[0] {
+			k := 1
+			for i+k < len(b) && k < len(word) && b[i+k] == word[k] {
+				k++
+			}
+			return syntaxError(b, i+k, "in literal "+word)
 		}
-		i = skipDigits(b, i+1)
 	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return 0, syntaxError(b, i, "in an exponent")
-		}
-		i = skipDigits(b, i+1)
-	}
-	return i, nil
-}
-
-func skipDigits(b []byte, i int) int {
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	return i
+	return syntaxError(b, i, "looking for the beginning of a value")
 }
 
 // skipSpace returns the position of the first byte at or after i that is
-// not JSON whitespace.
+// not JSON whitespace. It is not inlined: the scanners call it only after
+// seeing whitespace, and a call tells the compiler to lay that case out of
+// the common path (see check).
+//
+//go:noinline
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+	for i < len(b) && spaceByte[b[i]] {
 		i++
 	}
 	return i
 }
+
+// spaceByte tells JSON's whitespace.
+var spaceByte = [256]bool{' ': true, '\t': true, '\n': true, '\r': true}
 
 // plainByte tells the bytes that stand for themselves in a string: all but
 // the quote, the backslash and the control characters.
@@ -215,6 +239,58 @@ var plainByte = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// Words of eight equal bytes, for testing eight bytes at once.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// stringStops returns the high bit of each byte of x that ends a run of
+// bytes standing for themselves in a string: a quote, a backslash or a
+// control character. Borrows may mark bytes after the first such byte too,
+// never before it, so the lowest bit is exact.
+func stringStops(x uint64) uint64 {
+	q, e := x^(ones*'"'), x^(ones*'\\')
+	return ((q-ones)&^q | (e-ones)&^e | (x-ones*' ')&^x) & highs
+}
+
+// firstStop returns the position of the first byte that m1 or m2, the
+// stops of two words that follow each other, mark, or 16 when they mark
+// none; it takes no branch.
+func firstStop(m1, m2 uint64) int {
+	n1 := bits.TrailingZeros64(m1) >> 3 // 8 when m1 is 0
+	n2 := bits.TrailingZeros64(m2) >> 3
+	none := int((m1 - 1) &^ m1 >> 63) // 1 when m1 is 0
+	return n1 + none*n2
+}
+
+// quotesAndEscapes is stringStops for a string known to be valid: only its
+// quote and its backslashes stop it.
+func quotesAndEscapes(x uint64) uint64 {
+	q, e := x^(ones*'"'), x^(ones*'\\')
+	return ((q-ones)&^q | (e-ones)&^e) & highs
+}
+
+// loadEnd returns the eight bytes at b[i:] as a little-endian word, for
+// an i less than eight bytes from the end of b, with quotes standing for
+// the bytes past the end: a string scan that reaches the end stops there.
+// (Its callers load the words before it themselves, to save a call.)
+func loadEnd(b []byte, i int) uint64 {
+	if n := i - (len(b) - 8); len(b) >= 8 && n < 8 {
+		// The last eight bytes, shifted past those before i.
+		return binary.LittleEndian.Uint64(b[len(b)-8:])>>(8*n) | ones*'"'<<(64-8*n)
+	}
+	x := uint64(ones * '"')
+	for k := 7; k >= 0; k-- {
+		if i+k < len(b) && i+k >= 0 {
+			x = x<<8 | uint64(b[i+k])
+		} else {
+			x = x<<8 | '"'
+		}
+	}
+	return x
+}
 
 // unhex returns the value of a hex digit, or -1.
 func unhex(c byte) int {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -39,10 +40,8 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
+		checkLikeEncodingJSON(t, doc)
 		v, err := Parse(doc)
-		if valid := json.Valid(doc); valid != (err == nil) {
-			t.Fatalf("Parse(%q): %v; encoding/json says valid: %v", doc, err, valid)
-		}
 		if err != nil {
 			var se *SyntaxError
 			if !errors.As(err, &se) || se.Offset < 0 || se.Offset > len(doc) {
@@ -54,27 +53,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %q, want the document trimmed", doc, v.Raw())
 		}
 		want := decodeStd(t, doc)
-		if got := toAny(t, v); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q reads as %#v, encoding/json reads %#v", doc, got, want)
-		}
-
 		var b Builder
 		rewrite(&b, v)
 		if got := decodeStd(t, b.Bytes()); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q rewritten as %q reads %#v, want %#v", doc, b.Bytes(), got, want)
-		}
-
-		obj, isObject := want.(map[string]any)
-		out, err := Set(nil, v, "k\u00e9", Value{})
-		if isObject != (err == nil) {
-			t.Fatalf("Set(%q): %v", doc, err)
-		}
-		if isObject {
-			got := decodeStd(t, out)
-			obj["k\u00e9"] = nil
-			if !reflect.DeepEqual(got, obj) {
-				t.Fatalf("Set(%q) = %q reads %#v, want %#v", doc, out, got, obj)
-			}
 		}
 	})
 }
@@ -201,4 +183,60 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("Get(%q) = %q, %v; want 2", text, got.Raw(), ok)
 		}
 	})
+}
+
+// The scanners read strings and numbers eight and sixteen bytes at a time,
+// with other paths near the end of the document: every length of name and
+// value, each with an escape or a control character at every place, reads
+// as encoding/json reads it.
+func TestScanLengths(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		text := strings.Repeat("x", n)
+		docs := []string{
+			`{"` + text + `":"` + text + `"}`,
+			`{"` + text + `":1,"k":"` + text + `"}`,
+			`{"k":` + strings.Repeat("1", n+1) + `,"` + text + `":` + strings.Repeat("2", n+1) + `}`,
+			`["` + text + `",` + strings.Repeat("3", n+1) + `]`,
+			` { "` + text + `" : "` + text + `" } `,
+		}
+		for k := 0; k < n; k++ {
+			for _, special := range []string{`\"`, `\\`, `\u0041`, "\x01", "\xff", "é", `"`} {
+				s := text[:k] + special + text[k+1:]
+				docs = append(docs, `{"`+s+`":"`+s+`","k":true}`, `{"k":false,"`+s+`":"`+s+`"}`, `"`+s+`"`)
+			}
+		}
+		for _, doc := range docs {
+			checkLikeEncodingJSON(t, []byte(doc))
+		}
+	}
+}
+
+// checkLikeEncodingJSON is FuzzParse's check of one document.
+func checkLikeEncodingJSON(t *testing.T, doc []byte) {
+	t.Helper()
+	v, err := Parse(doc)
+	if valid := json.Valid(doc); valid != (err == nil) {
+		t.Fatalf("Parse(%q): %v; encoding/json says valid: %v", doc, err, valid)
+	}
+	if err != nil {
+		return
+	}
+	want := decodeStd(t, doc)
+	if got := toAny(t, v); !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q reads as %#v, encoding/json reads %#v", doc, got, want)
+	}
+	obj, isObject := want.(map[string]any)
+	for _, name := range []string{"k", "k\u00e9"} { // an ASCII name, and one that is not
+		out, err := Set(nil, v, name, Value{})
+		if isObject != (err == nil) {
+			t.Fatalf("Set(%q, %q): %v", doc, name, err)
+		}
+		if isObject {
+			want := maps.Clone(obj)
+			want[name] = nil
+			if got := decodeStd(t, out); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Set(%q, %q) = %q reads %#v, want %#v", doc, name, out, got, want)
+			}
+		}
+	}
 }

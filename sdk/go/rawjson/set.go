@@ -18,13 +18,27 @@ func Set(dst []byte, obj Value, name string, value Value) ([]byte, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return dst, ErrNotObject
 	}
+	if first, _, _ := find(b, name); first < 0 {
+		// Add the member after the others: before the closing brace and
+		// any whitespace ahead of it.
+		end := len(b) - 1
+		for spaceByte[b[end-1]] {
+			end--
+		}
+		dst = append(dst, b[:end]...)
+		if end > 1 {
+			dst = append(dst, ',')
+		}
+		dst = append(AppendString(dst, name), ':')
+		return append(appendValue(dst, value), '}'), nil
+	}
+	// Replace the first member's value, and leave the others out.
 	from := 0     // b[from:] is still to be copied
 	prevEnd := -1 // where the previous member's value ends
 	found := false
 	for i := skipSpace(b, 1); b[i] == '"'; {
 		m := readMember(b, i)
-		inner := b[i+1 : m.nameEnd-1]
-		if m.plainName && string(inner) == name || !m.plainName && unquotedIs(inner, name) {
+		if nameIs(b[i:m.nameEnd], name) {
 			if !found {
 				dst = append(dst, b[from:m.valStart]...)
 				dst = appendValue(dst, value)
@@ -38,14 +52,5 @@ func Set(dst []byte, obj Value, name string, value Value) ([]byte, error) {
 		prevEnd = m.valEnd
 		i = m.next
 	}
-	if found {
-		return append(dst, b[from:]...), nil
-	}
-	if prevEnd < 0 {
-		dst = append(dst, '{')
-	} else {
-		dst = append(append(dst, b[:prevEnd]...), ',')
-	}
-	dst = append(AppendString(dst, name), ':')
-	return append(appendValue(dst, value), '}'), nil
+	return append(dst, b[from:]...), nil
 }

@@ -264,7 +264,7 @@ func (v Value) Get(path ...string) (Value, bool) {
 		if len(v.raw) == 0 || v.raw[0] != '{' {
 			return Value{}, false
 		}
-		start, end := member(v.raw, name)
+		_, start, end := find(v.raw, name)
 		if start < 0 {
 			return Value{}, false
 		}

@@ -1,6 +1,8 @@
 package rawjson
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -33,45 +35,47 @@ func skip(b []byte, i int) int {
 		return i
 	}
 	// A number or a literal ends at a delimiter or at the end.
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\n', '\r', '\t':
-			return i
-		}
+	for i < len(b) && b[i] > ' ' && b[i] != ',' && b[i] != '}' && b[i] != ']' {
+		i++
 	}
 	return i
 }
 
 // skipString returns where the string that starts at b[i] ends, and whether
-// its contents read the same unescaped (see plain).
-func skipString(b []byte, i int) (end int, plain bool) {
-	var high byte // the OR of the bytes: bit 7 is set by any non-ASCII one
-	plain = true
-	for i++; i < len(b); i++ {
-		c := b[i]
-		high |= c
-		if c == '"' {
-			return i + 1, plain && high < utf8.RuneSelf
+// it has escapes.
+func skipString(b []byte, i int) (end int, escaped bool) {
+	for i++; ; i++ {
+		var x uint64
+		if i+8 <= len(b) {
+			x = binary.LittleEndian.Uint64(b[i:])
+		} else {
+			x = loadEnd(b, i)
 		}
-		if c == '\\' {
-			plain = false
-			i++
+		m := quotesAndEscapes(x)
+		if m == 0 {
+			i += 7
+			continue
 		}
+		i += bits.TrailingZeros64(m) >> 3
+		if i >= len(b) || b[i] == '"' {
+			return i + 1, escaped
+		}
+		escaped = true
+		i++ // the escaped byte
 	}
-	return i, false
 }
 
 // span is one member of an object.
 type span struct {
 	nameEnd          int  // just past the name's closing quote
-	plainName        bool // the name reads the same unescaped
+	escapedName      bool // the name has escapes
 	valStart, valEnd int
 	next             int // where the next member's name starts, or the closing brace
 }
 
 // readMember reads the member whose name starts at b[i].
 func readMember(b []byte, i int) (m span) {
-	m.nameEnd, m.plainName = skipString(b, i)
+	m.nameEnd, m.escapedName = skipString(b, i)
 	m.valStart = skipSpace(b, skipSpace(b, m.nameEnd)+1) // past the colon
 	m.valEnd = skip(b, m.valStart)
 	j := skipSpace(b, m.valEnd)
@@ -82,19 +86,92 @@ func readMember(b []byte, i int) (m span) {
 	return m
 }
 
-// member returns where the value of the last member named name of obj
-// starts and ends, or -1, -1.
-func member(obj []byte, name string) (start, end int) {
-	start, end = -1, -1
-	for i := skipSpace(obj, 1); obj[i] == '"'; {
-		m := readMember(obj, i)
-		if m.plainName && string(obj[i+1:m.nameEnd-1]) == name ||
-			!m.plainName && unquotedIs(obj[i+1:m.nameEnd-1], name) {
-			start, end = m.valStart, m.valEnd
-		}
-		i = m.next
+// find returns where the name of the first member of obj named name
+// starts, and where the value of the last one starts and ends, or -1s when
+// there is none.
+//
+// It is Get's and Set's walk. Like check, it is written so that the common
+// case (compact JSON; names and string values that end within 16 bytes,
+// with no escapes; numbers and literals) takes one branch per member, its
+// loop's.
+func find(obj []byte, name string) (first, valStart, valEnd int) {
+	first, valStart, valEnd = -1, -1, -1
+	var high byte
+	for k := 0; k < len(name); k++ {
+		high |= name[k]
 	}
-	return start, end
+	ascii := high < utf8.RuneSelf
+	b := obj
+	i := 1
+	for {
+		if b[i] <= ' ' {
+			i = skipSpace(b, i)
+		}
+		if b[i] != '"' {
+			return first, valStart, valEnd // the closing brace
+		}
+		start := i
+		n := 16
+		if i+17 <= len(b) {
+			n = firstStop(quotesAndEscapes(binary.LittleEndian.Uint64(b[i+1:])),
+				quotesAndEscapes(binary.LittleEndian.Uint64(b[i+9:])))
+		}
+		escaped := false
+		if n < 16 && b[i+1+n] == '"' {
+			i += n + 2
+		} else {
+			i, escaped = skipString(b, i)
+		}
+		// A name that has no escapes and is ASCII reads as written; other
+		// names are compared unescaped.
+		raw := b[start+1 : i-1]
+		match := !escaped && ascii && string(raw) == name || (escaped || !ascii) && unquotedIs(raw, name)
+		if b[i] != ':' {
+			i = skipSpace(b, i)
+		}
+		i++
+		if b[i] <= ' ' {
+			i = skipSpace(b, i)
+		}
+		// The value.
+		value := i
+		if b[i] == '"' {
+			n = 16
+			if i+17 <= len(b) {
+				n = firstStop(quotesAndEscapes(binary.LittleEndian.Uint64(b[i+1:])),
+					quotesAndEscapes(binary.LittleEndian.Uint64(b[i+9:])))
+			}
+			if n < 16 && b[i+1+n] == '"' {
+				i += n + 2
+			} else {
+				i, _ = skipString(b, i)
+			}
+		} else if i+8 <= len(b) && b[i] != '{' && b[i] != '[' {
+			// A number or a literal: up to the comma, brace or space
+			// after it.
+			x := binary.LittleEndian.Uint64(b[i:])
+			c, e := x^(ones*','), x^(ones*'}')
+			if k := bits.TrailingZeros64(((c-ones)&^c|(e-ones)&^e|(x-ones*'!')&^x)&highs) >> 3; k < 8 {
+				i += k
+			} else {
+				i = skip(b, i) // a long number
+			}
+		} else {
+			i = skip(b, i) // an array or an object, or the end is close
+		}
+		if match {
+			if first < 0 {
+				first = start
+			}
+			valStart, valEnd = value, i
+		}
+		if b[i] <= ' ' {
+			i = skipSpace(b, i)
+		}
+		if b[i] == ',' {
+			i++
+		}
+	}
 }
 
 // nameIs reports whether the string token tok (quotes included) reads s
