@@ -175,7 +175,7 @@ func emitsGuest() tinyModule {
 
 // decodeOnlySource is a Go guest that decodes every record through the SDK
 // and does nothing with it. The guests under testdata all emit, so this one
-// is built from source in a temporary module.
+// is built from source (buildSource).
 const decodeOnlySource = `package main
 
 import streamrt "github.com/streamrt/streamrt/sdk/go"
@@ -187,16 +187,17 @@ func init() {
 func main() {}
 `
 
-// buildDecodeOnly builds decodeOnlySource against this repository's SDK, in
-// a fixed directory so that the guest build cache, keyed by the directory
-// and its files, hits from one run to the next.
-func buildDecodeOnly(b *testing.B) []byte {
+// buildSource builds a one-file Go guest against this repository's SDK, in
+// a temporary module under a fixed directory named after the guest, so that
+// the guest build cache, keyed by the directory and its files, hits from
+// one run to the next.
+func buildSource(b *testing.B, name, source string) []byte {
 	b.Helper()
 	root, err := filepath.Abs(filepath.Join(guesttest.Dir("identity"), "..", "..", "..", "..", "..", ".."))
 	if err != nil {
 		b.Fatal(err)
 	}
-	gomod := fmt.Sprintf(`module streamrt.invalid/bench/decodeonly
+	gomod := fmt.Sprintf(`module streamrt.invalid/bench/%s
 
 go 1.26.0
 
@@ -209,13 +210,13 @@ replace (
 	github.com/streamrt/streamrt/abi => %s
 	github.com/streamrt/streamrt/sdk/go => %s
 )
-`, filepath.Join(root, "abi"), filepath.Join(root, "sdk", "go"))
-	dir := filepath.Join(os.TempDir(), "streamrt-bench-guests", "decodeonly")
+`, name, filepath.Join(root, "abi"), filepath.Join(root, "sdk", "go"))
+	dir := filepath.Join(os.TempDir(), "streamrt-bench-guests", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	for name, text := range map[string]string{"go.mod": gomod, "main.go": decodeOnlySource} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+	for file, text := range map[string]string{"go.mod": gomod, "main.go": source} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -247,7 +248,7 @@ func cpuTime() time.Duration {
 //	             copying it into guest memory
 func BenchmarkGuestIdentity(b *testing.B) {
 	identity := guesttest.Build(b, "identity")
-	decodeOnly := buildDecodeOnly(b)
+	decodeOnly := buildSource(b, "decodeonly", decodeOnlySource)
 	cases := []struct {
 		name    string
 		wasm    []byte

@@ -2,11 +2,11 @@
 //! the SDK has no JSON and a stage crate takes no dependencies.
 //!
 //! It checks documents against RFC 8259 as strictly as Go's encoding/json
-//! does (which the Go twin of the stage uses), so that both variants accept
-//! and refuse the same orders, with two exceptions: a document must be
-//! UTF-8 here, where Go lets invalid bytes through, and nesting has no
-//! limit here, where Go stops at 10000 levels. A lone surrogate escape
-//! (`"\ud800"`) decodes to U+FFFD, as in Go.
+//! does (and the Go SDK's rawjson, which the Go twin of the stage uses), so
+//! that both variants accept and refuse the same orders, with two
+//! exceptions: a document must be UTF-8 here, where Go lets invalid bytes
+//! through, and nesting has no limit here, where Go stops at 10000 levels.
+//! A lone surrogate escape (`"\ud800"`) decodes to U+FFFD, as in Go.
 //!
 //! Values are handed out as slices of the input, as written: nothing is
 //! copied or re-encoded except a string that [`string`] must unescape.

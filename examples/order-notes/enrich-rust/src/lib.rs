@@ -15,11 +15,13 @@
 //! one whose product is in the table but is not JSON.
 //!
 //! The output has the members of the Go stage's output, so readers see the
-//! same object, but not its bytes: Go re-encodes the order with its members
-//! sorted, where this stage keeps the order as written, drops the
-//! whitespace between tokens and any "product" member the order had, and
-//! appends "product" last. A name the order repeats stays repeated (Go
-//! keeps the last); readers that keep the last, as Go's do, see the same.
+//! same object, but not its bytes. Both keep the order as written and add
+//! "product" after its other members, but this stage drops the whitespace
+//! between tokens and any "product" member the order had, where the Go
+//! stage keeps the whitespace and puts the product in place of the first
+//! "product" member (dropping any others). Any other name the order repeats
+//! stays repeated in both; readers that keep the last, as Go's do, see the
+//! same.
 //!
 //! Build (streamrt does it when a stage's module is this directory):
 //!
