@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
-	"github.com/streamrt/streamrt/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
 // The order-notes enrich stage's per-record path in Wasm: the guest's cost
