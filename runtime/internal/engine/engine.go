@@ -118,7 +118,12 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		clientSet: make(chan struct{}),
 	}
 	e.health = newBrokerHealth(log, m)
-	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health}
+	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}}
+	for _, tt := range topo.Tables {
+		if tt.Global {
+			e.env.globals[tt.Name] = newGlobalCache()
+		}
+	}
 	modules := map[string]Stage{}
 	for _, s := range stages {
 		modules[s.Config.Name] = s

@@ -103,6 +103,9 @@ type mirror struct {
 	keyspace func(topic string, p int32) state.Keyspace
 	// applied counts, after each commit, the records applied per topic.
 	applied func(topic string, n int)
+	// changed, if set, learns after each commit the keys it changed per
+	// topic.
+	changed func(topic string, keys [][]byte)
 }
 
 // poll applies one fetch; see follower.poll. It returns the number of
@@ -112,6 +115,10 @@ func (m *mirror) poll(ctx context.Context, wait time.Duration) (int, error) {
 	defer txn.Discard()
 	touched := map[string]map[int32]bool{}
 	perTopic := map[string]int{}
+	var keys map[string][][]byte
+	if m.changed != nil {
+		keys = map[string][][]byte{}
+	}
 	err := m.f.poll(ctx, wait, func(r *kgo.Record) error {
 		if touched[r.Topic] == nil {
 			touched[r.Topic] = map[int32]bool{}
@@ -121,6 +128,9 @@ func (m *mirror) poll(ctx context.Context, wait time.Duration) (int, error) {
 			return nil
 		}
 		perTopic[r.Topic]++
+		if keys != nil {
+			keys[r.Topic] = append(keys[r.Topic], r.Key)
+		}
 		return applyChange(txn, m.keyspace(r.Topic, r.Partition), r)
 	})
 	if err != nil {
@@ -138,6 +148,9 @@ func (m *mirror) poll(ctx context.Context, wait time.Duration) (int, error) {
 	}
 	if err := txn.Commit(); err != nil {
 		return 0, err
+	}
+	for topic, ks := range keys {
+		m.changed(topic, ks)
 	}
 	n := 0
 	for topic, k := range perTopic {

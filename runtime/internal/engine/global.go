@@ -22,7 +22,8 @@ const globalGroup = "#global"
 func (e *Engine) startGlobals(ctx context.Context) (done <-chan struct{}, err error) {
 	ch := make(chan struct{})
 	var topics []string
-	ks := map[string]state.Keyspace{} // topic → keyspace
+	ks := map[string]state.Keyspace{}   // topic → keyspace
+	caches := map[string]*globalCache{} // topic → the table's cache
 	for _, tt := range e.topo.Tables {
 		if !tt.Global {
 			continue
@@ -32,6 +33,7 @@ func (e *Engine) startGlobals(ctx context.Context) (done <-chan struct{}, err er
 			return nil, err
 		}
 		ks[tt.Topic] = k
+		caches[tt.Topic] = e.env.globals[tt.Name]
 		topics = append(topics, tt.Topic)
 	}
 	if len(topics) == 0 {
@@ -78,6 +80,7 @@ func (e *Engine) startGlobals(ctx context.Context) (done <-chan struct{}, err er
 		f: f, group: globalGroup,
 		keyspace: func(topic string, _ int32) state.Keyspace { return ks[topic] },
 		applied:  func(topic string, n int) { e.metrics.TableRecords.WithLabelValues(ks[topic].Store()).Add(float64(n)) },
+		changed:  func(topic string, keys [][]byte) { caches[topic].changed(keys) },
 	}
 	caughtUp := func() bool {
 		for topic, parts := range end {

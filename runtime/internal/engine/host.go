@@ -102,6 +102,9 @@ func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 	if !ok {
 		return nil, abi.ErrUnknownStore
 	}
+	if gc := h.t.globals[store]; gc != nil {
+		return h.getGlobal(gc, ks, key)
+	}
 	if cv, ok := h.t.cache.get(store, key); ok {
 		if !cv.found {
 			return nil, abi.ErrNotFound
@@ -119,6 +122,26 @@ func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 		return nil, abi.ErrNotFound
 	}
 	return v, abi.OK
+}
+
+// getGlobal reads a global table through the instance's cache of it. A
+// miss reads the latest committed value (not the batch's snapshot, which
+// may predate a change the cache has already dropped).
+func (h *batchHost) getGlobal(gc *globalCache, ks state.Keyspace, key []byte) ([]byte, abi.Code) {
+	cv, ok, gen := gc.get(key)
+	if !ok {
+		v, found, err := h.t.env.db.Get(ks, key)
+		if err != nil {
+			h.t.log.Error("store read failed", "store", ks.Store(), "err", err)
+			return nil, abi.ErrInternal
+		}
+		gc.put(gen, key, v, found)
+		cv = cachedValue{v: v, found: found}
+	}
+	if !cv.found {
+		return nil, abi.ErrNotFound
+	}
+	return cv.v, abi.OK
 }
 
 func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {

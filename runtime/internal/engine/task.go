@@ -33,10 +33,11 @@ type task struct {
 	log       *slog.Logger
 	stores    []state.Keyspace // by handle: the stage's stores, then its tables
 
-	inst  *wasm.Instance
-	host  batchHost
-	cache readCache
-	cycle cycle
+	inst    *wasm.Instance
+	host    batchHost
+	cache   readCache
+	globals []*globalCache // by handle: the global tables' caches, nil for others
+	cycle   cycle
 
 	// refetch holds, per input topic, the first fetched offset left
 	// unprocessed (shutdown began, or the task stopped): consumption moves
@@ -73,6 +74,8 @@ type env struct {
 	// sender produces the tasks' outputs as their batches end; nil until
 	// the engine runs, and then outputs wait for the commit.
 	sender *sender
+	// globals caches the global tables' values, by table name.
+	globals map[string]*globalCache
 }
 
 func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
@@ -109,6 +112,12 @@ func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partitio
 		t.stores = append(t.stores, ks)
 	}
 	t.cache.init(t)
+	t.globals = make([]*globalCache, len(t.stores))
+	for i, tt := range s.tables {
+		if tt.Global {
+			t.globals[len(s.stores)+i] = env.globals[tt.Name]
+		}
+	}
 	return t, nil
 }
 
