@@ -3,6 +3,7 @@
 package runtime_test
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -33,7 +34,8 @@ var (
 // that both sides of the left join are exercised.
 const unknownShare = 0.05
 
-// enrichDir is the order-notes example's stage, run as it is shipped.
+// enrichDir is the order-notes example's stage in Go, run as it is shipped;
+// enrichDir()+"-rust" is its twin in Rust.
 func enrichDir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "examples", "order-notes", "enrich")
@@ -60,18 +62,20 @@ func BenchmarkOrderNotesEnrich(b *testing.B) {
 		b.Skip("order-notes benchmark: moves hundreds of thousands of records through a broker; skipped with -short")
 	}
 	brokers := testkafka.Brokers(b)
-	warmEnrich(b)
 	warmBroker(b, brokers)
-	for _, d := range []time.Duration{config.DefaultBatchDeadline, 0} {
-		name := "deadline=on"
-		if d == 0 {
-			name = "deadline=off"
+	for _, guest := range []struct{ lang, dir string }{{"go", enrichDir()}, {"rust", enrichDir() + "-rust"}} {
+		warmEnrich(b, guest.dir)
+		for _, d := range []time.Duration{config.DefaultBatchDeadline, 0} {
+			name := "guest=" + guest.lang + "/deadline=on"
+			if d == 0 {
+				name = "guest=" + guest.lang + "/deadline=off"
+			}
+			b.Run(name, func(b *testing.B) { benchEnrich(b, brokers, guest.dir, d) })
 		}
-		b.Run(name, func(b *testing.B) { benchEnrich(b, brokers, d) })
 	}
 }
 
-func benchEnrich(b *testing.B, brokers []string, deadline time.Duration) {
+func benchEnrich(b *testing.B, brokers []string, module string, deadline time.Duration) {
 	n := *tablesOrders
 	var app, steady, pipe, boot time.Duration
 	var appCPU, pipeCPU time.Duration
@@ -95,7 +99,7 @@ func benchEnrich(b *testing.B, brokers []string, deadline time.Duration) {
 				pipeRuns++
 				continue
 			}
-			r := runTablesApp(b, brokers, tablesApp{name: base, products: products, orders: orders, out: out, deadline: deadline}, n)
+			r := runTablesApp(b, brokers, tablesApp{name: base, module: module, products: products, orders: orders, out: out, deadline: deadline}, n)
 			app += r.took
 			steady += r.took - r.loaded
 			boot += r.loaded
@@ -139,7 +143,7 @@ func BenchmarkGlobalTableBootstrap(b *testing.B) {
 		b.Skip("global table benchmark: loads hundreds of thousands of records from a broker; skipped with -short")
 	}
 	brokers := testkafka.Brokers(b)
-	warmEnrich(b)
+	warmEnrich(b, enrichDir())
 	warmBroker(b, brokers)
 	n := *tablesProducts
 	var load, fromStart, read, appCPU, readCPU time.Duration
@@ -183,6 +187,7 @@ func BenchmarkGlobalTableBootstrap(b *testing.B) {
 // the enrich stage and the products global table (no enriched-orders table).
 type tablesApp struct {
 	name, products, orders, out string
+	module                      string // the enrich stage's module; enrichDir() when empty
 	deadline                    time.Duration
 }
 
@@ -216,7 +221,7 @@ stages:
     error_policy: dead_letter
     batch_deadline: %s
 `, a.name, strings.Join(brokers, ", "), freeLoopback(b), filepath.Join(dir, "state"), guesttest.CacheDir(), e2ePartitions,
-		*e2eCommitInterval, a.products, enrichDir(), a.orders, a.out, a.deadline)
+		*e2eCommitInterval, a.products, cmp.Or(a.module, enrichDir()), a.orders, a.out, a.deadline)
 	cfg, err := config.Parse([]byte(y), filepath.Join(dir, "app.yaml"), nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -363,10 +368,10 @@ func prefillOrders(b *testing.B, brokers []string, topic string, n, products int
 	})
 }
 
-// warmEnrich builds the enrich guest and fills the wasm compilation cache
-// with both of its variants (with and without a deadline), so that no run
-// pays for building or compiling.
-func warmEnrich(b *testing.B) {
+// warmEnrich builds the enrich guest in dir and fills the wasm compilation
+// cache with both of its variants (with and without a deadline), so that no
+// run pays for building or compiling.
+func warmEnrich(b *testing.B, dir string) {
 	b.Helper()
 	ctx := context.Background()
 	cache, err := wasm.NewCache(filepath.Join(guesttest.CacheDir(), "wasm"))
@@ -374,13 +379,13 @@ func warmEnrich(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cache.Close(ctx)
-	bin := guesttest.BuildDir(b, enrichDir())
+	bin := guesttest.BuildDir(b, dir)
 	for _, d := range []time.Duration{config.DefaultBatchDeadline, 0} {
 		e, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: config.DefaultMemoryLimit, Deadline: d})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.Compile(ctx, enrichDir(), bin); err != nil {
+		if _, err := e.Compile(ctx, dir, bin); err != nil {
 			b.Fatal(err)
 		}
 		e.Close(ctx)

@@ -103,7 +103,7 @@ func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 		return nil, abi.ErrUnknownStore
 	}
 	if gc := h.t.globals[store]; gc != nil {
-		return h.getGlobal(gc, ks, key)
+		return h.getGlobal(gc, store, ks, key)
 	}
 	if cv, ok := h.t.cache.get(store, key); ok {
 		if !cv.found {
@@ -127,14 +127,24 @@ func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 // getGlobal reads a global table through the instance's cache of it. A
 // miss reads the latest committed value (not the batch's snapshot, which
 // may predate a change the cache has already dropped).
-func (h *batchHost) getGlobal(gc *globalCache, ks state.Keyspace, key []byte) ([]byte, abi.Code) {
+func (h *batchHost) getGlobal(gc *globalCache, handle int32, ks state.Keyspace, key []byte) ([]byte, abi.Code) {
 	cv, ok, gen := gc.get(key)
 	if !ok {
-		v, found, err := h.t.env.db.Get(ks, key)
+		// The task's reader of the table is refreshed once per change of
+		// the table, so that it is never older than gen.
+		gr := &h.t.globalReaders[handle]
+		if gr.r == nil {
+			gr.r = h.t.env.db.NewReader()
+		} else if gr.gen != gen {
+			gr.r.Refresh()
+		}
+		gr.gen = gen
+		v, found, err := gr.r.Get(ks, key, h.getBuf)
 		if err != nil {
 			h.t.log.Error("store read failed", "store", ks.Store(), "err", err)
 			return nil, abi.ErrInternal
 		}
+		h.getBuf = v
 		gc.put(gen, key, v, found)
 		cv = cachedValue{v: v, found: found}
 	}

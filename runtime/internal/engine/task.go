@@ -37,6 +37,8 @@ type task struct {
 	host    batchHost
 	cache   readCache
 	globals []*globalCache // by handle: the global tables' caches, nil for others
+	// globalReaders read the global tables on a cache miss, by handle.
+	globalReaders []globalReader
 	cycle   cycle
 
 	// refetch holds, per input topic, the first fetched offset left
@@ -113,6 +115,7 @@ func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partitio
 	}
 	t.cache.init(t)
 	t.globals = make([]*globalCache, len(t.stores))
+	t.globalReaders = make([]globalReader, len(t.stores))
 	for i, tt := range s.tables {
 		if tt.Global {
 			t.globals[len(s.stores)+i] = env.globals[tt.Name]
@@ -408,6 +411,18 @@ func (t *task) drop() {
 func (t *task) close() {
 	t.drop()
 	t.closeInstance()
+	for _, gr := range t.globalReaders {
+		if gr.r != nil {
+			gr.r.Close()
+		}
+	}
+}
+
+// globalReader is a task's reader of one global table, with the generation
+// of the table's cache it was refreshed at.
+type globalReader struct {
+	r   *state.Reader
+	gen uint64
 }
 
 // recordSize is an upper bound of a record's size in a batch encoding.
