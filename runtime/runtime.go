@@ -18,13 +18,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/config"
-	"github.com/streamrt/streamrt/runtime/internal/engine"
-	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/modload"
 	"github.com/streamrt/streamrt/runtime/internal/serve"
-	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 )
 
@@ -76,15 +72,17 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 // with an error; a broker that is down is waited for.
 func (r *Runtime) Run(ctx context.Context) error {
 	cfg := r.cfg
-	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	cacheDir := cfg.CacheDir
-	cache, err := wasm.NewCache(filepath.Join(cacheDir, "wasm"))
+	cache, err := wasm.NewCache(filepath.Join(cfg.CacheDir, "wasm"))
 	if err != nil {
 		return err
 	}
 	defer cache.Close(context.Background())
+	modules := map[string][]byte{}
+	for _, sc := range cfg.Stages {
+		if modules[sc.Name], err = modload.Load(ctx, sc.Module, cfg.CacheDir, r.log); err != nil {
+			return fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
@@ -95,145 +93,31 @@ func (r *Runtime) Run(ctx context.Context) error {
 	advertised.Advertise = advertiseAddr(cfg.Advertise, ln.Addr())
 	cfg = &advertised
 
-	routed := routedStages(cfg)
-	stages := make([]engine.Stage, len(cfg.Stages))
-	var engines []*wasm.Engine
-	defer func() {
-		for _, we := range engines {
-			we.Close(context.Background())
-		}
-	}()
-	newEngine := func(sc config.Stage, deadline time.Duration) (*wasm.Engine, error) {
-		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: sc.MemoryLimit, Deadline: deadline})
-		if err == nil {
-			engines = append(engines, we)
-		}
-		return we, err
-	}
-	stageEngines := make([]*wasm.Engine, len(cfg.Stages))
-	queryEngines := make([]*wasm.Engine, len(cfg.Stages)) // nil for stages that serve no route
-	queryModules := map[string]*wasm.Module{}
-	for i, sc := range cfg.Stages {
-		if stageEngines[i], err = newEngine(sc, sc.BatchDeadline); err != nil {
-			return err
-		}
-		b, err := modload.Load(ctx, sc.Module, cacheDir, r.log)
-		if err != nil {
-			return fmt.Errorf("stage %q: %w", sc.Name, err)
-		}
-		m, err := stageEngines[i].Compile(ctx, sc.Module, b)
-		if err != nil {
-			return fmt.Errorf("stage %q: %w", sc.Name, err)
-		}
-		stages[i] = engine.Stage{Config: sc, Module: m}
-		r.log.Info("module loaded", "stage", sc.Name, "module", sc.Module, "version", m.Version()[:12])
-		if !routed[sc.Name] {
-			continue
-		}
-		// Query handlers run in their own engine, under the query
-		// deadline rather than the batch deadline; the compilation cache
-		// makes the second compile cheap.
-		if queryEngines[i], err = newEngine(sc, cfg.Query.HandlerDeadline); err != nil {
-			return err
-		}
-		qm, err := r.compileQueryModule(ctx, queryEngines[i], sc, b)
-		if err != nil {
-			return err
-		}
-		queryModules[sc.Name] = qm
-	}
-
-	db, err := state.Open(filepath.Join(cfg.StateDir, "state"), state.Options{Logger: r.log})
+	a, err := openApp(ctx, appSpec{cfg: cfg, topo: r.topo, modules: modules, cache: cache, log: r.log, advertise: cfg.Advertise})
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-
-	m := metrics.New()
-	eng, err := engine.New(cfg, db, m, r.log, stages)
-	if err != nil {
-		return err
-	}
-
-	stores := queryStores(r.topo)
-	var handlers *serve.Handlers
-	if len(queryModules) > 0 {
-		handlers = serve.NewHandlers(db, stores, r.log)
-		defer handlers.Close(context.Background())
-		for stage, qm := range queryModules {
-			handlers.SetModule(stage, qm)
-		}
-	}
-	api := serve.New(serve.Options{DB: db, Engine: eng, Metrics: m, Logger: r.log, Stores: stores, Query: cfg.Query, Advertise: cfg.Advertise, Handlers: handlers})
-	defer api.Close()
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error("http server stopped", "err", err)
-		}
-	}()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		wg.Wait()
-	}()
+	defer a.Close()
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, r.log)()
 	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise)
 
-	if err := ensureTopics(ctx, cfg, r.topo, r.log); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	if r.opts.Watch {
-		for i, sc := range cfg.Stages {
-			we, qe := stageEngines[i], queryEngines[i]
+		for _, sc := range cfg.Stages {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				modload.Watch(ctx, sc.Module, cacheDir, 500*time.Millisecond, r.log, func(b []byte) {
-					m, err := we.Compile(ctx, sc.Module, b)
-					if err != nil {
+				modload.Watch(ctx, sc.Module, cfg.CacheDir, 500*time.Millisecond, r.log, func(b []byte) {
+					if _, err := a.Swap(ctx, sc.Name, b); err != nil {
 						r.log.Error("changed module refused; still running the previous version", "stage", sc.Name, "err", err)
-						return
 					}
-					if old := eng.Module(sc.Name); old != nil && old.Version() == m.Version() {
-						return
-					}
-					if qe != nil {
-						qm, err := r.compileQueryModule(ctx, qe, sc, b)
-						if err != nil {
-							r.log.Error("changed module refused; still running the previous version", "stage", sc.Name, "err", err)
-							return
-						}
-						handlers.SetModule(sc.Name, qm)
-					}
-					eng.Swap(sc.Name, m)
-					r.log.Info("module swapped in; tasks switch at their next batch", "stage", sc.Name, "version", m.Version()[:12])
 				})
 			}()
 		}
 	}
-	r.log.Info("processing", "brokers", cfg.Brokers, "group", cfg.App)
-	return eng.Run(ctx)
-}
-
-// compileQueryModule compiles a stage's module for its query handlers,
-// refusing one that serves routes but exports no handler.
-func (r *Runtime) compileQueryModule(ctx context.Context, qe *wasm.Engine, sc config.Stage, b []byte) (*wasm.Module, error) {
-	qm, err := qe.Compile(ctx, sc.Module, b)
-	if err != nil {
-		return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
-	}
-	if !qm.ServesQueries() {
-		return nil, fmt.Errorf("stage %q: module %s serves routes under query.routes but exports no %s (register a query handler with the SDK)", sc.Name, sc.Module, abi.ExportQuery)
-	}
-	return qm, nil
+	return a.Run(ctx)
 }
 
 // routedStages are the stages whose modules serve query routes.

@@ -39,7 +39,7 @@ type task struct {
 	globals []*globalCache // by handle: the global tables' caches, nil for others
 	// globalReaders read the global tables on a cache miss, by handle.
 	globalReaders []globalReader
-	cycle   cycle
+	cycle         cycle
 
 	// refetch holds, per input topic, the first fetched offset left
 	// unprocessed (shutdown began, or the task stopped): consumption moves

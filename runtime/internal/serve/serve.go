@@ -66,6 +66,10 @@ type Options struct {
 	Query   config.Query
 	// Advertise is this instance's query address, as the group knows it.
 	Advertise string
+	// Prefix is the path the API is served under, such as /apps/NAME when
+	// a server hosts many apps; "" at the root. The server's routes are
+	// given paths without it, and requests it forwards carry it.
+	Prefix string
 	// Handlers serves the guest query handlers of Query.Routes; nil when the
 	// app declares none.
 	Handlers *Handlers
@@ -88,6 +92,7 @@ type Server struct {
 	keyspaces       map[string][]state.Keyspace
 	partitionHeader [][]string
 	addr            string // advertised query address
+	prefix          string // the path the API is served under
 	client          *http.Client
 	mux             *http.ServeMux
 }
@@ -117,7 +122,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		db: opts.DB, eng: opts.Engine, metrics: opts.Metrics, log: opts.Logger,
-		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers, addr: opts.Advertise,
+		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers, addr: opts.Advertise, prefix: opts.Prefix,
 		mux: http.NewServeMux(),
 		client: &http.Client{
 			Timeout: opts.Query.ForwardTimeout,

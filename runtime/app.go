@@ -1,0 +1,231 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/streamrt/streamrt/abi"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/engine"
+	"github.com/streamrt/streamrt/runtime/internal/metrics"
+	"github.com/streamrt/streamrt/runtime/internal/serve"
+	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/tetratelabs/wazero"
+)
+
+// app is one app at work: its modules compiled, its state open, its engine
+// and its HTTP API. `streamrt run` runs one; a server runs many, each
+// under its own path.
+type app struct {
+	cfg  *config.Config
+	topo *config.Topology
+	log  *slog.Logger
+
+	db       *state.DB
+	metrics  *metrics.Metrics
+	eng      *engine.Engine
+	api      *serve.Server
+	handlers *serve.Handlers
+
+	// Each stage's wazero engines: one under the batch deadline for its
+	// tasks, and, for a stage whose module serves routes, one under the
+	// query deadline for its handlers.
+	mu           sync.Mutex
+	stageEngines map[string]*wasm.Engine
+	queryEngines map[string]*wasm.Engine
+}
+
+// appSpec is what an app needs beyond its configuration.
+type appSpec struct {
+	cfg  *config.Config // validated, with its defaults
+	topo *config.Topology
+	// modules holds each stage's module bytes, by stage name.
+	modules map[string][]byte
+	// cache is the compilation cache shared by the process's engines.
+	cache wazero.CompilationCache
+	log   *slog.Logger
+	// advertise is the address other instances reach this app's API at,
+	// and prefix the path its API is served under ("" in run mode,
+	// "/apps/NAME" in a server).
+	advertise, prefix string
+}
+
+// openApp compiles an app's modules, opens its state and prepares its
+// engine and API; it connects to nothing. Close releases what it opened.
+func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
+	cfg := s.cfg
+	a := &app{cfg: cfg, topo: s.topo, log: s.log, stageEngines: map[string]*wasm.Engine{}, queryEngines: map[string]*wasm.Engine{}}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	routed := routedStages(cfg)
+	stages := make([]engine.Stage, len(cfg.Stages))
+	queryModules := map[string]*wasm.Module{}
+	for i, sc := range cfg.Stages {
+		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: s.cache, MemoryLimit: sc.MemoryLimit, Deadline: sc.BatchDeadline})
+		if err != nil {
+			return nil, err
+		}
+		a.stageEngines[sc.Name] = we
+		b := s.modules[sc.Name]
+		m, err := we.Compile(ctx, sc.Module, b)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+		stages[i] = engine.Stage{Config: sc, Module: m}
+		a.log.Info("module loaded", "stage", sc.Name, "module", sc.Module, "version", short(m.Version()))
+		if !routed[sc.Name] {
+			continue
+		}
+		// Query handlers run in their own engine, under the query
+		// deadline rather than the batch deadline; the compilation cache
+		// makes the second compile cheap.
+		qe, err := wasm.NewEngine(ctx, wasm.Config{Cache: s.cache, MemoryLimit: sc.MemoryLimit, Deadline: cfg.Query.HandlerDeadline})
+		if err != nil {
+			return nil, err
+		}
+		a.queryEngines[sc.Name] = qe
+		if queryModules[sc.Name], err = compileQueryModule(ctx, qe, sc, b); err != nil {
+			return nil, err
+		}
+	}
+
+	if a.db, err = state.Open(filepath.Join(cfg.StateDir, "state"), state.Options{Logger: a.log}); err != nil {
+		return nil, err
+	}
+	a.metrics = metrics.New()
+	if a.eng, err = engine.New(cfg, a.db, a.metrics, a.log, stages); err != nil {
+		return nil, err
+	}
+	stores := queryStores(s.topo)
+	if len(queryModules) > 0 {
+		a.handlers = serve.NewHandlers(a.db, stores, a.log)
+		for stage, qm := range queryModules {
+			a.handlers.SetModule(stage, qm)
+		}
+	}
+	a.api = serve.New(serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
+		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers})
+	return a, nil
+}
+
+// Handler is the app's HTTP API, routed by paths without its prefix.
+func (a *app) Handler() http.Handler { return a.api }
+
+// Run creates the app's missing topics and processes records until ctx
+// ends; a broker that is down is waited for.
+func (a *app) Run(ctx context.Context) error {
+	if err := ensureTopics(ctx, a.cfg, a.topo, a.log); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.App)
+	return a.eng.Run(ctx)
+}
+
+// Swap compiles a new version of a stage's module and makes the stage's
+// tasks, and its query handlers, run it from their next batch or request.
+// A module that does not compile or validate is refused, and the stage
+// keeps its version. It reports whether the version was new.
+func (a *app) Swap(ctx context.Context, stage string, b []byte) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sc, ok := a.cfg.Stage(stage)
+	if !ok {
+		return false, fmt.Errorf("no stage %q", stage)
+	}
+	m, err := a.stageEngines[stage].Compile(ctx, sc.Module, b)
+	if err != nil {
+		return false, fmt.Errorf("stage %q: %w", stage, err)
+	}
+	if old := a.eng.Module(stage); old != nil && old.Version() == m.Version() {
+		return false, nil
+	}
+	if qe := a.queryEngines[stage]; qe != nil {
+		qm, err := compileQueryModule(ctx, qe, *sc, b)
+		if err != nil {
+			return false, err
+		}
+		a.handlers.SetModule(stage, qm)
+	}
+	if err := a.eng.Swap(stage, m); err != nil {
+		return false, err
+	}
+	a.log.Info("module swapped in; tasks switch at their next batch", "stage", stage, "version", short(m.Version()))
+	return true, nil
+}
+
+// Close releases the app's state, engines and API. The app must not be
+// running.
+func (a *app) Close() {
+	ctx := context.Background()
+	if a.api != nil {
+		a.api.Close()
+	}
+	if a.handlers != nil {
+		a.handlers.Close(ctx)
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+	for _, we := range a.stageEngines {
+		we.Close(ctx)
+	}
+	for _, we := range a.queryEngines {
+		we.Close(ctx)
+	}
+}
+
+// compileQueryModule compiles a stage's module for its query handlers,
+// refusing one that serves routes but exports no handler.
+func compileQueryModule(ctx context.Context, qe *wasm.Engine, sc config.Stage, b []byte) (*wasm.Module, error) {
+	qm, err := qe.Compile(ctx, sc.Module, b)
+	if err != nil {
+		return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
+	}
+	if !qm.ServesQueries() {
+		return nil, fmt.Errorf("stage %q: module %s serves routes under query.routes but exports no %s (register a query handler with the SDK)", sc.Name, sc.Module, abi.ExportQuery)
+	}
+	return qm, nil
+}
+
+// serveHTTP runs serve, srv's Serve or ServeTLS, in the background, and
+// returns the function that shuts srv down, waiting up to five seconds for
+// requests in flight.
+func serveHTTP(srv *http.Server, serve func() error, log *slog.Logger) (shutdown func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-done
+	}
+}
+
+func short(version string) string {
+	if len(version) > 12 {
+		return version[:12]
+	}
+	return version
+}
