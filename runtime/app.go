@@ -139,35 +139,68 @@ func (a *app) Run(ctx context.Context) error {
 }
 
 // Swap compiles a new version of a stage's module and makes the stage's
-// tasks, and its query handlers, run it from their next batch or request.
+// tasks, and its query handlers, run it from their next cycle or request.
 // A module that does not compile or validate is refused, and the stage
 // keeps its version. It reports whether the version was new.
 func (a *app) Swap(ctx context.Context, stage string, b []byte) (bool, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	sc, ok := a.cfg.Stage(stage)
-	if !ok {
-		return false, fmt.Errorf("no stage %q", stage)
-	}
-	m, err := a.stageEngines[stage].Compile(ctx, sc.Module, b)
-	if err != nil {
-		return false, fmt.Errorf("stage %q: %w", stage, err)
-	}
-	if old := a.eng.Module(stage); old != nil && old.Version() == m.Version() {
-		return false, nil
-	}
-	if qe := a.queryEngines[stage]; qe != nil {
-		qm, err := compileQueryModule(ctx, qe, *sc, b)
-		if err != nil {
-			return false, err
-		}
-		a.handlers.SetModule(stage, qm)
-	}
-	if err := a.eng.Swap(stage, m); err != nil {
+	p, err := a.prepare(ctx, map[string][]byte{stage: b})
+	if err != nil || len(p.stages) == 0 {
 		return false, err
 	}
-	a.log.Info("module swapped in; tasks switch at their next batch", "stage", stage, "version", short(m.Version()))
-	return true, nil
+	return true, a.commit(p)
+}
+
+// prepared holds new module versions compiled and validated, not yet
+// swapped in: the first phase of a swap.
+type prepared struct {
+	stages  map[string]*wasm.Module // by stage; only those whose version changes
+	queries map[string]*wasm.Module // for stages that serve routes
+}
+
+// prepare compiles and validates new module bytes for stages, leaving out
+// the stages whose version would not change. A module that does not compile
+// or validate fails it, naming the stage.
+func (a *app) prepare(ctx context.Context, modules map[string][]byte) (*prepared, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := &prepared{stages: map[string]*wasm.Module{}, queries: map[string]*wasm.Module{}}
+	for stage, b := range modules {
+		sc, ok := a.cfg.Stage(stage)
+		if !ok {
+			return nil, fmt.Errorf("no stage %q", stage)
+		}
+		if old := a.eng.Module(stage); old != nil && old.Version() == wasm.Version(b) {
+			continue
+		}
+		m, err := a.stageEngines[stage].Compile(ctx, sc.Module, b)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: %w", stage, err)
+		}
+		p.stages[stage] = m
+		if qe := a.queryEngines[stage]; qe != nil {
+			if p.queries[stage], err = compileQueryModule(ctx, qe, *sc, b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// commit swaps prepared versions in: the stages' tasks switch at the start
+// of their next cycle, their query handlers at their next request.
+func (a *app) commit(p *prepared) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for stage, m := range p.stages {
+		if qm := p.queries[stage]; qm != nil {
+			a.handlers.SetModule(stage, qm)
+		}
+		if err := a.eng.Swap(stage, m); err != nil {
+			return err
+		}
+		a.log.Info("module swapped in; tasks switch at their next cycle", "stage", stage, "version", short(m.Version()))
+	}
+	return nil
 }
 
 // Close releases the app's state, engines and API. The app must not be

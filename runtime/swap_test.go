@@ -53,7 +53,9 @@ func TestWatchSwapsModuleWithoutLossOrRepeat(t *testing.T) {
 	if err := os.Rename(tmp, module); err != nil {
 		t.Fatal(err)
 	}
-	// Keep records flowing until the new version is in, then some more.
+	// Keep records flowing until the new version is in and has processed
+	// some (tasks switch at their next cycle, after the one in flight
+	// commits), then some more.
 	deadline := time.Now().Add(3 * time.Minute)
 	for !strings.Contains(a.log.String(), "module swapped in") {
 		if time.Now().After(deadline) {
@@ -61,6 +63,16 @@ func TestWatchSwapsModuleWithoutLossOrRepeat(t *testing.T) {
 		}
 		produceSome(20)
 		time.Sleep(20 * time.Millisecond)
+	}
+	outs := testkafka.Client(t, brokers, kgo.ConsumeTopics(out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	for v2 := false; !v2; {
+		if time.Now().After(deadline) {
+			t.Fatal("no output of the new version within 3 minutes")
+		}
+		produceSome(20)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		outs.PollFetches(ctx).EachRecord(func(r *kgo.Record) { v2 = v2 || strings.HasPrefix(string(r.Value), "v2:") })
+		cancel()
 	}
 	produceSome(500)
 

@@ -280,32 +280,10 @@ func Load(path string, overrides map[string]string) (*Config, error) {
 // errors and anchors its relative paths (the working directory if empty);
 // environ lists environment variables as os.Environ does (nil for none).
 func Parse(data []byte, file string, environ []string, overrides map[string]string) (*Config, error) {
-	p := &problems{file: file, sources: make(map[string]string)}
-	ko := koanf.New(".")
-	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
-		p.errs = append(p.errs, &Error{File: file, Reason: "invalid YAML: " + yamlErrText(err), Err: err})
-		return nil, p.err()
+	ko, p, err := layers(data, file, environ, overrides, overridable)
+	if ko == nil {
+		return nil, err
 	}
-	envProvider := env.Provider(".", env.Opt{
-		Prefix:        EnvPrefix,
-		EnvironFunc:   func() []string { return environ },
-		TransformFunc: envKey(p.sources),
-	})
-	if err := ko.Load(envProvider, nil); err != nil {
-		return nil, fmt.Errorf("streamrt: read environment: %w", err)
-	}
-	for _, k := range sortedKeys(overrides) {
-		flag := "--" + strings.ReplaceAll(k, "_", "-")
-		p.sources[k] = flag
-		if !overridable[k] {
-			p.add(k, fmt.Sprintf("unknown key %q", k))
-			continue
-		}
-		if err := ko.Set(k, overrides[k]); err != nil {
-			return nil, fmt.Errorf("streamrt: override %s: %w", k, err)
-		}
-	}
-
 	c := &Config{name: file, sources: p.sources}
 	if file != "" {
 		abs, err := filepath.Abs(file)
@@ -326,6 +304,39 @@ func Parse(data []byte, file string, environ []string, overrides map[string]stri
 	return c, nil
 }
 
+// layers merges a configuration's sources, later ones winning: the YAML,
+// the environment's STREAMRT_ variables and the overrides of flags, each
+// of the last two limited to the keys in settable. Problems with the
+// YAML end it (nil koanf); problems with keys are collected in p.
+func layers(data []byte, file string, environ []string, overrides map[string]string, settable map[string]bool) (*koanf.Koanf, *problems, error) {
+	p := &problems{file: file, sources: make(map[string]string)}
+	ko := koanf.New(".")
+	if err := ko.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		p.errs = append(p.errs, &Error{File: file, Reason: "invalid YAML: " + yamlErrText(err), Err: err})
+		return nil, p, p.err()
+	}
+	envProvider := env.Provider(".", env.Opt{
+		Prefix:        EnvPrefix,
+		EnvironFunc:   func() []string { return environ },
+		TransformFunc: envKey(p.sources, settable),
+	})
+	if err := ko.Load(envProvider, nil); err != nil {
+		return nil, p, fmt.Errorf("streamrt: read environment: %w", err)
+	}
+	for _, k := range sortedKeys(overrides) {
+		flag := "--" + strings.ReplaceAll(k, "_", "-")
+		p.sources[k] = flag
+		if !settable[k] {
+			p.add(k, fmt.Sprintf("unknown key %q", k))
+			continue
+		}
+		if err := ko.Set(k, overrides[k]); err != nil {
+			return nil, p, fmt.Errorf("streamrt: override %s: %w", k, err)
+		}
+	}
+	return ko, p, nil
+}
+
 // overridable lists the keys that the environment and flags can set: every
 // scalar, not the stages.
 var overridable = map[string]bool{
@@ -340,10 +351,10 @@ var overridable = map[string]bool{
 // the variable's name in sources. Variables that name no overridable key are
 // ignored rather than refused, since other tools share the prefix
 // (STREAMRT_TEST_BROKERS); so are empty ones, so that VAR= unsets a key.
-func envKey(sources map[string]string) func(k, v string) (string, any) {
+func envKey(sources map[string]string, settable map[string]bool) func(k, v string) (string, any) {
 	return func(k, v string) (string, any) {
 		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, EnvPrefix)), "__", ".")
-		if !overridable[key] || v == "" {
+		if !settable[key] || v == "" {
 			return "", nil
 		}
 		sources[key] = k
@@ -377,7 +388,7 @@ func (c *Config) resolve() {
 		c.CacheDir = absPath(cacheBase, c.CacheDir)
 	}
 	for i := range c.Stages {
-		if s := &c.Stages[i]; s.Module != "" {
+		if s := &c.Stages[i]; s.Module != "" && !strings.HasPrefix(s.Module, ModulePrefix) {
 			s.Module = absPath(fileDir, s.Module)
 		}
 	}

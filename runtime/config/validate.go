@@ -203,9 +203,15 @@ func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {
 	}
 }
 
-// checkModule checks that path is a .wasm file or a directory holding a Go
-// package, and says why not.
+// checkModule checks that path is a .wasm file, a directory holding a Go
+// package or a Rust crate, or a module's content address, and says why not.
 func checkModule(path string) (string, error) {
+	if hash, ok := strings.CutPrefix(path, ModulePrefix); ok {
+		if !moduleHash.MatchString(hash) {
+			return fmt.Sprintf("%q: a content address is %s and 64 lowercase hex digits", path, ModulePrefix), nil
+		}
+		return "", nil
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Sprintf("cannot use %s: %s", path, pathErrText(err)), err
@@ -229,6 +235,19 @@ func checkModule(path string) (string, error) {
 		}
 	}
 	return fmt.Sprintf("directory %s holds no Go package (no .go files) and no Rust crate (no Cargo.toml); want a .wasm file, a Go guest package or a Rust crate directory", path), nil
+}
+
+// ModulePrefix starts a module named by its content address, the hex
+// sha256 of its bytes, as the apps a server runs name their modules.
+const ModulePrefix = "sha256:"
+
+var moduleHash = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ModuleHash returns the content hash a module reference names, if it is a
+// content address.
+func ModuleHash(module string) (string, bool) {
+	hash, ok := strings.CutPrefix(module, ModulePrefix)
+	return hash, ok && moduleHash.MatchString(hash)
 }
 
 // validName checks an app or stage name, which becomes part of consumer

@@ -33,6 +33,7 @@ type task struct {
 	log       *slog.Logger
 	stores    []state.Keyspace // by handle: the stage's stores, then its tables
 
+	module  *wasm.Module // the version the current cycle runs
 	inst    *wasm.Instance
 	host    batchHost
 	cache   readCache
@@ -137,6 +138,12 @@ func (t *task) waiting() bool { return t.restoring || len(t.catchUp) > 0 }
 func (t *task) run(deadline time.Time) (err error) {
 	if t.stopped != nil || t.queue.len() == 0 {
 		return nil
+	}
+	if !t.cycle.pending() {
+		// A cycle runs on one module version from start to commit, so
+		// that a swap falls between two commits: under exactly_once, one
+		// transaction's outputs all come from one version.
+		t.module = t.stage.module.Load()
 	}
 	t.cycle.begin(t.env.db)
 	defer func() {
@@ -335,12 +342,12 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 }
 
 func (t *task) ensureInstance() error {
-	m := t.stage.module.Load()
+	m := t.module
 	if t.inst != nil && t.inst.Module() == m {
 		return nil
 	}
 	if t.inst != nil {
-		// A new module version was deployed: swap at this batch boundary.
+		// A new module version was deployed: swap at this cycle boundary.
 		t.log.Info("swapping module", "from", short(t.inst.Module().Version()), "to", short(m.Version()))
 		t.closeInstance()
 	}
@@ -374,7 +381,7 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 			kgo.RecordHeader{Key: "streamrt.error", Value: []byte(msg)},
 			kgo.RecordHeader{Key: "streamrt.error.kind", Value: []byte(kind)},
 			kgo.RecordHeader{Key: "streamrt.stage", Value: []byte(s.name)},
-			kgo.RecordHeader{Key: "streamrt.module.version", Value: []byte(t.stage.module.Load().Version())},
+			kgo.RecordHeader{Key: "streamrt.module.version", Value: []byte(t.module.Version())},
 			kgo.RecordHeader{Key: "streamrt.source.topic", Value: []byte(r.Topic)},
 			kgo.RecordHeader{Key: "streamrt.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
 			kgo.RecordHeader{Key: "streamrt.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
