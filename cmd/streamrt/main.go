@@ -56,6 +56,12 @@ type command struct {
 
 var commands = []command{
 	{"run", "run an app from its config file", cmdRun},
+	{"server", "run a server instance that hosts the cluster's deployed apps", cmdServer},
+	{"deploy", "deploy an app, or a new version of it, to a cluster of servers", cmdDeploy},
+	{"apps", "list a cluster's apps and what each instance runs", cmdApps},
+	{"rollback", "make an earlier version of an app the one in force", cmdRollback},
+	{"promote", "run an app's canary version on every partition", cmdPromote},
+	{"delete", "delete an app from a cluster", cmdDelete},
 	{"produce", "write stdin lines (key<TAB>value) as records to a topic", cmdProduce},
 	{"consume", "print a topic's records as key<TAB>value lines", cmdConsume},
 	{"query", "read one key from a store of a running app", cmdQuery},

@@ -62,7 +62,7 @@ the environment's STREAMRT_<KEY> variables override in turn.`)
 	}
 	cfg, err := config.Load(*file, overrides)
 	if err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, "run", err)
 		return exitFail
 	}
 
@@ -103,11 +103,11 @@ the environment's STREAMRT_<KEY> variables override in turn.`)
 
 // printConfigError prints one configuration problem on one line, or several
 // indented under a heading.
-func printConfigError(w io.Writer, err error) {
+func printConfigError(w io.Writer, command string, err error) {
 	msg := err.Error()
 	if !strings.Contains(msg, "\n") {
-		fmt.Fprintf(w, "streamrt run: %s\n", msg)
+		fmt.Fprintf(w, "streamrt %s: %s\n", command, msg)
 		return
 	}
-	fmt.Fprintf(w, "streamrt run: invalid configuration:\n  %s\n", strings.ReplaceAll(msg, "\n", "\n  "))
+	fmt.Fprintf(w, "streamrt %s: invalid configuration:\n  %s\n", command, strings.ReplaceAll(msg, "\n", "\n  "))
 }

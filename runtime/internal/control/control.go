@@ -56,6 +56,10 @@ type Spec struct {
 	DeployedAt time.Time `json:"deployed_at"`
 	// Note says where a version came from, such as a rollback.
 	Note string `json:"note,omitempty"`
+	// Deleted marks the version that deletes the app; Purge, that its
+	// internal topics, group and local state go too.
+	Deleted bool `json:"deleted,omitempty"`
+	Purge   bool `json:"purge,omitempty"`
 }
 
 // Status is what one instance runs of one app.
@@ -197,12 +201,26 @@ func (l *Log) Close() { l.cl.Close() }
 // topics before it was called: what it then says is at least as new as
 // what any instance had written.
 func (l *Log) Sync(ctx context.Context) error {
-	ends, err := l.adm.ListEndOffsets(ctx, l.topics.Apps, l.topics.Modules, l.topics.Status)
-	if err != nil {
-		return fmt.Errorf("control topics: list end offsets: %w", err)
-	}
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("control topics: list end offsets: %w", err)
+	var ends kadm.ListedOffsets
+	var err error
+	// Topics created moments ago may be missing from metadata for a
+	// little while.
+	for attempt := 0; ; attempt++ {
+		ends, err = l.adm.ListEndOffsets(ctx, l.topics.Apps, l.topics.Modules, l.topics.Status)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			break
+		}
+		if attempt == 40 || ctx.Err() != nil {
+			return fmt.Errorf("control topics: list end offsets: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	for {
 		behind := false
@@ -488,8 +506,8 @@ func (l *Log) DeleteApp(ctx context.Context, app string) error {
 	return nil
 }
 
-// PutStatus writes an instance's status of an app; a nil status (Instance
-// and App only) removes it.
+// PutStatus writes an instance's status of an app, or with remove drops
+// it (only App and Instance matter then).
 func (l *Log) PutStatus(ctx context.Context, st Status, remove bool) error {
 	r := &kgo.Record{Topic: l.topics.Status, Key: []byte(st.App + "/" + st.Instance)}
 	if !remove {

@@ -1,0 +1,480 @@
+package runtime
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/control"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// maxModuleBytes bounds a module uploaded through the admin API.
+const maxModuleBytes = 256 << 20
+
+// mux is the server's HTTP surface: the apps' APIs under /apps/NAME/, the
+// admin API under /v1/admin/ (behind the admin tokens), and the server's
+// own probes.
+func (h *host) mux() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	m.HandleFunc("GET /readyz", h.ready)
+	m.HandleFunc("/apps/{app}/", h.appAPI)
+	admin := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authorize(fn)) }
+	admin("HEAD /v1/admin/modules/{hash}", h.hasModule)
+	admin("GET /v1/admin/modules/{hash}", h.hasModule)
+	admin("PUT /v1/admin/modules/{hash}", h.putModule)
+	admin("GET /v1/admin/apps", h.listApps)
+	admin("GET /v1/admin/apps/{app}", h.getApp)
+	admin("POST /v1/admin/apps/{app}/versions", h.deploy)
+	admin("POST /v1/admin/apps/{app}/rollback", h.rollback)
+	admin("POST /v1/admin/apps/{app}/promote", h.promote)
+	admin("DELETE /v1/admin/apps/{app}", h.deleteApp)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (apps are under /apps/NAME/)", r.Method, r.URL.Path))
+	})
+	return m
+}
+
+// appAPI hands a request under /apps/NAME/ to that app's API.
+func (h *host) appAPI(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	h.rmu.RLock()
+	api := h.routes[name]
+	h.rmu.RUnlock()
+	if api == nil {
+		if spec, ok := h.ctl.App(name); ok && !spec.Deleted {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("app %q is not running on this instance yet", name))
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
+		return
+	}
+	api.ServeHTTP(w, r)
+}
+
+func (h *host) ready(w http.ResponseWriter, _ *http.Request) {
+	type appState struct {
+		Version int64  `json:"version"`
+		State   string `json:"state"`
+		Reason  string `json:"reason,omitempty"`
+	}
+	apps := map[string]appState{}
+	for name, st := range h.ownStatuses() {
+		apps[name] = appState{Version: st.Version, State: st.State, Reason: st.Reason}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "instance": h.instance, "apps": apps})
+}
+
+// ownStatuses is this instance's status of each app, as last written.
+func (h *host) ownStatuses() map[string]control.Status {
+	out := map[string]control.Status{}
+	for name := range h.ctl.Apps() {
+		if st, ok := h.ctl.Statuses(name)[h.instance]; ok {
+			out[name] = st
+		}
+	}
+	return out
+}
+
+// authorize refuses a request without one of the admin tokens; with none
+// configured, the admin API is closed.
+func (h *host) authorize(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(h.cfg.AdminTokens) == 0 {
+			writeError(w, http.StatusForbidden, "the admin API is closed: the server has no admin_tokens")
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		valid := false
+		for _, t := range h.cfg.AdminTokens {
+			if ok && subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
+				valid = true
+			}
+		}
+		if !valid {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="streamrt-admin"`)
+			why := "missing admin token (Authorization: Bearer <token>)"
+			if ok {
+				why = "invalid admin token"
+			}
+			writeError(w, http.StatusUnauthorized, why)
+			return
+		}
+		next(w, r)
+	})
+}
+
+func (h *host) hasModule(w http.ResponseWriter, r *http.Request) {
+	hash := r.PathValue("hash")
+	if !h.ctl.HasModule(hash) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no module %s", hash))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"module": hash})
+}
+
+// putModule stores an uploaded module, which must hash to its name and be
+// WebAssembly.
+func (h *host) putModule(w http.ResponseWriter, r *http.Request) {
+	hash := r.PathValue("hash")
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxModuleBytes+1))
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the module: %v", err))
+		return
+	case len(b) > maxModuleBytes:
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a module is at most %d bytes", maxModuleBytes))
+		return
+	case control.Hash(b) != hash:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body hashes to %s, not %s", control.Hash(b), hash))
+		return
+	case len(b) < 8 || string(b[:4]) != "\x00asm":
+		writeError(w, http.StatusBadRequest, "not a WebAssembly module (no \\0asm header)")
+		return
+	}
+	if _, err := h.ctl.PutModule(r.Context(), b); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"module": hash})
+}
+
+// deployRequest is the body of POST /v1/admin/apps/{app}/versions.
+type deployRequest struct {
+	// Config is the app's YAML, its modules named by content address.
+	Config     string `json:"config"`
+	Canary     int    `json:"canary,omitempty"`
+	Rebuild    bool   `json:"rebuild,omitempty"`
+	DeployedBy string `json:"deployed_by,omitempty"`
+}
+
+// deploy validates a new version of an app and writes it; every instance
+// then converges on it. It answers the version number.
+func (h *host) deploy(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	var req deployRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body must be JSON {config, canary, rebuild, deployed_by}: %v", err))
+		return
+	}
+	if err := h.ctl.Sync(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	prev, exists := h.ctl.App(name)
+	spec := control.Spec{App: name, Version: prev.Version + 1, Config: req.Config, Generation: prev.Generation, Canary: req.Canary,
+		DeployedBy: req.DeployedBy, DeployedAt: time.Now().UTC()}
+	if req.Rebuild && exists && !prev.Deleted {
+		spec.Generation++
+	}
+	code, err := h.checkSpec(&spec)
+	if err != nil {
+		writeError(w, code, err.Error())
+		return
+	}
+	if err := h.ctl.PutSpec(r.Context(), spec, h.cfg.VersionsKept); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"app": name, "version": spec.Version, "generation": spec.Generation})
+}
+
+// checkSpec validates a version as a server would run it, fills its
+// Modules, and checks that every module is in the modules topic. It
+// returns the HTTP status for what is wrong.
+func (h *host) checkSpec(spec *control.Spec) (int, error) {
+	cfg, err := parseAppSpec(h.cfg, *spec, h.advertise)
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	if spec.Canary < 0 || spec.Canary > int(cfg.Partitions) {
+		return http.StatusBadRequest, fmt.Errorf("canary: must be from 0 to the app's %d partitions, got %d", cfg.Partitions, spec.Canary)
+	}
+	spec.Modules = map[string]string{}
+	var missing []string
+	for _, sc := range cfg.Stages {
+		hash, _ := config.ModuleHash(sc.Module)
+		spec.Modules[sc.Name] = hash
+		if !h.ctl.HasModule(hash) {
+			missing = append(missing, fmt.Sprintf("stage %q: module %s", sc.Name, hash))
+		}
+	}
+	if len(missing) > 0 {
+		return http.StatusConflict, fmt.Errorf("%w: upload them first (PUT /v1/admin/modules/HASH): %s", control.ErrMissingModule, strings.Join(missing, "; "))
+	}
+	return 0, nil
+}
+
+// rollback makes an earlier version of an app the version in force again,
+// as a new version: the previous one, or ?to=VERSION.
+func (h *host) rollback(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	if err := h.ctl.Sync(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	cur, ok := h.ctl.App(name)
+	if !ok || cur.Deleted {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
+		return
+	}
+	versions := h.ctl.Versions(name)
+	var target *control.Spec
+	if to := r.URL.Query().Get("to"); to != "" {
+		v, err := strconv.ParseInt(to, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("to: a version number, got %q", to))
+			return
+		}
+		for i := range versions {
+			if versions[i].Version == v {
+				target = &versions[i]
+			}
+		}
+		if target == nil {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("app %q has no version %d (kept: %s)", name, v, versionList(versions)))
+			return
+		}
+	} else {
+		// The version before the one in force that ran something else.
+		for i := len(versions) - 1; i >= 0; i-- {
+			if versions[i].Version < cur.Version && !versions[i].Deleted && versions[i].Config != cur.Config {
+				target = &versions[i]
+				break
+			}
+		}
+		if target == nil {
+			writeError(w, http.StatusConflict, fmt.Sprintf("app %q has no earlier version to roll back to (kept: %s)", name, versionList(versions)))
+			return
+		}
+	}
+	spec := *target
+	spec.Version, spec.Generation, spec.Canary = cur.Version+1, cur.Generation, 0
+	spec.DeployedAt, spec.DeployedBy = time.Now().UTC(), r.URL.Query().Get("by")
+	spec.Note = fmt.Sprintf("rollback from version %d to version %d", cur.Version, target.Version)
+	if target.Generation != cur.Generation {
+		// Earlier state is gone with its generation: rebuild it.
+		spec.Generation = cur.Generation + 1
+		spec.Note += ", rebuilt"
+	}
+	if code, err := h.checkSpec(&spec); err != nil {
+		writeError(w, code, err.Error())
+		return
+	}
+	if err := h.ctl.PutSpec(r.Context(), spec, h.cfg.VersionsKept); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"app": name, "version": spec.Version, "note": spec.Note})
+}
+
+// promote ends a canary: the version in force runs on every partition.
+func (h *host) promote(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	if err := h.ctl.Sync(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	cur, ok := h.ctl.App(name)
+	if !ok || cur.Deleted {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
+		return
+	}
+	if cur.Canary == 0 {
+		writeError(w, http.StatusConflict, fmt.Sprintf("app %q version %d is not a canary", name, cur.Version))
+		return
+	}
+	spec := cur
+	spec.Version, spec.Canary, spec.DeployedAt = cur.Version+1, 0, time.Now().UTC()
+	spec.Note = fmt.Sprintf("promote canary version %d", cur.Version)
+	if err := h.ctl.PutSpec(r.Context(), spec, h.cfg.VersionsKept); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"app": name, "version": spec.Version, "note": spec.Note})
+}
+
+// deleteApp deletes an app: every instance stops it. With ?purge=true its
+// internal topics and consumer group are deleted once the group is empty,
+// and every instance removes its local state.
+func (h *host) deleteApp(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	purge := r.URL.Query().Get("purge") == "true"
+	if err := h.ctl.Sync(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	cur, ok := h.ctl.App(name)
+	if !ok || cur.Deleted {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
+		return
+	}
+	spec := control.Spec{App: name, Version: cur.Version + 1, Generation: cur.Generation, Deleted: true, Purge: purge, DeployedAt: time.Now().UTC(), Config: cur.Config}
+	if err := h.ctl.PutSpec(r.Context(), spec, h.cfg.VersionsKept); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	answer := map[string]any{"app": name, "deleted": true}
+	if purge {
+		deleted, err := h.purgeKafka(r.Context(), cur)
+		answer["purged"] = deleted
+		if err != nil {
+			answer["purge_error"] = err.Error()
+			writeJSON(w, http.StatusAccepted, answer)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, answer)
+}
+
+// purgeKafka deletes an app's consumer group and internal topics (its
+// changelogs and repartition topics) once every instance has left the
+// group, waiting up to a minute for that. It returns what it deleted.
+func (h *host) purgeKafka(ctx context.Context, spec control.Spec) ([]string, error) {
+	cfg, err := parseAppSpec(h.cfg, spec, h.advertise)
+	if err != nil {
+		return nil, err
+	}
+	topo, err := cfg.Topology()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.cfg.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	group := cfg.App
+	deadline := time.Now().Add(time.Minute)
+	for {
+		described, err := adm.DescribeGroups(ctx, group)
+		if err == nil {
+			if d, ok := described[group]; !ok || len(d.Members) == 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the group %q still has members after a minute; its topics are kept", group)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	var deleted []string
+	if _, err := adm.DeleteGroups(ctx, group); err == nil {
+		deleted = append(deleted, "group "+group)
+	}
+	var topics []string
+	for _, u := range topo.Topics() {
+		if u.Changelog || strings.HasSuffix(u.Name, "-repartition") && strings.HasPrefix(u.Name, cfg.App+"-") {
+			topics = append(topics, u.Name)
+		}
+	}
+	sort.Strings(topics)
+	if len(topics) > 0 {
+		resp, err := adm.DeleteTopics(ctx, topics...)
+		if err != nil {
+			return deleted, fmt.Errorf("delete topics %v: %w", topics, err)
+		}
+		for _, r := range resp.Sorted() {
+			if r.Err == nil {
+				deleted = append(deleted, "topic "+r.Topic)
+			}
+		}
+	}
+	return deleted, nil
+}
+
+// appInfo is an app as GET /v1/admin/apps lists it.
+type appInfo struct {
+	App        string           `json:"app"`
+	Version    int64            `json:"version"`
+	Generation int              `json:"generation"`
+	Canary     int              `json:"canary,omitempty"`
+	DeployedBy string           `json:"deployed_by,omitempty"`
+	DeployedAt time.Time        `json:"deployed_at"`
+	Note       string           `json:"note,omitempty"`
+	Instances  []control.Status `json:"instances"`
+	Versions   []versionInfo    `json:"versions,omitempty"`
+}
+
+type versionInfo struct {
+	Version    int64             `json:"version"`
+	Generation int               `json:"generation"`
+	Modules    map[string]string `json:"modules"`
+	DeployedBy string            `json:"deployed_by,omitempty"`
+	DeployedAt time.Time         `json:"deployed_at"`
+	Note       string            `json:"note,omitempty"`
+	Deleted    bool              `json:"deleted,omitempty"`
+}
+
+func (h *host) info(spec control.Spec, withVersions bool) appInfo {
+	ai := appInfo{App: spec.App, Version: spec.Version, Generation: spec.Generation, Canary: spec.Canary, DeployedBy: spec.DeployedBy, DeployedAt: spec.DeployedAt, Note: spec.Note, Instances: []control.Status{}}
+	for _, st := range h.ctl.Statuses(spec.App) {
+		ai.Instances = append(ai.Instances, st)
+	}
+	sort.Slice(ai.Instances, func(i, j int) bool { return ai.Instances[i].Instance < ai.Instances[j].Instance })
+	if withVersions {
+		for _, v := range h.ctl.Versions(spec.App) {
+			ai.Versions = append(ai.Versions, versionInfo{Version: v.Version, Generation: v.Generation, Modules: v.Modules, DeployedBy: v.DeployedBy, DeployedAt: v.DeployedAt, Note: v.Note, Deleted: v.Deleted})
+		}
+	}
+	return ai
+}
+
+func (h *host) listApps(w http.ResponseWriter, _ *http.Request) {
+	var out []appInfo
+	for _, spec := range h.ctl.Apps() {
+		if !spec.Deleted {
+			out = append(out, h.info(spec, false))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
+	writeJSON(w, http.StatusOK, map[string]any{"apps": out})
+}
+
+func (h *host) getApp(w http.ResponseWriter, r *http.Request) {
+	spec, ok := h.ctl.App(r.PathValue("app"))
+	if !ok || spec.Deleted {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", r.PathValue("app")))
+		return
+	}
+	writeJSON(w, http.StatusOK, h.info(spec, true))
+}
+
+func versionList(vs []control.Spec) string {
+	var s []string
+	for _, v := range vs {
+		s = append(s, strconv.FormatInt(v.Version, 10))
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

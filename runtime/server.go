@@ -1,0 +1,464 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/control"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/tetratelabs/wazero"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ServerOptions are the settings of a Server that are not part of its
+// configuration.
+type ServerOptions struct {
+	// Logger receives the server's log; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// Server hosts every app deployed through the control topics: it starts an
+// app that appears, swaps a module that changes, restarts an app whose
+// configuration changes and stops one that is deleted. Each app keeps its
+// own consumer group, stores and changelogs, so Kafka spreads each app's
+// partitions over the servers running it. Apps' APIs are served under
+// /apps/NAME/, the server's admin API under /v1/admin/.
+type Server struct {
+	cfg  *config.Server
+	opts ServerOptions
+	log  *slog.Logger
+}
+
+// NewServer returns a server for cfg. It gives a copy of cfg its defaults
+// and validates it; cfg itself is not changed. It connects to nothing
+// until Run.
+func NewServer(cfg *config.Server, opts ServerOptions) (*Server, error) {
+	if cfg == nil {
+		return nil, errors.New("streamrt: nil server config")
+	}
+	c := *cfg
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{cfg: &c, opts: opts, log: opts.Logger}, nil
+}
+
+// Run serves until ctx ends: it reads the control topics (creating them
+// when missing), runs the apps they hold, and serves their APIs and the
+// admin API. When ctx ends it stops every app, each committing what it
+// processed.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.cfg
+	for _, dir := range []string{cfg.StateDir, cfg.CacheDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("server directory: %w", err)
+		}
+	}
+	cache, err := wasm.NewCache(filepath.Join(cfg.CacheDir, "wasm"))
+	if err != nil {
+		return err
+	}
+	defer cache.Close(context.Background())
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP, err)
+	}
+	defer ln.Close()
+	advertise := advertiseAddr(cfg.Advertise, ln.Addr())
+	instance := cfg.InstanceID
+	if instance == "" {
+		instance = advertise
+	}
+	log := s.log.With("instance", instance)
+
+	topics := control.Topics{Apps: cfg.Control.AppsTopic, Modules: cfg.Control.ModulesTopic, Status: cfg.Control.StatusTopic}
+	ctl, err := control.Open(ctx, topics, cfg.ReplicationFactor, log, kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer ctl.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tailCtx, stopTail := context.WithCancel(context.Background())
+	defer stopTail()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctl.Run(tailCtx)
+	}()
+
+	h := &host{cfg: cfg, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}}
+	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
+	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, log)()
+	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps)
+	h.reconcile(ctx)
+	h.stopAll()
+	return nil
+}
+
+// host is a server's apps and the reconciler that keeps them as the control
+// topics say.
+type host struct {
+	cfg       *config.Server
+	log       *slog.Logger
+	cache     wazero.CompilationCache
+	ctl       *control.Log
+	instance  string
+	advertise string
+
+	// apps and failedStarts belong to the reconciler's goroutine.
+	apps map[string]*hosted
+	// failedStarts holds, per app that is not running, the version this
+	// instance could not start: it is not tried again until a newer one.
+	failedStarts map[string]int64
+
+	// routes is what the HTTP server reads: each running app's API, by
+	// name. The reconciler changes it under rmu, never while it compiles.
+	rmu    sync.RWMutex
+	routes map[string]http.Handler
+}
+
+// hosted is one app on this server.
+type hosted struct {
+	spec control.Spec // the version running
+	app  *app
+	log  *slog.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // what Run returned, once done is closed
+
+	// A swap under way: the version prepared, and its compiled modules.
+	next     *control.Spec
+	prepared *prepared
+	// refused is the latest version this instance could not run, and why.
+	refused int64
+	reason  string
+}
+
+// moduleWait bounds how long a server waits for a module's chunks to be
+// read after the spec that names it.
+const moduleWait = 30 * time.Second
+
+// reconcile steps the apps toward the control topics at every change of
+// them, and every second while a swap waits for the other instances.
+func (h *host) reconcile(ctx context.Context) {
+	for {
+		changed := h.ctl.Changed()
+		h.step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// step brings every app one step closer to its version in force.
+func (h *host) step(ctx context.Context) {
+	want := h.ctl.Apps()
+	for name, hs := range h.apps {
+		if spec, ok := want[name]; !ok || spec.Deleted {
+			h.stop(hs, "deleted")
+			h.remove(name)
+			if ok && spec.Purge {
+				h.purgeLocal(name)
+			}
+			h.putStatus(ctx, control.Status{App: name}, true)
+		}
+	}
+	for name, spec := range want {
+		if spec.Deleted {
+			continue
+		}
+		hs := h.apps[name]
+		switch {
+		case hs == nil:
+			if spec.Version != h.refusedOf(name) {
+				h.start(ctx, spec)
+			}
+		case hs.done != nil && isClosed(hs.done):
+			// The app stopped on its own: report it; a new version
+			// starts it again.
+			if hs.refused != hs.spec.Version {
+				hs.refused, hs.reason = hs.spec.Version, fmt.Sprintf("stopped: %v", hs.err)
+				h.report(ctx, hs, control.StateFailed)
+			}
+			if spec.Version > hs.spec.Version {
+				h.remove(name)
+				h.start(ctx, spec)
+			}
+		case spec.Version > hs.spec.Version && spec.Version != hs.refused:
+			if spec.Generation == hs.spec.Generation && modulesOnly(hs.spec, spec) {
+				h.swap(ctx, hs, spec)
+			} else {
+				h.stop(hs, "restarting for version "+fmt.Sprint(spec.Version))
+				h.remove(name)
+				h.start(ctx, spec)
+			}
+		}
+	}
+}
+
+// refusedOf is the version of app this instance last failed to start.
+func (h *host) refusedOf(app string) int64 { return h.failedStarts[app] }
+
+// start opens and runs an app's version. An app that cannot start is
+// reported with why, and tried again only for a newer version.
+func (h *host) start(ctx context.Context, spec control.Spec) {
+	log := h.log.With("app", spec.App)
+	a, err := h.open(ctx, spec, log)
+	if err != nil {
+		h.failedStarts[spec.App] = spec.Version
+		log.Error("app not started", "version", spec.Version, "err", err)
+		h.putStatus(ctx, control.Status{App: spec.App, State: control.StateFailed, Failed: spec.Version, Reason: err.Error()}, false)
+		return
+	}
+	delete(h.failedStarts, spec.App)
+	actx, cancel := context.WithCancel(context.Background())
+	hs := &hosted{spec: spec, app: a, log: log, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(hs.done)
+		hs.err = a.Run(actx)
+		a.Close()
+	}()
+	h.apps[spec.App] = hs
+	h.rmu.Lock()
+	h.routes[spec.App] = http.StripPrefix(appPrefix(spec.App), a.Handler())
+	h.rmu.Unlock()
+	log.Info("app started", "version", spec.Version, "generation", spec.Generation)
+	h.report(ctx, hs, control.StateRunning)
+}
+
+// open prepares an app's version on this server: its configuration with
+// the server's brokers, address and a state directory of its own, and its
+// modules from the modules topic.
+func (h *host) open(ctx context.Context, spec control.Spec, log *slog.Logger) (*app, error) {
+	cfg, err := h.appConfig(spec)
+	if err != nil {
+		return nil, err
+	}
+	topo, err := cfg.Topology()
+	if err != nil {
+		return nil, err
+	}
+	modules := map[string][]byte{}
+	for _, sc := range cfg.Stages {
+		hash, _ := config.ModuleHash(sc.Module)
+		b, err := h.ctl.Module(ctx, hash, moduleWait)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+		modules[sc.Name] = b
+	}
+	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(spec.App)})
+}
+
+// appConfig parses a spec's configuration as this server runs it.
+func (h *host) appConfig(spec control.Spec) (*config.Config, error) {
+	return parseAppSpec(h.cfg, spec, h.advertise)
+}
+
+// parseAppSpec parses a deployed configuration as a server runs it: with
+// the server's brokers and address, its cache, and a state directory per
+// app and generation. The environment does not reach it.
+func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*config.Config, error) {
+	overrides := map[string]string{
+		"brokers":   strings.Join(sc.Brokers, ","),
+		"http":      sc.HTTP,
+		"advertise": advertise,
+		"state_dir": filepath.Join(sc.StateDir, "apps", spec.App, fmt.Sprintf("g%d", spec.Generation)),
+		"cache_dir": sc.CacheDir,
+	}
+	cfg, err := config.Parse([]byte(spec.Config), "", nil, overrides)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.App != spec.App {
+		return nil, fmt.Errorf("%w: app: the configuration names app %q, deployed as %q", config.ErrInvalid, cfg.App, spec.App)
+	}
+	for i, st := range cfg.Stages {
+		if _, ok := config.ModuleHash(st.Module); !ok {
+			return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, st.Module)
+		}
+	}
+	return cfg, nil
+}
+
+func appPrefix(app string) string { return "/apps/" + app }
+
+// stop ends a hosted app's run, waiting for its last commit.
+func (h *host) stop(hs *hosted, why string) {
+	hs.cancel()
+	select {
+	case <-hs.done:
+	case <-time.After(2 * time.Minute):
+		hs.log.Error("app did not stop within 2 minutes", "why", why)
+		return
+	}
+	hs.log.Info("app stopped", "why", why)
+}
+
+// remove forgets a stopped app.
+func (h *host) remove(app string) {
+	delete(h.apps, app)
+	h.rmu.Lock()
+	delete(h.routes, app)
+	h.rmu.Unlock()
+}
+
+// stopAll stops every app: the server is ending.
+func (h *host) stopAll() {
+	for name, hs := range h.apps {
+		h.stop(hs, "server stopping")
+		h.remove(name)
+	}
+}
+
+// purgeLocal removes an app's local state, every generation of it.
+func (h *host) purgeLocal(app string) {
+	dir := filepath.Join(h.cfg.StateDir, "apps", app)
+	if err := os.RemoveAll(dir); err != nil {
+		h.log.Error("purging the local state of a deleted app failed", "app", app, "dir", dir, "err", err)
+	}
+}
+
+// swap moves a running app to a version whose modules alone changed, in
+// two phases across the instances running it: each instance compiles and
+// validates the new modules and says so in the status topic; once every
+// member of the app's group has, each swaps them in at its tasks' next
+// cycle. An instance that cannot load the version says why, and no
+// instance swaps: the app keeps its version everywhere.
+func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
+	if hs.next == nil || hs.next.Version != spec.Version {
+		hs.next, hs.prepared = nil, nil
+		p, err := h.prepare(ctx, hs, spec)
+		if err != nil {
+			hs.refused, hs.reason = spec.Version, err.Error()
+			hs.log.Error("version refused; still running the previous one", "version", spec.Version, "running", hs.spec.Version, "err", err)
+			h.report(ctx, hs, control.StateRunning)
+			return
+		}
+		hs.next, hs.prepared = &spec, p
+		h.report(ctx, hs, control.StateSwapping)
+	}
+	ready, refusedBy := h.barrier(hs, spec.Version)
+	switch {
+	case refusedBy != "":
+		hs.next, hs.prepared = nil, nil
+		hs.refused, hs.reason = spec.Version, refusedBy
+		hs.log.Error("version refused by another instance; still running the previous one", "version", spec.Version, "running", hs.spec.Version, "why", refusedBy)
+		h.report(ctx, hs, control.StateRunning)
+	case ready:
+		if err := hs.app.commit(hs.prepared); err != nil {
+			hs.log.Error("swap failed", "version", spec.Version, "err", err)
+			return
+		}
+		hs.spec, hs.next, hs.prepared = spec, nil, nil
+		hs.log.Info("version swapped in", "version", spec.Version)
+		h.report(ctx, hs, control.StateRunning)
+	}
+}
+
+// prepare compiles a version's modules for a running app.
+func (h *host) prepare(ctx context.Context, hs *hosted, spec control.Spec) (*prepared, error) {
+	cfg, err := h.appConfig(spec)
+	if err != nil {
+		return nil, err
+	}
+	modules := map[string][]byte{}
+	for _, sc := range cfg.Stages {
+		hash, _ := config.ModuleHash(sc.Module)
+		if b, err := h.ctl.Module(ctx, hash, moduleWait); err != nil {
+			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
+		} else {
+			modules[sc.Name] = b
+		}
+	}
+	return hs.app.prepare(ctx, modules)
+}
+
+// barrier reports whether every member of the app's group has prepared
+// version v, or names an instance that refused it, and why.
+func (h *host) barrier(hs *hosted, v int64) (ready bool, refusedBy string) {
+	a := hs.app.eng.Assignment()
+	if !a.Valid() {
+		return false, ""
+	}
+	byAddr := map[string]control.Status{}
+	for _, st := range h.ctl.Statuses(hs.spec.App) {
+		byAddr[st.Address] = st
+	}
+	ready = true
+	for _, m := range a.Members() {
+		st, ok := byAddr[m.Addr]
+		switch {
+		case ok && st.Failed == v:
+			return false, fmt.Sprintf("instance %s: %s", st.Instance, st.Reason)
+		case !ok || (st.Prepared < v && st.Version < v):
+			ready = false
+		}
+	}
+	return ready, ""
+}
+
+// report writes this instance's status of a hosted app.
+func (h *host) report(ctx context.Context, hs *hosted, state string) {
+	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state}
+	if hs.next != nil {
+		st.Prepared = hs.next.Version
+	}
+	if hs.refused != 0 {
+		st.Failed, st.Reason = hs.refused, hs.reason
+	}
+	h.putStatus(ctx, st, false)
+}
+
+func (h *host) putStatus(ctx context.Context, st control.Status, remove bool) {
+	st.Instance, st.Address = h.instance, h.advertise
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := h.ctl.PutStatus(wctx, st, remove); err != nil {
+		h.log.Warn("status not written", "app", st.App, "err", err)
+	}
+}
+
+// modulesOnly reports whether two versions of an app differ in their
+// modules alone, which a swap handles without a restart.
+func modulesOnly(a, b control.Spec) bool {
+	strip := func(s control.Spec) string {
+		out := s.Config
+		for _, hash := range s.Modules {
+			out = strings.ReplaceAll(out, hash, "")
+		}
+		return out
+	}
+	return strip(a) == strip(b)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
