@@ -18,6 +18,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/tetratelabs/wazero"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.yaml.in/yaml/v3"
 )
 
 // ServerOptions are the settings of a Server that are not part of its
@@ -104,7 +105,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ctl.Run(tailCtx)
 	}()
 
-	h := &host{cfg: cfg, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}}
+	h := &host{cfg: cfg, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}, kicks: make(chan chan struct{})}
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
 	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps)
@@ -133,6 +134,10 @@ type host struct {
 	// name. The reconciler changes it under rmu, never while it compiles.
 	rmu    sync.RWMutex
 	routes map[string]http.Handler
+
+	// kicks asks the reconciler for a step now, closing the channel sent
+	// once the step is done.
+	kicks chan chan struct{}
 }
 
 // hosted is one app on this server.
@@ -158,17 +163,49 @@ type hosted struct {
 const moduleWait = 30 * time.Second
 
 // reconcile steps the apps toward the control topics at every change of
-// them, and every second while a swap waits for the other instances.
+// them, at every kick, and every second while a swap waits for the other
+// instances.
 func (h *host) reconcile(ctx context.Context) {
+	var kicked []chan struct{}
 	for {
 		changed := h.ctl.Changed()
 		h.step(ctx)
+		for _, done := range kicked {
+			close(done)
+		}
+		kicked = kicked[:0]
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case done := <-h.kicks:
+			kicked = append(kicked, done)
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// gate is every app's assignment gate: it reads the control topics to
+// their end and waits for a reconciler step over what it read, so that a
+// swap another instance has made (its barrier complete in the status
+// topic) is made here too before newly assigned partitions run.
+func (h *host) gate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.ctl.Sync(ctx); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	select {
+	case h.kicks <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -225,7 +262,26 @@ func (h *host) refusedOf(app string) int64 { return h.failedStarts[app] }
 // reported with why, and tried again only for a newer version.
 func (h *host) start(ctx context.Context, spec control.Spec) {
 	log := h.log.With("app", spec.App)
-	a, err := h.open(ctx, spec, log)
+	// A canary version starts as the cluster runs it: the version before
+	// it on most partitions, itself on the canary's.
+	base := spec
+	if spec.Canary > 0 {
+		for _, v := range h.ctl.Versions(spec.App) {
+			if v.Version < spec.Version && v.Canary == 0 && !v.Deleted && v.Generation == spec.Generation && modulesOnly(v, spec) {
+				base = v
+			}
+		}
+	}
+	a, err := h.open(ctx, base, log)
+	if err == nil && base.Version != spec.Version {
+		var p *prepared
+		if p, err = h.prepareApp(ctx, a, spec); err == nil {
+			err = a.commit(p)
+		}
+		if err != nil {
+			a.Close()
+		}
+	}
 	if err != nil {
 		h.failedStarts[spec.App] = spec.Version
 		log.Error("app not started", "version", spec.Version, "err", err)
@@ -269,7 +325,7 @@ func (h *host) open(ctx context.Context, spec control.Spec, log *slog.Logger) (*
 		}
 		modules[sc.Name] = b
 	}
-	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(spec.App)})
+	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(spec.App), gate: h.gate})
 }
 
 // appConfig parses a spec's configuration as this server runs it.
@@ -281,12 +337,28 @@ func (h *host) appConfig(spec control.Spec) (*config.Config, error) {
 // the server's brokers and address, its cache, and a state directory per
 // app and generation. The environment does not reach it.
 func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*config.Config, error) {
+	// A deployed configuration names its modules by content address;
+	// say so before config.Parse looks for files on this machine.
+	var doc struct {
+		Stages []struct {
+			Module any `yaml:"module"`
+		} `yaml:"stages"`
+	}
+	if yaml.Unmarshal([]byte(spec.Config), &doc) == nil {
+		for i, st := range doc.Stages {
+			if m, ok := st.Module.(string); ok && !strings.HasPrefix(m, config.ModulePrefix) {
+				return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, m)
+			}
+		}
+	}
 	overrides := map[string]string{
 		"brokers":   strings.Join(sc.Brokers, ","),
 		"http":      sc.HTTP,
 		"advertise": advertise,
 		"state_dir": filepath.Join(sc.StateDir, "apps", spec.App, fmt.Sprintf("g%d", spec.Generation)),
 		"cache_dir": sc.CacheDir,
+		// Outputs say which version produced them: swaps happen live.
+		"module_header": "true",
 	}
 	cfg, err := config.Parse([]byte(spec.Config), "", nil, overrides)
 	if err != nil {
@@ -380,20 +452,24 @@ func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 
 // prepare compiles a version's modules for a running app.
 func (h *host) prepare(ctx context.Context, hs *hosted, spec control.Spec) (*prepared, error) {
+	return h.prepareApp(ctx, hs.app, spec)
+}
+
+func (h *host) prepareApp(ctx context.Context, a *app, spec control.Spec) (*prepared, error) {
 	cfg, err := h.appConfig(spec)
 	if err != nil {
 		return nil, err
 	}
-	modules := map[string][]byte{}
+	modules := map[string]source{}
 	for _, sc := range cfg.Stages {
 		hash, _ := config.ModuleHash(sc.Module)
-		if b, err := h.ctl.Module(ctx, hash, moduleWait); err != nil {
+		b, err := h.ctl.Module(ctx, hash, moduleWait)
+		if err != nil {
 			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
-		} else {
-			modules[sc.Name] = b
 		}
+		modules[sc.Name] = source{sc.Module, b}
 	}
-	return hs.app.prepare(ctx, modules)
+	return a.prepare(ctx, modules, int32(spec.Canary))
 }
 
 // barrier reports whether every member of the app's group has prepared

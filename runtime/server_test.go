@@ -227,3 +227,134 @@ stages:
 		})
 	}
 }
+
+// The admin API refuses bad requests with a clear status and message; a
+// version that no instance can load is refused everywhere, the app keeps
+// its version, and the app's status says why; a canary runs the new
+// version on its partitions only until a promote; and outputs name the
+// module version that produced them.
+func TestServerRefusesBadVersionsAndRunsCanaries(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 4)
+	a := startServer(t, brokers, ctl, "a")
+	b := startServer(t, brokers, ctl, "b")
+	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
+	yaml := fmt.Sprintf(`app: %s
+partitions: 4
+commit_interval: 50ms
+stages:
+  - name: main
+    module: "{{main}}"
+    inputs: [%s]
+    outputs: {out: %s}
+`, appName, in, out)
+
+	// Bad requests.
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		token        string
+		code         int
+		want         string
+	}{
+		{http.MethodGet, "/v1/admin/apps", nil, "", 401, "missing admin token"},
+		{http.MethodGet, "/v1/admin/apps", nil, "wrong", 401, "invalid admin token"},
+		{http.MethodPut, "/v1/admin/modules/" + control.Hash(v1), v2, adminToken, 400, "the body hashes to"},
+		{http.MethodPut, "/v1/admin/modules/" + control.Hash([]byte("not wasm")), []byte("not wasm"), adminToken, 400, "not a WebAssembly module"},
+		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", []byte(`{"config": "app: [oops"}`), adminToken, 400, "invalid YAML"},
+		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", mustJSON(map[string]string{"config": strings.ReplaceAll(yaml, `"{{main}}"`, config.ModulePrefix+strings.Repeat("ab", 32))}), adminToken, 409, "upload them first"},
+		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", mustJSON(map[string]string{"config": strings.ReplaceAll(yaml, `"{{main}}"`, "./main.wasm")}), adminToken, 400, "names its modules by content address"},
+		{http.MethodPost, "/v1/admin/apps/nope/rollback", nil, adminToken, 404, `no app "nope"`},
+	} {
+		code, ans := a.admin(t, tc.method, tc.path, tc.body, tc.token)
+		if code != tc.code || !strings.Contains(fmt.Sprint(ans["error"]), tc.want) {
+			t.Errorf("%s %s: %d %v, want %d with %q", tc.method, tc.path, code, ans, tc.code, tc.want)
+		}
+	}
+
+	ver := a.deploy(t, yaml, map[string][]byte{"main": v1})
+	waitVersion(t, appName, ver, a, b)
+	if code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/rollback?to=99", nil, adminToken); code != 404 || !strings.Contains(fmt.Sprint(ans["error"]), "has no version 99") {
+		t.Errorf("rollback to a version that does not exist: %d %v", code, ans)
+	}
+	if code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/promote", nil, adminToken); code != 409 {
+		t.Errorf("promote without a canary: %d %v", code, ans)
+	}
+
+	// A module that compiles but lacks the ABI's exports: every instance
+	// refuses it, and the app runs version 1 on.
+	empty := []byte("\x00asm\x01\x00\x00\x00")
+	bad := a.deploy(t, yaml, map[string][]byte{"main": empty})
+	for _, s := range []*testServer{a, b} {
+		apptest.WaitCheck(t, time.Minute, "the bad version to be refused on "+s.addr, func() error {
+			code, ans := s.admin(t, http.MethodGet, "/v1/admin/apps/"+appName, nil, adminToken)
+			if code != 200 {
+				return fmt.Errorf("%d %v", code, ans)
+			}
+			js, _ := json.Marshal(ans["instances"])
+			if n := strings.Count(string(js), fmt.Sprintf(`"failed":%d`, bad)); n != 2 || !strings.Contains(string(js), "does not export its memory") {
+				return fmt.Errorf("instances %s", js)
+			}
+			return nil
+		})
+	}
+	produce(t, brokers, in, clicks([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, 5)...)
+	got := testkafka.ReadAll(t, brokers, out, 40, time.Minute)
+	for _, r := range got {
+		if !strings.HasPrefix(string(r.Value), "v1:") || testkafka.Header(r, "streamrt.module.version") != control.Hash(v1) {
+			t.Fatalf("after the refused version, output %q with module %q", r.Value, testkafka.Header(r, "streamrt.module.version"))
+		}
+	}
+
+	// A canary on two partitions, then a promote.
+	code, ans := b.deployCodeCanary(t, yaml, map[string][]byte{"main": v2}, 2)
+	if code != http.StatusCreated {
+		t.Fatalf("canary deploy: %d %v", code, ans)
+	}
+	canaryVersion := int64(ans["version"].(float64))
+	waitVersion(t, appName, canaryVersion, a, b)
+	produce(t, brokers, in, clicks([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, 5)...)
+	got = testkafka.ReadAll(t, brokers, out, 80, time.Minute)
+	for _, r := range got[40:] {
+		want := "v1:"
+		if r.Partition < 2 {
+			want = "v2:"
+		}
+		if !strings.HasPrefix(string(r.Value), want) {
+			t.Fatalf("canary on partitions 0 and 1: partition %d output %q", r.Partition, r.Value)
+		}
+	}
+	if code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/promote", nil, adminToken); code != http.StatusCreated {
+		t.Fatalf("promote: %d %v", code, ans)
+	}
+	waitVersion(t, appName, canaryVersion+1, a, b)
+	produce(t, brokers, in, clicks([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, 5)...)
+	got = testkafka.ReadAll(t, brokers, out, 120, time.Minute)
+	for _, r := range got[80:] {
+		if !strings.HasPrefix(string(r.Value), "v2:") || testkafka.Header(r, "streamrt.module.version") != control.Hash(v2) {
+			t.Fatalf("after the promote, partition %d output %q with module %q", r.Partition, r.Value, testkafka.Header(r, "streamrt.module.version"))
+		}
+	}
+}
+
+func (s *testServer) deployCodeCanary(t *testing.T, yaml string, modules map[string][]byte, canary int) (int, map[string]any) {
+	t.Helper()
+	for _, b := range modules {
+		if code, out := s.admin(t, http.MethodPut, "/v1/admin/modules/"+control.Hash(b), b, adminToken); code != http.StatusCreated {
+			t.Fatalf("upload module: %d %v", code, out)
+		}
+		yaml = strings.ReplaceAll(yaml, "{{"+hashKey(modules, b)+"}}", config.ModulePrefix+control.Hash(b))
+	}
+	app := strings.TrimSpace(strings.SplitN(strings.SplitN(yaml, "app:", 2)[1], "\n", 2)[0])
+	return s.admin(t, http.MethodPost, "/v1/admin/apps/"+app+"/versions", mustJSON(map[string]any{"config": yaml, "canary": canary}), adminToken)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -129,9 +129,14 @@ type Config struct {
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
-	Query             Query         `koanf:"query"`
-	Tables            []Table       `koanf:"tables"`
-	Stages            []Stage       `koanf:"stages"`
+	// ModuleHeader makes every output record carry the version (the
+	// sha256) of the module that produced it, in the header
+	// streamrt.module.version, as dead letters always do. Servers turn it
+	// on for the apps they run.
+	ModuleHeader bool    `koanf:"module_header"`
+	Query        Query   `koanf:"query"`
+	Tables       []Table `koanf:"tables"`
+	Stages       []Stage `koanf:"stages"`
 
 	name    string            // File as the caller named it, for errors
 	sources map[string]string // YAML path -> env var or flag that set it
@@ -342,7 +347,7 @@ func layers(data []byte, file string, environ []string, overrides map[string]str
 var overridable = map[string]bool{
 	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
 	"guarantee": true, "partitions": true, "replication_factor": true,
-	"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
+	"commit_interval": true, "start_offset": true, "module_header": true, "query.max_key_bytes": true,
 	"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
 	"query.tokens": true,
 }

@@ -235,6 +235,8 @@ func encode(v reflect.Value) any {
 		return v.String()
 	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
 		return v.Int()
+	case reflect.Bool:
+		return v.Bool()
 	}
 	panic("cannot encode " + v.Type().String())
 }

@@ -84,6 +84,10 @@ type Engine struct {
 	owned    map[string]map[int32]bool // consumed topic → partitions assigned here
 	assigned bool                      // the first assignment arrived
 
+	// gate, when set, runs before newly assigned partitions are planned
+	// (SetAssignGate).
+	gate func(ctx context.Context) error
+
 	// abortCycle is set when a task stopped by the fail policy had sent
 	// records in the cycle's transaction: the whole cycle aborts.
 	abortCycle atomic.Bool
@@ -118,7 +122,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		clientSet: make(chan struct{}),
 	}
 	e.health = newBrokerHealth(log, m)
-	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}}
+	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}, moduleHeader: cfg.ModuleHeader}
 	for _, tt := range topo.Tables {
 		if tt.Global {
 			e.env.globals[tt.Name] = newGlobalCache()
@@ -197,6 +201,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	return e.loop(ctx)
 }
+
+// SetAssignGate makes the engine call gate when partitions are assigned
+// to it, before their tasks are planned, and wait for it: a server uses it
+// to apply every module swap another instance may already have made, so
+// that no partition moving here is processed by an older version than it
+// was. An error is logged, and planning goes on. Call it before Run.
+func (e *Engine) SetAssignGate(gate func(ctx context.Context) error) { e.gate = gate }
 
 // newGroupClient creates the client of the app's consumer group: a
 // transactional session under exactly_once.

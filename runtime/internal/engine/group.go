@@ -21,6 +21,11 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if e.gate != nil {
+		if err := e.gate(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("the assignment gate failed; planning the new tasks anyway", "err", err)
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var tasks []*task

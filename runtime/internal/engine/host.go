@@ -258,6 +258,13 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 			hs[i] = kgo.RecordHeader{Key: d.Key, Value: c.arena.copy(d.Value)}
 		}
 	}
+	if vh := h.t.versionHeader; vh != nil {
+		if hs == nil {
+			hs = vh
+		} else {
+			hs = append(hs, vh...)
+		}
+	}
 	o := &h.t.stage.outputs[out]
 	r := &kgo.Record{
 		Topic:   o.Topic,

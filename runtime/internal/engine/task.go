@@ -33,11 +33,14 @@ type task struct {
 	log       *slog.Logger
 	stores    []state.Keyspace // by handle: the stage's stores, then its tables
 
-	module  *wasm.Module // the version the current cycle runs
-	inst    *wasm.Instance
-	host    batchHost
-	cache   readCache
-	globals []*globalCache // by handle: the global tables' caches, nil for others
+	module *wasm.Module // the version the current cycle runs
+	// versionHeader is the header that names module on every output, when
+	// the app asks for one; shared by the outputs, which never change it.
+	versionHeader []kgo.RecordHeader
+	inst          *wasm.Instance
+	host          batchHost
+	cache         readCache
+	globals       []*globalCache // by handle: the global tables' caches, nil for others
 	// globalReaders read the global tables on a cache miss, by handle.
 	globalReaders []globalReader
 	cycle         cycle
@@ -79,6 +82,8 @@ type env struct {
 	sender *sender
 	// globals caches the global tables' values, by table name.
 	globals map[string]*globalCache
+	// moduleHeader: outputs carry their module's version (module_header).
+	moduleHeader bool
 }
 
 func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
@@ -143,7 +148,12 @@ func (t *task) run(deadline time.Time) (err error) {
 		// A cycle runs on one module version from start to commit, so
 		// that a swap falls between two commits: under exactly_once, one
 		// transaction's outputs all come from one version.
-		t.module = t.stage.module.Load()
+		if m := t.stage.moduleFor(t.partition); m != t.module {
+			t.module = m
+			if t.env.moduleHeader {
+				t.versionHeader = []kgo.RecordHeader{{Key: "streamrt.module.version", Value: []byte(m.Version())}}
+			}
+		}
 	}
 	t.cycle.begin(t.env.db)
 	defer func() {
