@@ -140,7 +140,7 @@ func (a *app) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.App)
+	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.Internal())
 	return a.eng.Run(ctx)
 }
 

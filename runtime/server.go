@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -140,15 +141,16 @@ type host struct {
 	kicks chan chan struct{}
 }
 
-// hosted is one app on this server.
+// hosted is one app on this server: the generation serving it and, during
+// a rebuild, the one replaying its inputs beside it.
 type hosted struct {
-	spec control.Spec // the version running
-	app  *app
-	log  *slog.Logger
+	*generation // the generation serving: its version in force
+	log         *slog.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error // what Run returned, once done is closed
+	// build is the generation being rebuilt, nil when none is; flipping
+	// is set once the serving generation was stopped for the flip.
+	build    *generation
+	flipping bool
 
 	// A swap under way: the version prepared, and its compiled modules.
 	next     *control.Spec
@@ -156,6 +158,21 @@ type hosted struct {
 	// refused is the latest version this instance could not run, and why.
 	refused int64
 	reason  string
+}
+
+// generation is one generation of an app running on this server.
+type generation struct {
+	spec control.Spec // the version it runs
+	app  *app
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // what Run returned, once done is closed
+
+	// fence holds a rebuilding generation behind the serving one, and
+	// stopFence ends its reading of the groups' offsets.
+	fence     *fence
+	stopFence context.CancelFunc
 }
 
 // moduleWait bounds how long a server waits for a module's chunks to be
@@ -214,8 +231,7 @@ func (h *host) step(ctx context.Context) {
 	want := h.ctl.Apps()
 	for name, hs := range h.apps {
 		if spec, ok := want[name]; !ok || spec.Deleted {
-			h.stop(hs, "deleted")
-			h.remove(name)
+			h.stopApp(hs, "deleted")
 			if ok && spec.Purge {
 				h.purgeLocal(name)
 			}
@@ -227,12 +243,25 @@ func (h *host) step(ctx context.Context) {
 			continue
 		}
 		hs := h.apps[name]
+		if hs != nil && hs.build != nil && spec.Generation < hs.build.spec.Generation && !hs.flipping {
+			// A rollback cancelled the rebuild.
+			b := hs.build
+			hs.build = nil
+			stopGen(b, hs.log, "rebuild cancelled")
+			h.closeGen(name, b)
+			if err := os.RemoveAll(filepath.Join(h.cfg.StateDir, "apps", name, fmt.Sprintf("g%d", b.spec.Generation))); err != nil {
+				hs.log.Warn("removing the cancelled generation's state failed", "err", err)
+			}
+			if h.designated(name) {
+				go h.dropGeneration(b.spec, hs.log)
+			}
+		}
 		switch {
 		case hs == nil:
 			if spec.Version != h.refusedOf(name) {
 				h.start(ctx, spec)
 			}
-		case hs.done != nil && isClosed(hs.done):
+		case isClosed(hs.done) && !hs.flipping:
 			// The app stopped on its own: report it; a new version
 			// starts it again.
 			if hs.refused != hs.spec.Version {
@@ -240,15 +269,18 @@ func (h *host) step(ctx context.Context) {
 				h.report(ctx, hs, control.StateFailed)
 			}
 			if spec.Version > hs.spec.Version {
-				h.remove(name)
+				h.stopApp(hs, "restarting for version "+fmt.Sprint(spec.Version))
 				h.start(ctx, spec)
 			}
+		case spec.Serving > hs.spec.Generation:
+			h.flip(ctx, hs, spec)
+		case spec.Generation > hs.spec.Generation:
+			h.rebuild(ctx, hs, spec)
 		case spec.Version > hs.spec.Version && spec.Version != hs.refused:
-			if spec.Generation == hs.spec.Generation && modulesOnly(hs.spec, spec) {
+			if modulesOnly(hs.spec, spec) {
 				h.swap(ctx, hs, spec)
 			} else {
-				h.stop(hs, "restarting for version "+fmt.Sprint(spec.Version))
-				h.remove(name)
+				h.stopApp(hs, "restarting for version "+fmt.Sprint(spec.Version))
 				h.start(ctx, spec)
 			}
 		}
@@ -259,11 +291,47 @@ func (h *host) step(ctx context.Context) {
 func (h *host) refusedOf(app string) int64 { return h.failedStarts[app] }
 
 // start opens and runs an app's version. An app that cannot start is
-// reported with why, and tried again only for a newer version.
+// reported with why, and tried again only for a newer version. During a
+// rebuild it starts the generation serving, and the one being rebuilt.
 func (h *host) start(ctx context.Context, spec control.Spec) {
 	log := h.log.With("app", spec.App)
-	// A canary version starts as the cluster runs it: the version before
-	// it on most partitions, itself on the canary's.
+	serving := spec
+	if spec.Serving < spec.Generation {
+		serving = h.latestOf(spec.App, spec.Serving)
+	}
+	g, err := h.startGen(ctx, serving, nil, log)
+	if err != nil {
+		h.failedStarts[spec.App] = spec.Version
+		log.Error("app not started", "version", spec.Version, "err", err)
+		h.putStatus(ctx, control.Status{App: spec.App, State: control.StateFailed, Failed: spec.Version, Reason: err.Error()}, false)
+		return
+	}
+	delete(h.failedStarts, spec.App)
+	hs := &hosted{generation: g, log: log}
+	h.apps[spec.App] = hs
+	h.route(spec.App, "", g)
+	log.Info("app started", "version", serving.Version, "generation", serving.Generation)
+	h.report(ctx, hs, control.StateRunning)
+	if spec.Generation > serving.Generation {
+		h.rebuild(ctx, hs, spec)
+	}
+}
+
+// latestOf is the newest kept version of app's generation gen.
+func (h *host) latestOf(app string, gen int) control.Spec {
+	var out control.Spec
+	for _, v := range h.ctl.Versions(app) {
+		if v.Generation == gen && !v.Deleted && v.Version > out.Version {
+			out = v
+		}
+	}
+	return out
+}
+
+// startGen opens and runs one generation of an app, held behind f when it
+// is being rebuilt. A canary version starts as the cluster runs it: the
+// version before it on most partitions, itself on the canary's.
+func (h *host) startGen(ctx context.Context, spec control.Spec, f *fence, log *slog.Logger) (*generation, error) {
 	base := spec
 	if spec.Canary > 0 {
 		for _, v := range h.ctl.Versions(spec.App) {
@@ -283,25 +351,18 @@ func (h *host) start(ctx context.Context, spec control.Spec) {
 		}
 	}
 	if err != nil {
-		h.failedStarts[spec.App] = spec.Version
-		log.Error("app not started", "version", spec.Version, "err", err)
-		h.putStatus(ctx, control.Status{App: spec.App, State: control.StateFailed, Failed: spec.Version, Reason: err.Error()}, false)
-		return
+		return nil, err
 	}
-	delete(h.failedStarts, spec.App)
+	if f != nil {
+		a.eng.SetFence(f)
+	}
 	actx, cancel := context.WithCancel(context.Background())
-	hs := &hosted{spec: spec, app: a, log: log, cancel: cancel, done: make(chan struct{})}
+	g := &generation{spec: spec, app: a, cancel: cancel, done: make(chan struct{}), fence: f}
 	go func() {
-		defer close(hs.done)
-		hs.err = a.Run(actx)
-		a.Close()
+		defer close(g.done)
+		g.err = a.Run(actx)
 	}()
-	h.apps[spec.App] = hs
-	h.rmu.Lock()
-	h.routes[spec.App] = http.StripPrefix(appPrefix(spec.App), a.Handler())
-	h.rmu.Unlock()
-	log.Info("app started", "version", spec.Version, "generation", spec.Generation)
-	h.report(ctx, hs, control.StateRunning)
+	return g, nil
 }
 
 // open prepares an app's version on this server: its configuration with
@@ -325,7 +386,7 @@ func (h *host) open(ctx context.Context, spec control.Spec, log *slog.Logger) (*
 		}
 		modules[sc.Name] = b
 	}
-	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(spec.App), gate: h.gate})
+	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(genKey(spec.App, spec.Generation)), gate: h.gate})
 }
 
 // appConfig parses a spec's configuration as this server runs it.
@@ -352,11 +413,12 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 		}
 	}
 	overrides := map[string]string{
-		"brokers":   strings.Join(sc.Brokers, ","),
-		"http":      sc.HTTP,
-		"advertise": advertise,
-		"state_dir": filepath.Join(sc.StateDir, "apps", spec.App, fmt.Sprintf("g%d", spec.Generation)),
-		"cache_dir": sc.CacheDir,
+		"brokers":    strings.Join(sc.Brokers, ","),
+		"http":       sc.HTTP,
+		"advertise":  advertise,
+		"state_dir":  filepath.Join(sc.StateDir, "apps", spec.App, fmt.Sprintf("g%d", spec.Generation)),
+		"generation": strconv.Itoa(spec.Generation),
+		"cache_dir":  sc.CacheDir,
 		// Outputs say which version produced them: swaps happen live.
 		"module_header": "true",
 	}
@@ -377,31 +439,76 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 
 func appPrefix(app string) string { return "/apps/" + app }
 
-// stop ends a hosted app's run, waiting for its last commit.
-func (h *host) stop(hs *hosted, why string) {
-	hs.cancel()
-	select {
-	case <-hs.done:
-	case <-time.After(2 * time.Minute):
-		hs.log.Error("app did not stop within 2 minutes", "why", why)
-		return
+// stopGen ends a generation's run, waiting for its last commit; its API
+// serves on until closeGen.
+func stopGen(g *generation, log *slog.Logger, why string) {
+	g.cancel()
+	if g.stopFence != nil {
+		g.stopFence()
 	}
+	select {
+	case <-g.done:
+		log.Info("generation stopped", "generation", g.spec.Generation, "why", why)
+	case <-time.After(2 * time.Minute):
+		log.Error("generation did not stop within 2 minutes", "generation", g.spec.Generation, "why", why)
+	}
+}
+
+// closeGen releases a stopped generation and its routes.
+func (h *host) closeGen(app string, g *generation) {
+	h.rmu.Lock()
+	delete(h.routes, genKey(app, g.spec.Generation))
+	h.rmu.Unlock()
+	g.app.Close()
+}
+
+// stopApp stops every generation of a hosted app and forgets it.
+func (h *host) stopApp(hs *hosted, why string) {
+	name := hs.spec.App
+	h.rmu.Lock()
+	for key := range h.routes {
+		if key == name || strings.HasPrefix(key, name+"@") {
+			delete(h.routes, key)
+		}
+	}
+	h.rmu.Unlock()
+	for _, g := range []*generation{hs.build, hs.generation} {
+		if g != nil {
+			stopGen(g, hs.log, why)
+			h.closeGen(name, g)
+		}
+	}
+	delete(h.apps, name)
 	hs.log.Info("app stopped", "why", why)
 }
 
-// remove forgets a stopped app.
-func (h *host) remove(app string) {
-	delete(h.apps, app)
+// route makes g's API reachable at /apps/NAME@gN/, where instances forward
+// requests of that generation, and, unless only, at /apps/NAME/: the
+// generation that serves.
+func (h *host) route(app string, only string, g *generation) {
 	h.rmu.Lock()
-	delete(h.routes, app)
-	h.rmu.Unlock()
+	defer h.rmu.Unlock()
+	key := genKey(app, g.spec.Generation)
+	h.routes[key] = http.StripPrefix(appPrefix(key), g.app.Handler())
+	if only == "" {
+		h.routes[app] = http.StripPrefix(appPrefix(app), g.app.Handler())
+	}
 }
+
+// alias routes requests for key, a retired generation, to g.
+func (h *host) alias(key string, g *generation) {
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	h.routes[key] = http.StripPrefix(appPrefix(key), g.app.Handler())
+}
+
+// genKey names one generation of an app in paths: NAME@gN.
+func genKey(app string, gen int) string { return fmt.Sprintf("%s@g%d", app, gen) }
 
 // stopAll stops every app: the server is ending.
 func (h *host) stopAll() {
-	for name, hs := range h.apps {
-		h.stop(hs, "server stopping")
-		h.remove(name)
+	for _, hs := range h.apps {
+		h.stopApp(hs, "server stopping")
 	}
 }
 
@@ -498,7 +605,14 @@ func (h *host) barrier(hs *hosted, v int64) (ready bool, refusedBy string) {
 
 // report writes this instance's status of a hosted app.
 func (h *host) report(ctx context.Context, hs *hosted, state string) {
-	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state}
+	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state, Serving: hs.spec.Generation}
+	if b := hs.build; b != nil && b.fence != nil {
+		replayed, lag, eta, _ := b.fence.progress()
+		st.Rebuild = &control.Rebuild{Generation: b.spec.Generation, Replayed: replayed, Lag: lag, ETASeconds: eta, Flipping: hs.flipping,
+			Ready: buildReady(hs)}
+		hs.app.metrics.RebuildReplayed.Set(float64(replayed))
+		hs.app.metrics.RebuildLag.Set(float64(lag))
+	}
 	if hs.next != nil {
 		st.Prepared = hs.next.Version
 	}

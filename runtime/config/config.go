@@ -129,6 +129,11 @@ type Config struct {
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
+	// Generation numbers the app's state: a server rebuilding an app from
+	// its inputs runs the next generation beside the one serving, with a
+	// consumer group, changelogs and repartition topics of its own (named
+	// after Internal). 0 in run mode.
+	Generation int `koanf:"generation"`
 	// ModuleHeader makes every output record carry the version (the
 	// sha256) of the module that produced it, in the header
 	// streamrt.module.version, as dead letters always do. Servers turn it
@@ -249,6 +254,16 @@ const (
 	KeepLatest Keep = "latest" // the latest record per key, at the commit
 )
 
+// Internal is the name the app's consumer group and internal topics
+// (changelogs, repartition topics) start with: the app's name, and from
+// the second generation on its name and -gN.
+func (c *Config) Internal() string {
+	if c.Generation == 0 {
+		return c.App
+	}
+	return fmt.Sprintf("%s-g%d", c.App, c.Generation)
+}
+
 // RepartitionTopic names the internal topic that feeds stage: created by
 // the runtime with the app's partition count and partitioned by Kafka's
 // default partitioner (murmur2 of the key), so that records land with the
@@ -347,7 +362,7 @@ func layers(data []byte, file string, environ []string, overrides map[string]str
 var overridable = map[string]bool{
 	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
 	"guarantee": true, "partitions": true, "replication_factor": true,
-	"commit_interval": true, "start_offset": true, "module_header": true, "query.max_key_bytes": true,
+	"commit_interval": true, "start_offset": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
 	"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
 	"query.tokens": true,
 }

@@ -14,7 +14,7 @@ import (
 // The keys each mapping accepts, in the order the schema documents them.
 var (
 	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "advertise", "guarantee", "standby_replicas", "session_timeout", "partitions",
-		"replication_factor", "commit_interval", "start_offset", "module_header", "query", "tables", "stages"}
+		"replication_factor", "commit_interval", "start_offset", "module_header", "generation", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
@@ -53,6 +53,7 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.CommitInterval = d.duration(m, "", "commit_interval", 0)
 	c.StartOffset = StartOffset(d.str(m, "", "start_offset", ""))
 	c.ModuleHeader = d.boolean(m, "", "module_header")
+	c.Generation = int(d.integer(m, "", "generation", 0, 0, math.MaxInt32))
 
 	q, _ := d.mapping(m, "", "query")
 	d.query(q, &c.Query)

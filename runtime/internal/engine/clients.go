@@ -27,7 +27,7 @@ func (v *env) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 // incarnation, and distinct between instances.
 func (e *Engine) transactionalID() string {
 	sum := sha256.Sum256([]byte(e.cfg.StateDir))
-	return e.cfg.App + "-" + hex.EncodeToString(sum[:8])
+	return e.cfg.Internal() + "-" + hex.EncodeToString(sum[:8])
 }
 
 // partitioner sends changelog records to the partition their task sets and

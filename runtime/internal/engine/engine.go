@@ -79,8 +79,14 @@ type Engine struct {
 	// (view).
 	mu       sync.Mutex
 	tasks    map[taskID]*task
-	standbys map[taskID]*standby       // standby copies kept here, never of a task in tasks
-	stopping bool                      // Run is ending: start no more standbys
+	standbys map[taskID]*standby // standby copies kept here, never of a task in tasks
+	stopping bool                // Run is ending: start no more standbys
+	// closed is set once Run has stopped every task: the revocation that
+	// leaving the group brings then changes nothing, so that the API of a
+	// stopped engine still answers from its final state (a server flipping
+	// an app to a new generation serves the old one until the new one has
+	// caught up).
+	closed   bool
 	owned    map[string]map[int32]bool // consumed topic → partitions assigned here
 	assigned bool                      // the first assignment arrived
 
@@ -113,7 +119,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		log:     log,
 		db:      db,
 		metrics: m,
-		group:   cfg.App,
+		group:   cfg.Internal(),
 
 		byTopic:   map[string]*stage{},
 		tasks:     map[taskID]*task{},
@@ -122,7 +128,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		clientSet: make(chan struct{}),
 	}
 	e.health = newBrokerHealth(log, m)
-	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}, moduleHeader: cfg.ModuleHeader}
+	e.env = &env{db: db, metrics: m, group: cfg.Internal(), brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}, moduleHeader: cfg.ModuleHeader, isInternal: topo.IsInternal}
 	for _, tt := range topo.Tables {
 		if tt.Global {
 			e.env.globals[tt.Name] = newGlobalCache()
@@ -192,6 +198,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Lock()
 		tasks := e.tasks
 		e.tasks = map[taskID]*task{}
+		e.closed = true
 		e.mu.Unlock()
 		for _, t := range tasks {
 			e.stopRestore(t)

@@ -177,6 +177,10 @@ func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 // with drop removes their local state (their new owner has it now).
 func (e *Engine) release(parts map[string][]int32, drop bool) {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
 	var gone []*task
 	for topic, ps := range parts {
 		for _, p := range ps {

@@ -84,6 +84,11 @@ type env struct {
 	globals map[string]*globalCache
 	// moduleHeader: outputs carry their module's version (module_header).
 	moduleHeader bool
+	// fence holds a rebuilding generation back (SetFence); nil for none.
+	fence Fence
+	// isInternal reports whether a topic is one of the app's repartition
+	// topics.
+	isInternal func(topic string) bool
 }
 
 func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
@@ -166,6 +171,9 @@ func (t *task) run(deadline time.Time) (err error) {
 	q := &t.queue
 	for q.len() > 0 && t.stop.Err() == nil && time.Now().Before(deadline) {
 		r := q.peek()
+		if t.held(r) {
+			break // a rebuilding generation waits for the serving one
+		}
 		if r.Attrs.IsControl() {
 			t.advance(t.take())
 			continue
@@ -185,8 +193,8 @@ func (t *task) run(deadline time.Time) (err error) {
 		batch, bytes := t.batch[:0], 0
 		for len(batch) < t.stage.cfg.BatchSize && q.len() > 0 {
 			r := q.peek()
-			if len(batch) > 0 && (t.isTableTopic(r.Topic) || r.Attrs.IsControl()) {
-				break // a table update ends the batch
+			if len(batch) > 0 && (t.isTableTopic(r.Topic) || r.Attrs.IsControl() || t.held(r)) {
+				break // a table update ends the batch, and so does the fence
 			}
 			size := recordSize(r)
 			if len(batch) > 0 && bytes+size > t.stage.maxBatchBytes {
@@ -386,6 +394,10 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 		t.log.Warn("record failed; skipped", attrs...)
 		return nil
 	case config.PolicyDeadLetter:
+		if t.replayed(r) {
+			t.log.Debug("record failed while replayed; its dead letter was written by the generation that serves", attrs...)
+			return nil
+		}
 		t.log.Warn("record failed; sent to the dead-letter topic", append(attrs, "dead_letter_topic", s.cfg.DeadLetterTopic)...)
 		hs := append(append([]kgo.RecordHeader(nil), r.Headers...),
 			kgo.RecordHeader{Key: "streamrt.error", Value: []byte(msg)},
