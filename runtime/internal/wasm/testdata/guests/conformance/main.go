@@ -87,6 +87,14 @@ func (s *session) run(cmd string) error {
 		}
 		return nil
 	}
+	if strings.HasPrefix(args[0], "raw-") {
+		// A raw command acts on the host directly: the records the SDK
+		// holds in its emit buffer go first, so that the host sees the
+		// script's effects in the order it made them.
+		if err := streamrt.Flush(); err != nil {
+			return err
+		}
+	}
 	switch args[0] {
 	case "put":
 		if err := want(3); err != nil {
