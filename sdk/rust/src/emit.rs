@@ -3,7 +3,7 @@ use std::fmt;
 
 use crate::abi::{self, Code, Header, Headers};
 use crate::error::{Error, Result};
-use crate::guest::{Handle, INST};
+use crate::guest::{self, Handle, Instance, INST};
 use crate::sys;
 
 /// A handle to one of the stage's named outputs, which the app's
@@ -59,8 +59,11 @@ impl Output {
     /// handled (the stream time outside one).
     ///
     /// The emit is attributed to the record being handled, so the host drops
-    /// it if that record fails. The host copies key and value before it
-    /// returns.
+    /// it if that record fails. Key and value are copied before it returns:
+    /// during a batch into the SDK's emit buffer, which goes to the host in
+    /// one call when it fills and when the batch ends (see [`flush`]), and
+    /// outside a batch to the host at once. An undeclared output is an
+    /// error at once either way.
     #[inline]
     pub fn emit(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<()> {
         self.emit_with(key, value, EmitOptions::new())
@@ -74,39 +77,99 @@ impl Output {
         opts: EmitOptions<'_>,
     ) -> Result<()> {
         let h = self.open()?;
+        let ts = opts.timestamp.unwrap_or(abi::INHERIT_TIMESTAMP);
+        let hdr_len = opts.headers.list_len();
+        let size = abi::EMIT_FIXED_SIZE + len(key) + len(value) + hdr_len;
+        INST.with(|inst| {
+            let rec = inst.current.get();
+            {
+                let mut b = inst.emits.borrow_mut();
+                if b.len() + size <= inst.emit_limit.get() {
+                    put(&mut b, h, rec, ts, key, value, opts.headers, hdr_len);
+                    return Ok(());
+                }
+            }
+            self.emit_full(inst, h, rec, ts, key, value, opts.headers, size)
+        })
+    }
+
+    /// Emits a record that does not fit in the emit buffer, which is full,
+    /// or off outside a batch. What the buffer holds goes first, so that the
+    /// records reach the host in order; a record larger than the whole
+    /// buffer then goes alone, through `emit`.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn emit_full(
+        &self,
+        inst: &Instance,
+        h: i32,
+        rec: i32,
+        ts: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: HeaderSource<'_>,
+        size: usize,
+    ) -> Result<()> {
+        guest::flush_emits(inst)?;
+        if size <= inst.emit_limit.get() {
+            let hdr_len = headers.list_len();
+            put(
+                &mut inst.emits.borrow_mut(),
+                h,
+                rec,
+                ts,
+                key,
+                value,
+                headers,
+                hdr_len,
+            );
+            return Ok(());
+        }
         let (kp, kl) = sys::nullable(key);
         let (vp, vl) = sys::nullable(value);
-        let ts = opts.timestamp.unwrap_or(abi::INHERIT_TIMESTAMP);
-        let rec = crate::guest::current();
-        let rc = match opts.headers {
-            HeaderSource::None => unsafe {
-                sys::emit(h, rec, kp, kl, vp, vl, std::ptr::null(), 0, ts)
-            },
-            HeaderSource::Record(hs) if hs.is_empty() => unsafe {
-                sys::emit(h, rec, kp, kl, vp, vl, std::ptr::null(), 0, ts)
-            },
-            source => INST.with(|inst| {
-                let mut list = inst.headers.borrow_mut();
-                list.clear();
-                match source {
-                    HeaderSource::List(hs) => abi::append_headers(&mut list, hs.iter().copied()),
-                    HeaderSource::Record(hs) => {
-                        // A record's header pairs are already encoded as emit
-                        // takes them: only the count goes in front.
-                        list.extend_from_slice(&(hs.len() as u32).to_le_bytes());
-                        list.extend_from_slice(hs.raw());
-                    }
-                    HeaderSource::None => {}
-                }
-                let (hp, hl) = sys::arg(&list);
-                unsafe { sys::emit(h, rec, kp, kl, vp, vl, hp, hl, ts) }
-            }),
-        };
+        let mut list = inst.headers.borrow_mut();
+        list.clear();
+        headers.append_list(&mut list);
+        let (hp, hl) = sys::arg(&list);
+        let rc = unsafe { sys::emit(h, rec, kp, kl, vp, vl, hp, hl, ts) };
         if rc < 0 {
             return Err(Error::host("emit", &self.name, rc));
         }
         Ok(())
     }
+}
+
+fn len(b: Option<&[u8]>) -> usize {
+    b.map_or(0, |b| b.len())
+}
+
+/// Appends one emit entry to the buffer, which has room for it.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn put(
+    b: &mut Vec<u8>,
+    h: i32,
+    rec: i32,
+    ts: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: HeaderSource<'_>,
+    hdr_len: usize,
+) {
+    abi::append_emit_head(b, h, rec, ts, key, value, hdr_len);
+    b.extend_from_slice(key.unwrap_or(&[]));
+    b.extend_from_slice(value.unwrap_or(&[]));
+    headers.append_list(b);
+}
+
+/// Hands the records that emits have buffered to the host now. The SDK does
+/// so itself when the buffer fills and when a batch ends, which is all a
+/// stage needs: `flush` is for code that also calls [`sys::emit`] or
+/// [`sys::emit_batch`] and wants those records to come after the buffered
+/// ones. Outside a batch there is nothing to flush. A flush the host
+/// refuses fails the batch.
+pub fn flush() -> Result<()> {
+    INST.with(guest::flush_emits)
 }
 
 impl fmt::Debug for Output {
@@ -133,6 +196,39 @@ enum HeaderSource<'a> {
     None,
     List(&'a [Header<'a>]),
     Record(Headers<'a>),
+}
+
+impl<'a> HeaderSource<'a> {
+    /// The size of the header list the record carries: 0 for none, which
+    /// is what an input record without headers gives.
+    fn list_len(&self) -> usize {
+        match self {
+            HeaderSource::None => 0,
+            HeaderSource::Record(hs) if hs.is_empty() => 0,
+            HeaderSource::Record(hs) => 4 + hs.raw().len(),
+            HeaderSource::List(hs) => {
+                4 + hs
+                    .iter()
+                    .map(|h| 8 + h.key.len() + h.value.map_or(0, |v| v.len()))
+                    .sum::<usize>()
+            }
+        }
+    }
+
+    /// Appends the header list, of `list_len` bytes.
+    fn append_list(&self, dst: &mut Vec<u8>) {
+        match self {
+            HeaderSource::None => {}
+            HeaderSource::Record(hs) if hs.is_empty() => {}
+            HeaderSource::Record(hs) => {
+                // A record's header pairs are already encoded as emit takes
+                // them: only the count goes in front.
+                dst.extend_from_slice(&(hs.len() as u32).to_le_bytes());
+                dst.extend_from_slice(hs.raw());
+            }
+            HeaderSource::List(hs) => abi::append_headers(dst, hs.iter().copied()),
+        }
+    }
 }
 
 impl<'a> EmitOptions<'a> {

@@ -61,6 +61,13 @@ pub trait Host {
         headers: &[u8],
         ts: i64,
     ) -> i32;
+    /// Emits the entries of an `emit_batch` buffer. This default is the
+    /// real host's: a malformed buffer is `ERR_INVALID` with nothing
+    /// emitted; otherwise each entry goes to [`Host::emit`] in order,
+    /// stopping at the first it refuses, whose code is the result.
+    fn emit_batch(&mut self, buf: &[u8]) -> i32 {
+        emit_entries(self, buf)
+    }
     fn log(&mut self, level: i32, msg: &[u8]);
     fn record_error(&mut self, rec: i32, msg: &[u8]) -> i32;
     /// A query handler's answer. Outside a query call the host refuses it,
@@ -69,6 +76,22 @@ pub trait Host {
         let _ = (status, content_type, body);
         Code::NotAllowed.raw()
     }
+}
+
+/// The host's `emit_batch` over [`Host::emit`]: checks the whole buffer,
+/// then emits entry by entry until one is refused.
+pub fn emit_entries<H: Host + ?Sized>(host: &mut H, buf: &[u8]) -> i32 {
+    let entries = match abi::decode_emits(buf) {
+        Ok(es) => es,
+        Err(_) => return Code::Invalid.raw(),
+    };
+    for e in entries {
+        let rc = host.emit(e.output, e.rec, e.key, e.value, e.headers, e.timestamp);
+        if rc < 0 {
+            return rc;
+        }
+    }
+    OK
 }
 
 thread_local! {
@@ -418,6 +441,12 @@ impl FakeHost {
         self.model.borrow().logs.clone()
     }
 
+    /// The size of every `emit_batch` buffer the guest handed over so far,
+    /// in order: the SDK's emit buffer at work.
+    pub fn emit_batches(&self) -> Vec<usize> {
+        self.model.borrow().emit_batches.clone()
+    }
+
     /// How many `store_get` and `range_next` calls said the guest's buffer
     /// was too small: the SDK's buffer growth at work.
     pub fn too_small(&self) -> (usize, usize) {
@@ -707,6 +736,7 @@ struct Model {
     failures: Vec<Failure>,
     record_errors: Vec<(i32, String)>,
     logs: Vec<(i32, String)>,
+    emit_batches: Vec<usize>,
     get_too_small: usize,
     next_too_small: usize,
 
@@ -746,6 +776,7 @@ impl Default for Model {
             failures: Vec::new(),
             record_errors: Vec::new(),
             logs: Vec::new(),
+            emit_batches: Vec::new(),
             get_too_small: 0,
             next_too_small: 0,
             in_call: false,
@@ -1012,6 +1043,14 @@ impl Host for Model {
             timestamp,
         });
         OK
+    }
+
+    fn emit_batch(&mut self, buf: &[u8]) -> i32 {
+        self.emit_batches.push(buf.len());
+        if !self.in_call || self.querying {
+            return Code::NotAllowed.raw();
+        }
+        emit_entries(self, buf)
     }
 
     fn log(&mut self, level: i32, msg: &[u8]) {

@@ -141,6 +141,12 @@ impl<'r, 'q> Session<'r, 'q> {
             }
             Ok(())
         };
+        if args[0].starts_with("raw-") {
+            // A raw command acts on the host directly: the records the SDK
+            // holds in its emit buffer go first, so that the host sees the
+            // script's effects in the order it made them.
+            streamrt::flush()?;
+        }
         match args[0] {
             "put" => {
                 want(3)?;
