@@ -134,3 +134,60 @@ func TestEmitBatch(t *testing.T) {
 		})
 	}
 }
+
+// ProcessBatch has the batch encoded straight into the buffer the guest
+// provides: the guest here hands that buffer to emit_batch, so the host
+// gets back exactly what the encoder wrote. An encoder that writes more or
+// fewer bytes than it asked for fails the call, and leaves the instance
+// usable.
+func TestProcessBatchEncodesIntoGuestMemory(t *testing.T) {
+	ctx := context.Background()
+	m, err := newEngine(t, Config{}).Compile(ctx, "echo.wasm", echoEmitsGuest().bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := m.Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close(ctx)
+	es := []abi.Emit{
+		{Output: 0, Rec: 0, Timestamp: -1, Key: []byte("k"), Value: []byte("v")},
+		{Output: 1, Rec: 1, Timestamp: 9, Value: bytes.Repeat([]byte("x"), 1000)},
+	}
+	size := abi.EmitSize(es[0].Key, es[0].Value, nil) + abi.EmitSize(es[1].Key, es[1].Value, nil)
+	encode := func(dst []byte) []byte {
+		for i := range es {
+			dst = abi.AppendEmit(dst, &es[i])
+		}
+		return dst
+	}
+	h := &emitsHost{}
+	var view []byte
+	if err := inst.ProcessBatch(ctx, h, size, func(dst []byte) []byte {
+		if len(dst) != 0 || cap(dst) != size {
+			t.Errorf("dst has length %d and capacity %d, want 0 and %d", len(dst), cap(dst), size)
+		}
+		view = encode(dst)
+		return view
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.emits) != 2 || h.emits[1].Timestamp != 9 || len(h.emits[1].Value) != 1000 {
+		t.Fatalf("the guest handed back %+v", h.emits)
+	}
+	// The encoder wrote into guest memory, at the buffer the guest gave
+	// (address 16 in this module).
+	if mem, ok := inst.mem.Read(16, uint32(size)); !ok || !bytes.Equal(mem, encode(nil)) || &mem[0] != &view[0] {
+		t.Fatal("the batch is not in guest memory at the guest's buffer")
+	}
+	for _, n := range []int{size - 1, size + 1} {
+		err := inst.ProcessBatch(ctx, &emitsHost{}, n, encode)
+		if err == nil || inst.Broken() != nil {
+			t.Fatalf("size %d for %d bytes: got %v (broken %v), want an error and a usable instance", n, size, err, inst.Broken())
+		}
+	}
+	if err := inst.ProcessBatch(ctx, h, size, encode); err != nil {
+		t.Fatal(err)
+	}
+}
