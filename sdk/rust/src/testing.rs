@@ -744,8 +744,14 @@ struct Model {
     in_call: bool,
     count: usize,
     timestamps: Vec<i64>,
-    cur: i32,
-    cur_mark: (usize, usize),
+    /// Effects are attributed to records as two streams, each in record
+    /// order, as the host keeps them: writes (marks into the journal) and
+    /// emits (marks into `emitted`). A guest that buffers its emits hands
+    /// a record's over after later records' writes.
+    writes: Stream,
+    emits: Stream,
+    /// A stream went back to an earlier record: undo by record is
+    /// impossible, and the batch is replayed one record per call.
     interleaved: bool,
     failed: BTreeMap<i32, String>,
     batch_msg: String,
@@ -754,6 +760,20 @@ struct Model {
     /// and `response` takes the guest's answer.
     querying: bool,
     response: Option<Response>,
+}
+
+/// Which record's effects are at the tail of a stream, and where they start.
+#[derive(Clone, Copy)]
+struct Stream {
+    rec: i32,
+    mark: usize,
+}
+
+impl Stream {
+    const START: Stream = Stream {
+        rec: abi::NO_RECORD,
+        mark: 0,
+    };
 }
 
 struct FakeIter {
@@ -782,8 +802,8 @@ impl Default for Model {
             in_call: false,
             count: 0,
             timestamps: Vec::new(),
-            cur: abi::NO_RECORD,
-            cur_mark: (0, 0),
+            writes: Stream::START,
+            emits: Stream::START,
             interleaved: false,
             failed: BTreeMap::new(),
             batch_msg: String::new(),
@@ -822,7 +842,8 @@ impl Model {
         self.in_call = true;
         self.count = count;
         self.timestamps = recs.iter().map(|r| r.timestamp).collect();
-        self.cur = abi::NO_RECORD;
+        self.writes = Stream::START;
+        self.emits = Stream::START;
         self.interleaved = false;
         self.failed.clear();
         self.batch_msg.clear();
@@ -833,17 +854,28 @@ impl Model {
         self.iters.clear();
     }
 
-    /// Notes that record `rec` is about to cause an effect.
-    fn attribute(&mut self, rec: i32) {
-        if rec == self.cur || rec == abi::NO_RECORD {
-            return;
+    /// Notes that record `rec` is about to cause an effect in the stream
+    /// whose tail is now at `mark`. False for a record index outside the
+    /// batch.
+    fn attribute(&mut self, emit: bool, rec: i32) -> bool {
+        let (journal, emitted) = self.marks();
+        let (stream, mark) = if emit {
+            (&mut self.emits, emitted)
+        } else {
+            (&mut self.writes, journal)
+        };
+        if rec == stream.rec || rec == abi::NO_RECORD {
+            return true;
         }
-        if rec < self.cur || rec >= self.count as i32 {
+        if rec < abi::NO_RECORD || rec >= self.count as i32 {
+            return false;
+        }
+        if rec < stream.rec {
             self.interleaved = true;
-            return;
+            return true;
         }
-        self.cur = rec;
-        self.cur_mark = self.marks();
+        *stream = Stream { rec, mark };
+        true
     }
 
     fn write(
@@ -870,7 +902,9 @@ impl Model {
         if !delete && value.is_none() {
             return Code::Invalid.raw();
         }
-        self.attribute(rec);
+        if !self.attribute(false, rec) {
+            return Code::Invalid.raw();
+        }
         let s = store as usize;
         let old = if delete {
             self.stores[s].1.remove(key)
@@ -1023,7 +1057,9 @@ impl Host for Model {
                 Err(_) => return Code::Invalid.raw(),
             }
         };
-        self.attribute(rec);
+        if !self.attribute(true, rec) {
+            return Code::Invalid.raw();
+        }
         let timestamp = if ts != abi::INHERIT_TIMESTAMP {
             ts
         } else if rec >= 0 {
@@ -1071,12 +1107,18 @@ impl Host for Model {
         if rec < 0 || rec >= self.count as i32 {
             return Code::Invalid.raw();
         }
-        if rec == self.cur && !self.interleaved {
-            let (mark, emit_mark) = self.cur_mark;
-            self.rollback(mark);
-            self.emitted.truncate(emit_mark);
-        } else if rec < self.cur {
+        // A stream whose tail is a later record holds this record's
+        // effects, if any, before that record's: they cannot be undone
+        // alone, and the batch is replayed record by record instead.
+        if self.writes.rec > rec || self.emits.rec > rec {
             self.interleaved = true;
+        } else if !self.interleaved {
+            if self.writes.rec == rec {
+                self.rollback(self.writes.mark);
+            }
+            if self.emits.rec == rec {
+                self.emitted.truncate(self.emits.mark);
+            }
         }
         self.failed.insert(rec, msg);
         OK

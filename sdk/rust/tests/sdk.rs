@@ -1258,3 +1258,29 @@ fn an_emit_in_a_query_is_refused_at_once() {
     assert_eq!(host.emitted().len(), 1);
     assert_eq!(host.emit_batches().len(), 1, "no emit_batch in the query");
 }
+
+/// The fake host keeps writes and emits as two streams, as the host does:
+/// buffered emits reach it after later records' writes, and a failed
+/// record is still undone alone, without replaying the batch.
+#[test]
+fn the_fake_host_undoes_a_failed_record_alone_despite_buffered_emits() {
+    let host = FakeHost::new()
+        .store("s")
+        .output("out", "t")
+        .policy(Policy::Skip);
+    let mut calls = 0;
+    host.run_records(&batch_of(&["a", "bad", "c"]), |r: &Record| -> Result<()> {
+        calls += 1;
+        Store::new("s").put(r.key.unwrap(), b"1")?;
+        streamrt::emit("out", r.key, r.value)?;
+        if r.value == Some(b"bad") {
+            return Err(Error::new("bad"));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(calls, 3, "the batch was replayed");
+    assert_eq!(keys(&host), ["k0", "k2"]);
+    let stored: Vec<Vec<u8>> = host.entries("s").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(stored, [b"k0".to_vec(), b"k2".to_vec()]);
+}
