@@ -41,10 +41,13 @@ func Emit(output string, key, value []byte, opts ...EmitOption) error {
 		}
 		ts = opts[0].timestamp()
 	}
+	// The buffer's length is a plain int, and its slice never changes
+	// during a batch: storing a slice would take a write barrier check,
+	// whose jump costs the host's termination check with a deadline.
 	b := inst.emits
-	n := len(b)
+	n := inst.emitLen
 	end := n + abi.EmitFixedSize + len(key) + len(value)
-	if end > cap(b) {
+	if end > len(b) {
 		return emitSlow(output, key, value, opts)
 	}
 	// putEmit, inlined by hand: a call costs more than the stores.
@@ -68,7 +71,7 @@ func Emit(output string, key, value []byte, opts ...EmitOption) error {
 		copy(e[abi.EmitFixedSize:], key)
 	}
 	copy(e[abi.EmitFixedSize+len(key):], value)
-	inst.emits = b[:end]
+	inst.emitLen = end
 	return nil
 }
 
@@ -109,20 +112,19 @@ func emitSlow(output string, key, value []byte, opts []EmitOption) error {
 	}
 	ts, nh, hsize := optionTotals(opts)
 	size := abi.EmitFixedSize + len(key) + len(value) + hsize
-	if size > cap(inst.emits)-len(inst.emits) {
+	if size > len(inst.emits)-inst.emitLen {
 		// The buffer is full, or off outside a batch. What it holds goes
 		// first, so that the records reach the host in order; an entry
 		// larger than the whole buffer then goes alone.
 		if err := flushEmits(); err != nil {
 			return err
 		}
-		if size > cap(inst.emits) {
+		if size > len(inst.emits) {
 			return emitNow(o, output, key, value, opts, ts)
 		}
 	}
-	b := inst.emits
-	n := len(b)
-	e := b[n : n+size]
+	n := inst.emitLen
+	e := inst.emits[n : n+size]
 	putEmit(e, o.handle, lenOrNull(key), lenOrNull(value), ts, key, value)
 	if nh > 0 {
 		binary.LittleEndian.PutUint32(e[24:], uint32(hsize))
@@ -135,7 +137,7 @@ func emitSlow(output string, key, value []byte, opts []EmitOption) error {
 			}
 		}
 	}
-	inst.emits = b[:n+size]
+	inst.emitLen = n + size
 	return nil
 }
 
@@ -209,7 +211,7 @@ func beginEmits() {
 	if inst.emitArea == nil {
 		inst.emitArea = make([]byte, emitBufferSize)
 	}
-	inst.emits, inst.emitMark, inst.emitErr = inst.emitArea[:0], 0, nil
+	inst.emits, inst.emitLen, inst.emitMark, inst.emitErr = inst.emitArea, 0, 0, nil
 }
 
 // endEmits ends a streamrt_process call that returns rc: a completed batch
@@ -223,7 +225,7 @@ func endEmits(rc int32) int32 {
 			rc = failBatch(inst.emitErr)
 		}
 	}
-	inst.emits, inst.emitMark, inst.emitErr = nil, 0, nil
+	inst.emits, inst.emitLen, inst.emitMark, inst.emitErr = nil, 0, 0, nil
 	return rc
 }
 
@@ -232,11 +234,11 @@ func endEmits(rc int32) int32 {
 // it opened, a record index it stamped), so a refusal is a bug; it is kept
 // to fail the batch.
 func flushEmits() error {
-	b := inst.emits
+	b := inst.emits[:inst.emitLen]
 	if len(b) == 0 {
 		return nil
 	}
-	inst.emits, inst.emitMark = b[:0], 0
+	inst.emitLen, inst.emitMark = 0, 0
 	if rc := hostEmitBatch(unsafe.SliceData(b), int32(len(b))); rc < 0 {
 		err := hostError(abi.FuncEmitBatch, "", rc)
 		if inst.emitErr == nil {
@@ -255,7 +257,7 @@ func flushEmits() error {
 // over as it is, so that the host sees the records in the order they were
 // made and treats the failure as it would have without the buffer.
 func dropEmits(rec int32, from int) {
-	b := inst.emits
+	b := inst.emits[:inst.emitLen]
 	tail, stranded := -1, false
 	for p := from; p < len(b); p += entryLen(b[p:]) {
 		switch {
@@ -270,7 +272,7 @@ func dropEmits(rec int32, from int) {
 	case stranded:
 		flushEmits()
 	case tail >= 0:
-		inst.emits = b[:tail]
+		inst.emitLen = tail
 	}
 }
 

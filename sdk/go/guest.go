@@ -28,13 +28,15 @@ type instance struct {
 	outputs    map[string]*output
 	outputList []*output // the outputs in the order opened
 	lastOutput *output
-	// emits collects Emit's entries for emit_batch during a
-	// streamrt_process call, in emitArea; outside one it is nil, so that
-	// no entry fits and Emit hands each to the host at once. emitMark is
-	// where the entries of the record being handled start, and emitErr a
-	// flush the host refused, which fails the batch.
+	// emits is the buffer in which Emit collects entries for emit_batch
+	// during a streamrt_process call: emitArea, of which the first
+	// emitLen bytes are in use. Outside a call it is nil, so that no entry
+	// fits and Emit hands each to the host at once. emitMark is where the
+	// entries of the record being handled start, and emitErr a flush the
+	// host refused, which fails the batch.
 	emits    []byte
 	emitArea []byte
+	emitLen  int
 	emitMark int
 	emitErr  error
 	values   arena       // Store.Get results
@@ -184,7 +186,7 @@ func runRecords() (rc int32, done bool) {
 // reports the error fn returns. A panic goes up to runRecords.
 func handle(i int, rec *Record, fn func(*Record) error) {
 	inst.current = int32(i)
-	inst.emitMark = len(inst.emits)
+	inst.emitMark = inst.emitLen
 	inst.values.reset()
 	err := fn(rec)
 	inst.current = abi.NoRecord
