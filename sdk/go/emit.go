@@ -25,8 +25,8 @@ func Emit(output string, key, value []byte, opts ...EmitOption) error {
 	// string, with no option or one without headers, and room in the
 	// buffer, are laid out for the Go Wasm port, where a taken branch is
 	// costly: they write the entry in place and return. Anything else goes
-	// to emitSlow. Each check leaves by a call of its own, and each success
-	// returns first, which makes the compiler lay the rest out of line.
+	// to emitSlow. Each check leaves by a call of its own, which makes the
+	// compiler lay those paths out of line.
 	o := inst.lastOutput
 	if o == nil {
 		return emitSlow(output, key, value, opts)
@@ -60,9 +60,8 @@ func Emit(output string, key, value []byte, opts ...EmitOption) error {
 	binary.LittleEndian.PutUint32(e[20:], lenOrNull(value))
 	binary.LittleEndian.PutUint32(e[24:], 0)
 	// A key of 8 to 16 bytes moves in two overlapping 8-byte loads and
-	// stores rather than a call of memmove, which costs more in the Go Wasm
-	// port, the most with a deadline (a function's entry is a loop header,
-	// where the host checks whether to stop the guest).
+	// stores rather than a call of memmove, which costs more than they do
+	// in the Go Wasm port.
 	if kn := len(key); kn >= 8 && kn <= 16 {
 		k := e[abi.EmitFixedSize : abi.EmitFixedSize+kn]
 		binary.LittleEndian.PutUint64(k, binary.LittleEndian.Uint64(key))
