@@ -60,7 +60,6 @@ type task struct {
 
 	streamTime int64
 	stopped    error // set by the fail policy; the task processes nothing more
-	buf        []byte
 
 	// Restore state, guarded by the engine's mutex except restoreProgress.
 	restoring       bool
@@ -308,9 +307,10 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 	}
 	c := &t.cycle
 	mark, outMark, latestMark, changeMark := c.txn.Mark(), len(c.outputs), len(c.latest), len(c.changes)
-	t.buf = t.encode(recs)
+	t.advanceStreamTime(recs)
 	t.host.reset(c.txn, recs)
-	err := t.inst.Process(t.ctx, &t.host, t.buf)
+	// The batch is encoded straight into the guest's buffer.
+	err := t.inst.ProcessBatch(t.ctx, &t.host, t.encodedSize(recs), func(dst []byte) []byte { return t.encode(dst, recs) })
 	t.host.closeIters()
 	if err == nil && !t.host.interleaved {
 		for i := range recs {
@@ -415,13 +415,27 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 	}
 }
 
-func (t *task) encode(recs []*kgo.Record) []byte {
+// advanceStreamTime moves the stream time to the highest timestamp of recs.
+func (t *task) advanceStreamTime(recs []*kgo.Record) {
 	for _, r := range recs {
 		if ts := r.Timestamp.UnixMilli(); ts > t.streamTime {
 			t.streamTime = ts
 		}
 	}
-	b := abi.AppendBatchHeader(t.buf[:0], len(recs), t.streamTime, t.stage.inputs)
+}
+
+// encodedSize is the exact size of encode's output for recs.
+func (t *task) encodedSize(recs []*kgo.Record) int {
+	n := abi.BatchHeaderSize + abi.TopicTableSize(t.stage.inputs)
+	for _, r := range recs {
+		n += recordSize(r)
+	}
+	return n
+}
+
+// encode appends the batch encoding of recs to dst.
+func (t *task) encode(dst []byte, recs []*kgo.Record) []byte {
+	b := abi.AppendBatchHeader(dst, len(recs), t.streamTime, t.stage.inputs)
 	for _, r := range recs {
 		b = abi.AppendRecord(b, t.stage.topicIndex[r.Topic], r.Partition, r.Offset, r.Timestamp.UnixMilli(), r.Key, r.Value, len(r.Headers))
 		for _, h := range r.Headers {
@@ -454,11 +468,11 @@ type globalReader struct {
 	gen uint64
 }
 
-// recordSize is an upper bound of a record's size in a batch encoding.
+// recordSize is a record's size in a batch encoding.
 func recordSize(r *kgo.Record) int {
-	n := abi.RecordFixedSize + 12 + len(r.Key) + len(r.Value)
+	n := abi.RecordSize(r.Key, r.Value)
 	for _, h := range r.Headers {
-		n += 8 + len(h.Key) + len(h.Value)
+		n += abi.HeaderSize(h.Key, h.Value)
 	}
 	return n
 }
