@@ -129,9 +129,11 @@ type Config struct {
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
-	Query             Query         `koanf:"query"`
-	Tables            []Table       `koanf:"tables"`
-	Stages            []Stage       `koanf:"stages"`
+	// Kafka says how every Kafka client of the app connects: TLS and SASL.
+	Kafka  Kafka   `koanf:"kafka"`
+	Query  Query   `koanf:"query"`
+	Tables []Table `koanf:"tables"`
+	Stages []Stage `koanf:"stages"`
 
 	name    string            // File as the caller named it, for errors
 	sources map[string]string // YAML path -> env var or flag that set it
@@ -339,13 +341,17 @@ func layers(data []byte, file string, environ []string, overrides map[string]str
 
 // overridable lists the keys that the environment and flags can set: every
 // scalar, not the stages.
-var overridable = map[string]bool{
-	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
-	"guarantee": true, "partitions": true, "replication_factor": true,
-	"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
-	"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
-	"query.tokens": true,
-}
+var overridable = func() map[string]bool {
+	m := map[string]bool{
+		"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
+		"guarantee": true, "partitions": true, "replication_factor": true,
+		"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
+		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
+		"query.tokens": true,
+	}
+	kafkaSettable("kafka", m)
+	return m
+}()
 
 // envKey maps STREAMRT_QUERY__MAX_KEY_BYTES to query.max_key_bytes, recording
 // the variable's name in sources. Variables that name no overridable key are
@@ -387,6 +393,7 @@ func (c *Config) resolve() {
 	if c.CacheDir != "" {
 		c.CacheDir = absPath(cacheBase, c.CacheDir)
 	}
+	resolveKafka(&c.Kafka, "kafka", fileDir, c.sources)
 	for i := range c.Stages {
 		if s := &c.Stages[i]; s.Module != "" && !strings.HasPrefix(s.Module, ModulePrefix) {
 			s.Module = absPath(fileDir, s.Module)

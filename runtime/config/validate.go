@@ -65,6 +65,8 @@ func (c *Config) validate(p *problems) {
 		p.add("start_offset", fmt.Sprintf("must be %s or %s, got %q", StartEarliest, StartLatest, c.StartOffset))
 	}
 
+	validateKafka(p, "kafka", &c.Kafka)
+
 	if len(c.Stages) == 0 {
 		p.add("stages", "at least one stage is required")
 	}
