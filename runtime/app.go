@@ -128,13 +128,16 @@ func (a *app) Handler() http.Handler { return a.api }
 // Run creates the app's missing topics and processes records until ctx
 // ends; a broker that is down is waited for.
 func (a *app) Run(ctx context.Context) error {
+	if a.cfg.Kafka.TLS.InsecureSkipVerify {
+		a.log.Warn("kafka.tls.insecure_skip_verify is on: any certificate is accepted from the brokers, so anyone on the way can read and change what the app sends and receives; for tests only")
+	}
 	if err := ensureTopics(ctx, a.cfg, a.topo, a.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.App)
+	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.App, "kafka", a.cfg.Kafka.Describe())
 	return a.eng.Run(ctx)
 }
 
