@@ -172,6 +172,10 @@ func refusal(err error, k config.Kafka) string {
 			return "the broker refused the TLS handshake: it may require a client certificate (kafka.tls.cert_file and key_file)"
 		}
 		return "the broker refused the TLS handshake: it may not trust the client certificate in kafka.tls.cert_file (" + k.TLS.CertFile + ")"
+	case strings.Contains(err.Error(), "is this a plaintext connection speaking to a tls endpoint"):
+		// franz-go's words when the first response is a TLS alert: Kafka
+		// answering a plaintext request at its TLS listener.
+		return "the broker's listener speaks TLS, but kafka.tls is off: turn it on (with kafka.tls.ca_file for a private CA)"
 	case errors.As(err, &firstEOF):
 		var missing []string
 		if !k.TLS.Enabled {
