@@ -46,10 +46,14 @@ func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		// A broker that is down comes back; a wrong password or an
-		// untrusted certificate does not, and waiting would hide it.
+		// A broker that is down comes back; a wrong password, an
+		// untrusted certificate or a missing ACL does not, and waiting
+		// would hide it.
 		if refused := kafka.Refused(err, cfg.Kafka); refused != nil {
 			return fmt.Errorf("brokers %v: %w", cfg.Brokers, refused)
+		}
+		if kafka.Denied(err) {
+			return deniedTopic(ctx, adm, names, err)
 		}
 		log.Warn("brokers unreachable; retrying", "brokers", cfg.Brokers, "attempt", attempt, "retry_in", backoff, "err", err)
 		select {
@@ -83,7 +87,7 @@ func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology
 			continue
 		}
 		if d.Err != nil {
-			if denied := kafka.Deny(d.Err, kafka.Access{Doing: "checking the app's topics", Op: "DESCRIBE", Topic: t}); denied != nil {
+			if denied := kafka.Deny(d.Err, kafka.Access{Doing: "checking the app's topics", Op: "DESCRIBE (READ or WRITE grant it)", Topic: t}); denied != nil {
 				return denied
 			}
 			return fmt.Errorf("topic %q: %w", t, d.Err)
@@ -174,6 +178,25 @@ func createTopics(ctx context.Context, adm *kadm.Client, cfg *config.Config, con
 		log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions, "compacted", configs != nil)
 	}
 	return nil
+}
+
+// deniedTopic names the first of topics the app may not describe, asking
+// for each alone, since a listing of all of them fails whole.
+func deniedTopic(ctx context.Context, adm *kadm.Client, topics []string, err error) error {
+	access := kafka.Access{Doing: "checking the app's topics", Op: "DESCRIBE (READ or WRITE grant it)"}
+	for _, t := range topics {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		d, terr := adm.ListTopics(actx, t)
+		cancel()
+		if terr == nil {
+			terr = d[t].Err
+		}
+		if kafka.Denied(terr) {
+			access.Topic = t
+			return kafka.Deny(terr, access)
+		}
+	}
+	return kafka.Deny(err, access)
 }
 
 // newClient returns a client of cfg's brokers with its kafka section's

@@ -202,6 +202,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.stopRestore(t)
 			t.close()
 		}
+		// The loop may have stopped with an error in the middle of a
+		// round: leaving the group waits for rebalances to be allowed.
+		cl.AllowRebalance()
 		cl.Close()
 	}()
 	return e.loop(ctx)

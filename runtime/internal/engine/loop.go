@@ -57,6 +57,9 @@ func (e *Engine) loop(ctx context.Context) error {
 		}
 		if err := e.runTasks(ctx, due); err != nil {
 			e.mu.Unlock()
+			if denied := e.env.denied(err, "producing", "WRITE", ""); denied != nil {
+				return denied
+			}
 			return err
 		}
 		pending = e.anyPending()
