@@ -117,8 +117,15 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 			a.handlers.SetModule(stage, qm)
 		}
 	}
-	a.api = serve.New(serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
-		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers})
+	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
+		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
+		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
+	if cfg.HTTPTLS.Enabled() {
+		if opts.ForwardTLS, err = cfg.HTTPTLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("http_tls.%w", err)
+		}
+	}
+	a.api = serve.New(opts)
 	return a, nil
 }
 

@@ -118,6 +118,8 @@ type Config struct {
 	// <state_dir>/cache.
 	CacheDir string `koanf:"cache_dir"`
 	HTTP     string `koanf:"http"`
+	// HTTPTLS serves the HTTP API over HTTPS and forwards over it.
+	HTTPTLS HTTPTLS `koanf:"http_tls"`
 	// Advertise is the query address (host:port) other instances forward
 	// queries to; default: the address the HTTP server bound, with an
 	// unspecified host (0.0.0.0, ::) replaced by the machine's host name.
@@ -347,7 +349,8 @@ var overridable = func() map[string]bool {
 		"guarantee": true, "partitions": true, "replication_factor": true,
 		"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
 		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
-		"query.tokens": true,
+		"query.tokens":       true,
+		"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,
 	}
 	kafkaSettable("kafka", m)
 	return m
@@ -394,6 +397,7 @@ func (c *Config) resolve() {
 		c.CacheDir = absPath(cacheBase, c.CacheDir)
 	}
 	resolveKafka(&c.Kafka, "kafka", fileDir, c.sources)
+	resolveHTTPTLS(&c.HTTPTLS, "http_tls", fileDir, c.sources)
 	for i := range c.Stages {
 		if s := &c.Stages[i]; s.Module != "" && !strings.HasPrefix(s.Module, ModulePrefix) {
 			s.Module = absPath(fileDir, s.Module)

@@ -199,3 +199,35 @@ func TestKafkaErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTPTLS(t *testing.T) {
+	dir := fixture(t)
+	kafkaFixture(t, dir)
+	file := filepath.Join(dir, "app.yaml")
+	c, err := Parse([]byte(minimal+"http_tls: {cert_file: client.pem, key_file: client.key, client_ca_file: ca.pem, ca_file: ca.pem}\n"), file, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := c.HTTPTLS; !h.Enabled() || !h.RequireClientCert() || h.CAFile != filepath.Join(dir, "ca.pem") {
+		t.Errorf("http_tls = %+v", h)
+	}
+	if c.HTTPTLS = (HTTPTLS{}); c.HTTPTLS.Enabled() {
+		t.Error("an empty http_tls is enabled")
+	}
+	for _, tt := range []struct {
+		yaml string
+		want problem
+	}{
+		{"http_tls: {cert_file: nope.pem, key_file: client.key}", problem{"http_tls.cert_file", "nope.pem: no such file or directory"}},
+		{"http_tls: {cert_file: client.pem, key_file: other.key}", problem{"http_tls.key_file", "does not match the certificate"}},
+		{"http_tls: {cert_file: client.pem, key_file: client.key, client_ca_file: garbage.pem}", problem{"http_tls.client_ca_file", "holds no PEM certificate"}},
+		{"http_tls: {ca_file: ca.pem}", problem{"http_tls.ca_file", "needs http_tls.cert_file"}},
+		{"http_tls: {cert_file: expired.pem, key_file: expired.key}", problem{"http_tls.cert_file", "expired at"}},
+	} {
+		_, err := Parse([]byte(minimal+tt.yaml+"\n"), file, nil, nil)
+		got := problemsOf(err)
+		if len(got) != 1 || got[0].Key != tt.want.key || !strings.Contains(got[0].Reason, tt.want.reason) {
+			t.Errorf("%s: %v\nwant %s: ...%s...", tt.yaml, err, tt.want.key, tt.want.reason)
+		}
+	}
+}

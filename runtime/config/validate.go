@@ -66,6 +66,7 @@ func (c *Config) validate(p *problems) {
 	}
 
 	validateKafka(p, "kafka", &c.Kafka)
+	validateHTTPTLS(p, "http_tls", &c.HTTPTLS)
 
 	if len(c.Stages) == 0 {
 		p.add("stages", "at least one stage is required")
