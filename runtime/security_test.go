@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -184,4 +186,27 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return pw
+}
+
+// An app reaches a TLS broker whose certificate it cannot verify when
+// kafka.tls.insecure_skip_verify is on, and says at start that anyone on
+// the way could read and change its traffic.
+func TestInsecureSkipVerifyWarns(t *testing.T) {
+	ca := testtls.NewCA(t, "unknown CA")
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.Issue(t, testtls.Options{}).TLS}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	appName, in, out := names(t)
+	k := &config.Kafka{TLS: config.KafkaTLS{Enabled: true, InsecureSkipVerify: true}}
+	spec := appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}}
+	a := startWith(t, spec.yaml(), "", false, testkafka.KafkaOverrides(k))
+	a.waitReady()
+	produceAs(t, brokers, k, in, "k", "x")
+	a.waitGet(t, "/v1/stores/counts/keys/k", "1")
+	if log := a.log.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "kafka.tls.insecure_skip_verify is on") {
+		t.Errorf("no warning about insecure_skip_verify in the log:\n%s", log)
+	}
 }
