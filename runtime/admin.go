@@ -370,7 +370,7 @@ func (h *host) purgeKafka(ctx context.Context, spec control.Spec) ([]string, err
 	if err != nil {
 		return nil, err
 	}
-	adm, closeAdm, err := newAdmin(h.cfg.Brokers)
+	adm, closeAdm, err := h.newAdmin()
 	if err != nil {
 		return nil, err
 	}

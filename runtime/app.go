@@ -123,8 +123,15 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 			a.handlers.SetModule(stage, qm)
 		}
 	}
-	a.api = serve.New(serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
-		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers})
+	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
+		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
+		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
+	if cfg.HTTPTLS.Enabled() {
+		if opts.ForwardTLS, err = cfg.HTTPTLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("http_tls.%w", err)
+		}
+	}
+	a.api = serve.New(opts)
 	return a, nil
 }
 
@@ -134,13 +141,16 @@ func (a *app) Handler() http.Handler { return a.api }
 // Run creates the app's missing topics and processes records until ctx
 // ends; a broker that is down is waited for.
 func (a *app) Run(ctx context.Context) error {
+	if a.cfg.Kafka.TLS.InsecureSkipVerify {
+		a.log.Warn("kafka.tls.insecure_skip_verify is on: any certificate is accepted from the brokers, so anyone on the way can read and change what the app sends and receives; for tests only")
+	}
 	if err := ensureTopics(ctx, a.cfg, a.topo, a.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.Internal())
+	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.Internal(), "kafka", a.cfg.Kafka.Describe())
 	return a.eng.Run(ctx)
 }
 

@@ -271,8 +271,8 @@ func deleteGeneration(ctx context.Context, adm *kadm.Client, cfg *config.Config,
 }
 
 // newAdmin returns an admin client of the server's cluster.
-func newAdmin(brokers []string) (*kadm.Client, func(), error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func (h *host) newAdmin() (*kadm.Client, func(), error) {
+	cl, err := kgo.NewClient(h.clientOpts()...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -397,7 +397,7 @@ func (h *host) startBuild(ctx context.Context, hs *hosted, spec control.Spec) (*
 	if err != nil {
 		return nil, err
 	}
-	adm, closeAdm, err := newAdmin(h.cfg.Brokers)
+	adm, closeAdm, err := h.newAdmin()
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +478,7 @@ func (h *host) dropGeneration(spec control.Spec, log *slog.Logger) {
 		if topo, err = cfg.Topology(); err == nil {
 			var adm *kadm.Client
 			var closeAdm func()
-			if adm, closeAdm, err = newAdmin(h.cfg.Brokers); err == nil {
+			if adm, closeAdm, err = h.newAdmin(); err == nil {
 				defer closeAdm()
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()

@@ -87,8 +87,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	log := s.log.With("instance", instance)
 
+	security, err := KafkaOptions(cfg.Kafka)
+	if err != nil {
+		return err
+	}
 	topics := control.Topics{Apps: cfg.Control.AppsTopic, Modules: cfg.Control.ModulesTopic, Status: cfg.Control.StatusTopic}
-	ctl, err := control.Open(ctx, topics, cfg.ReplicationFactor, log, kgo.SeedBrokers(cfg.Brokers...))
+	ctl, err := control.Open(ctx, topics, cfg.ReplicationFactor, log, append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, security...)...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -106,7 +110,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ctl.Run(tailCtx)
 	}()
 
-	h := &host{cfg: cfg, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}, kicks: make(chan chan struct{})}
+	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}, kicks: make(chan chan struct{})}
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
 	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps)
@@ -119,6 +123,7 @@ func (s *Server) Run(ctx context.Context) error {
 // topics say.
 type host struct {
 	cfg       *config.Server
+	security  []kgo.Opt // TLS and SASL to the brokers
 	log       *slog.Logger
 	cache     wazero.CompilationCache
 	ctl       *control.Log
@@ -317,6 +322,11 @@ func (h *host) start(ctx context.Context, spec control.Spec) {
 	}
 }
 
+// clientOpts are the options of the server's own Kafka clients.
+func (h *host) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(h.cfg.Brokers...)}, h.security...)
+}
+
 // latestOf is the newest kept version of app's generation gen.
 func (h *host) latestOf(app string, gen int) control.Spec {
 	var out control.Spec
@@ -429,6 +439,8 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 	if cfg.App != spec.App {
 		return nil, fmt.Errorf("%w: app: the configuration names app %q, deployed as %q", config.ErrInvalid, cfg.App, spec.App)
 	}
+	// The server's cluster, and how it connects to it, are every app's.
+	cfg.Kafka = sc.Kafka
 	for i, st := range cfg.Stages {
 		if _, ok := config.ModuleHash(st.Module); !ok {
 			return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, st.Module)

@@ -118,6 +118,8 @@ type Config struct {
 	// <state_dir>/cache.
 	CacheDir string `koanf:"cache_dir"`
 	HTTP     string `koanf:"http"`
+	// HTTPTLS serves the HTTP API over HTTPS and forwards over it.
+	HTTPTLS HTTPTLS `koanf:"http_tls"`
 	// Advertise is the query address (host:port) other instances forward
 	// queries to; default: the address the HTTP server bound, with an
 	// unspecified host (0.0.0.0, ::) replaced by the machine's host name.
@@ -138,10 +140,12 @@ type Config struct {
 	// sha256) of the module that produced it, in the header
 	// streamrt.module.version, as dead letters always do. Servers turn it
 	// on for the apps they run.
-	ModuleHeader bool    `koanf:"module_header"`
-	Query        Query   `koanf:"query"`
-	Tables       []Table `koanf:"tables"`
-	Stages       []Stage `koanf:"stages"`
+	ModuleHeader bool `koanf:"module_header"`
+	// Kafka says how every Kafka client of the app connects: TLS and SASL.
+	Kafka  Kafka   `koanf:"kafka"`
+	Query  Query   `koanf:"query"`
+	Tables []Table `koanf:"tables"`
+	Stages []Stage `koanf:"stages"`
 
 	name    string            // File as the caller named it, for errors
 	sources map[string]string // YAML path -> env var or flag that set it
@@ -359,13 +363,18 @@ func layers(data []byte, file string, environ []string, overrides map[string]str
 
 // overridable lists the keys that the environment and flags can set: every
 // scalar, not the stages.
-var overridable = map[string]bool{
-	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
-	"guarantee": true, "partitions": true, "replication_factor": true,
-	"commit_interval": true, "start_offset": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
-	"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
-	"query.tokens": true,
-}
+var overridable = func() map[string]bool {
+	m := map[string]bool{
+		"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
+		"guarantee": true, "partitions": true, "replication_factor": true,
+		"commit_interval": true, "start_offset": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
+		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
+		"query.tokens":       true,
+		"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,
+	}
+	kafkaSettable("kafka", m)
+	return m
+}()
 
 // envKey maps STREAMRT_QUERY__MAX_KEY_BYTES to query.max_key_bytes, recording
 // the variable's name in sources. Variables that name no overridable key are
@@ -407,6 +416,8 @@ func (c *Config) resolve() {
 	if c.CacheDir != "" {
 		c.CacheDir = absPath(cacheBase, c.CacheDir)
 	}
+	resolveKafka(&c.Kafka, "kafka", fileDir, c.sources)
+	resolveHTTPTLS(&c.HTTPTLS, "http_tls", fileDir, c.sources)
 	for i := range c.Stages {
 		if s := &c.Stages[i]; s.Module != "" && !strings.HasPrefix(s.Module, ModulePrefix) {
 			s.Module = absPath(fileDir, s.Module)

@@ -233,10 +233,10 @@ func encode(v reflect.Value) any {
 		return m
 	case reflect.String:
 		return v.String()
-	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
-		return v.Int()
 	case reflect.Bool:
 		return v.Bool()
+	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int()
 	}
 	panic("cannot encode " + v.Type().String())
 }

@@ -11,14 +11,15 @@ import (
 
 // clientOpts are the options of every Kafka client the engine creates (the
 // group's, the admin one, restores, standby copies, global tables): the seed
-// brokers, the log, and the hooks that follow the brokers' health, followed
-// by extra.
+// brokers, TLS and SASL (package kafka builds them from the kafka section),
+// the log, and the hooks that follow the brokers' health, followed by extra.
 func (v *env) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(v.brokers...),
 		kgo.WithLogger(kgoLogger{v.log}),
 		kgo.WithHooks(v.health),
 	}
+	opts = append(opts, v.security...)
 	return append(opts, extra...)
 }
 

@@ -44,6 +44,7 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
+	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -127,8 +128,17 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		owned:     map[string]map[int32]bool{},
 		clientSet: make(chan struct{}),
 	}
-	e.health = newBrokerHealth(log, m)
-	e.env = &env{db: db, metrics: m, group: cfg.Internal(), brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}, moduleHeader: cfg.ModuleHeader, isInternal: topo.IsInternal}
+	security, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	e.health = newBrokerHealth(log, m, cfg.Kafka)
+	e.env = &env{db: db, metrics: m, group: cfg.Internal(), brokers: cfg.Brokers, security: security, log: log, health: e.health, globals: map[string]*globalCache{},
+		moduleHeader: cfg.ModuleHeader, isInternal: topo.IsInternal}
+	e.env.access = kafka.Access{Group: cfg.Internal()}
+	if cfg.Guarantee == config.ExactlyOnce {
+		e.env.access.TransactionalID = e.transactionalID()
+	}
 	for _, tt := range topo.Tables {
 		if tt.Global {
 			e.env.globals[tt.Name] = newGlobalCache()
@@ -183,7 +193,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	e.cl = cl
-	e.env.sender = &sender{cl: cl, sess: e.sess}
+	e.env.sender = &sender{cl: cl, sess: e.sess, env: e.env}
 	close(e.clientSet)
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
@@ -204,6 +214,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.stopRestore(t)
 			t.close()
 		}
+		// The loop may have stopped with an error in the middle of a
+		// round: leaving the group waits for rebalances to be allowed.
+		cl.AllowRebalance()
 		cl.Close()
 	}()
 	return e.loop(ctx)

@@ -124,11 +124,18 @@ func (e *Engine) listEnds(ctx context.Context, topics []string) (kadm.ListedOffs
 			return nil, fmt.Errorf("list end offsets: %w", err)
 		}
 		complete := true
+		var denied error
 		ends.Each(func(lo kadm.ListedOffset) {
 			if lo.Err != nil {
 				complete = false
+				if d := e.env.denied(lo.Err, "listing the ends of inputs and changelogs", "READ", lo.Topic); d != nil && denied == nil {
+					denied = d
+				}
 			}
 		})
+		if denied != nil {
+			return nil, denied
+		}
 		for _, t := range topics {
 			if _, ok := ends[t]; !ok {
 				complete = false

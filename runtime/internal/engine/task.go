@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -74,8 +76,10 @@ type env struct {
 	metrics *metrics.Metrics
 	group   string // the app's consumer group: the checkpoint group of inputs
 	brokers []string
-	log     *slog.Logger
-	health  *brokerHealth // follows every Kafka client of the engine
+	// security holds the TLS and SASL options of the app's kafka section.
+	security []kgo.Opt
+	log      *slog.Logger
+	health   *brokerHealth // follows every Kafka client of the engine
 	// sender produces the tasks' outputs as their batches end; nil until
 	// the engine runs, and then outputs wait for the commit.
 	sender *sender
@@ -88,6 +92,48 @@ type env struct {
 	// isInternal reports whether a topic is one of the app's repartition
 	// topics.
 	isInternal func(topic string) bool
+
+	// access names the app's group and transactional id in the messages
+	// of ACL errors.
+	access kafka.Access
+
+	fatalMu sync.Mutex
+	fatal   error // the first failure retrying cannot heal; the loop stops with it
+}
+
+// fail records err, a failure that retrying cannot heal (an ACL that is
+// missing), for the loop to stop with; the first one stays.
+func (v *env) fail(err error) {
+	v.fatalMu.Lock()
+	defer v.fatalMu.Unlock()
+	if v.fatal == nil {
+		v.fatal = err
+	}
+}
+
+// failure returns the error fail recorded first, if any.
+func (v *env) failure() error {
+	v.fatalMu.Lock()
+	defer v.fatalMu.Unlock()
+	return v.fatal
+}
+
+// denied returns an *kafka.ACLError for err when it is an authorization
+// failure of the brokers, doing op on topic, and records it with fail; nil
+// for any other error.
+func (v *env) denied(err error, doing, op, topic string) error {
+	var d error
+	if _, ok := errors.AsType[*kafka.ACLError](err); ok {
+		d = err // already says what is missing
+	} else {
+		a := v.access
+		a.Doing, a.Op, a.Topic = doing, op, topic
+		d = kafka.Deny(err, a)
+	}
+	if d != nil {
+		v.fail(d)
+	}
+	return d
 }
 
 func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
