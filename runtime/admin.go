@@ -178,7 +178,7 @@ func (h *host) deploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec := control.Spec{App: name, Version: prev.Version + 1, Config: req.Config, Generation: prev.Serving, Serving: prev.Serving, Canary: req.Canary,
-		DeployedBy: req.DeployedBy, DeployedAt: time.Now().UTC()}
+		FlippedFrom: prev.FlippedFrom, DeployedBy: req.DeployedBy, DeployedAt: time.Now().UTC()}
 	if req.Rebuild && exists && !prev.Deleted {
 		spec.Generation = h.nextGeneration(name, prev)
 	}
@@ -277,7 +277,7 @@ func (h *host) rollback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	spec := *target
-	spec.Version, spec.Generation, spec.Serving, spec.Canary = cur.Version+1, cur.Serving, cur.Serving, 0
+	spec.Version, spec.Generation, spec.Serving, spec.Canary, spec.FlippedFrom = cur.Version+1, cur.Serving, cur.Serving, 0, cur.FlippedFrom
 	spec.DeployedAt, spec.DeployedBy = time.Now().UTC(), r.URL.Query().Get("by")
 	spec.Note = fmt.Sprintf("rollback from version %d to version %d", cur.Version, target.Version)
 	switch {

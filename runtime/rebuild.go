@@ -306,7 +306,8 @@ func (h *host) rebuild(ctx context.Context, hs *hosted, spec control.Spec) {
 	h.report(ctx, hs, control.StateRebuilding)
 	if _, lag, _, _ := hs.build.fence.progress(); lag <= flipLag && h.designated(spec.App) && h.fenceRead(hs.build) && h.allBuilt(hs, spec.Generation) {
 		flip := spec
-		flip.Version, flip.Serving, flip.DeployedAt = spec.Version+1, spec.Generation, time.Now().UTC()
+		from := hs.spec.Generation
+		flip.Version, flip.Serving, flip.FlippedFrom, flip.DeployedAt = spec.Version+1, spec.Generation, &from, time.Now().UTC()
 		flip.Note = fmt.Sprintf("flip to generation %d, rebuilt from its inputs", spec.Generation)
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -385,6 +386,17 @@ func (h *host) fenceRead(g *generation) bool {
 
 // startBuild starts a generation being rebuilt, with its fence.
 func (h *host) startBuild(ctx context.Context, hs *hosted, spec control.Spec) (*generation, error) {
+	g, err := h.startFenced(ctx, spec, hs.spec.Generation, hs.log.With("generation", spec.Generation))
+	if err != nil {
+		return nil, err
+	}
+	h.route(spec.App, "only", g)
+	return g, nil
+}
+
+// startFenced starts generation spec.Generation of an app behind a fence
+// against generation old's consumer group.
+func (h *host) startFenced(ctx context.Context, spec control.Spec, old int, log *slog.Logger) (*generation, error) {
 	cfg, err := h.appConfig(spec)
 	if err != nil {
 		return nil, err
@@ -393,16 +405,13 @@ func (h *host) startBuild(ctx context.Context, hs *hosted, spec control.Spec) (*
 	if err != nil {
 		return nil, err
 	}
-	servingCfg, err := h.appConfig(hs.spec)
-	if err != nil {
-		return nil, err
-	}
 	adm, closeAdm, err := h.newAdmin()
 	if err != nil {
 		return nil, err
 	}
-	f := newFence(adm, hs.log, servingCfg.Internal(), cfg.Internal(), externalInputs(topo))
-	g, err := h.startGen(ctx, spec, f, hs.log.With("generation", spec.Generation))
+	oldGroup := (&config.Config{App: spec.App, Generation: old}).Internal()
+	f := newFence(adm, log, oldGroup, cfg.Internal(), externalInputs(topo))
+	g, err := h.startGen(ctx, spec, f, log)
 	if err != nil {
 		closeAdm()
 		return nil, err
@@ -413,7 +422,6 @@ func (h *host) startBuild(ctx context.Context, hs *hosted, spec control.Spec) (*
 		closeAdm()
 	}
 	go f.run(fctx)
-	h.route(spec.App, "only", g)
 	return g, nil
 }
 
@@ -457,7 +465,7 @@ func (h *host) flip(ctx context.Context, hs *hosted, spec control.Spec) {
 	// left to read.
 	if hs.stopFence != nil {
 		hs.stopFence()
-		hs.stopFence = nil
+		hs.fence, hs.stopFence = nil, nil
 	}
 	dir := filepath.Join(h.cfg.StateDir, "apps", spec.App, fmt.Sprintf("g%d", oldSpec.Generation))
 	if err := os.RemoveAll(dir); err != nil {

@@ -261,6 +261,9 @@ func (h *host) step(ctx context.Context) {
 				go h.dropGeneration(b.spec, hs.log)
 			}
 		}
+		if hs != nil && hs.build == nil && hs.fence != nil {
+			h.finishFlip(ctx, hs)
+		}
 		switch {
 		case hs == nil:
 			if spec.Version != h.refusedOf(name) {
@@ -300,9 +303,16 @@ func (h *host) refusedOf(app string) int64 { return h.failedStarts[app] }
 // rebuild it starts the generation serving, and the one being rebuilt.
 func (h *host) start(ctx context.Context, spec control.Spec) {
 	log := h.log.With("app", spec.App)
+	h.removeOtherGenerations(spec)
 	serving := spec
-	if spec.Serving < spec.Generation {
+	switch {
+	case spec.Serving < spec.Generation:
 		serving = h.latestOf(spec.App, spec.Serving)
+	case spec.FlippedFrom != nil && *spec.FlippedFrom != spec.Generation:
+		h.startFlipped(ctx, spec, log)
+		return
+	default:
+		serving = h.joinSwap(spec)
 	}
 	g, err := h.startGen(ctx, serving, nil, log)
 	if err != nil {
@@ -325,6 +335,96 @@ func (h *host) start(ctx context.Context, spec control.Spec) {
 // clientOpts are the options of the server's own Kafka clients.
 func (h *host) clientOpts() []kgo.Opt {
 	return append([]kgo.Opt{kgo.SeedBrokers(h.cfg.Brokers...)}, h.security...)
+}
+
+// joinSwap returns the version an instance starting an app runs first:
+// spec, unless spec is a swap that no instance has made yet. Then it is the
+// version the others run, and the instance joins the swap's barrier like
+// them, so that no partition it takes over is processed by a version the
+// others have not swapped in.
+func (h *host) joinSwap(spec control.Spec) control.Spec {
+	var running int64
+	for id, st := range h.ctl.Statuses(spec.App) {
+		if id == h.instance || st.Version == 0 {
+			continue
+		}
+		if st.Version >= spec.Version {
+			return spec
+		}
+		running = max(running, st.Version)
+	}
+	for _, v := range h.ctl.Versions(spec.App) {
+		if v.Version == running && !v.Deleted && v.Generation == spec.Generation && modulesOnly(v, spec) {
+			return v
+		}
+	}
+	return spec
+}
+
+// startFlipped starts an app whose last flip may not have finished
+// everywhere: this instance restarted during it. The generation serving
+// runs behind a fence against the one it replaced, as it did on the other
+// instances, so that it drops the outputs of the offsets the old
+// generation processed. Once the old group is empty and the new one has
+// passed its offsets everywhere, the fence has nothing left to hold (which
+// is at once when the old group is gone).
+func (h *host) startFlipped(ctx context.Context, spec control.Spec, log *slog.Logger) {
+	g, err := h.startFenced(ctx, spec, *spec.FlippedFrom, log)
+	if err != nil {
+		h.failedStarts[spec.App] = spec.Version
+		log.Error("app not started", "version", spec.Version, "err", err)
+		h.putStatus(ctx, control.Status{App: spec.App, State: control.StateFailed, Failed: spec.Version, Reason: err.Error()}, false)
+		return
+	}
+	g.fence.flip()
+	delete(h.failedStarts, spec.App)
+	hs := &hosted{generation: g, log: log}
+	h.apps[spec.App] = hs
+	h.route(spec.App, "", g)
+	log.Info("app started, finishing the flip from generation "+strconv.Itoa(*spec.FlippedFrom), "version", spec.Version, "generation", spec.Generation)
+	h.finishFlip(ctx, hs)
+}
+
+// finishFlip ends the fence of an app started by startFlipped once it has
+// nothing left to hold, and then deletes what is left of the generation it
+// replaced.
+func (h *host) finishFlip(ctx context.Context, hs *hosted) {
+	_, _, _, caughtUp := hs.fence.progress()
+	if !hs.fence.finalKnown() || !caughtUp {
+		h.report(ctx, hs, control.StateRebuilding)
+		return
+	}
+	hs.stopFence()
+	hs.fence, hs.stopFence = nil, nil
+	hs.log.Info("the flip is finished", "generation", hs.spec.Generation)
+	h.report(ctx, hs, control.StateRunning)
+	if from := hs.spec.FlippedFrom; from != nil && h.designated(hs.spec.App) {
+		if old := h.latestOf(hs.spec.App, *from); old.Version != 0 {
+			go h.dropGeneration(old, hs.log)
+		}
+	}
+}
+
+// removeOtherGenerations removes the local state of an app's generations
+// that spec neither serves nor rebuilds: left by a flip or a cancelled
+// rebuild this instance did not see to its end.
+func (h *host) removeOtherGenerations(spec control.Spec) {
+	dir := filepath.Join(h.cfg.StateDir, "apps", spec.App)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "g"))
+		if err != nil || !strings.HasPrefix(e.Name(), "g") || n == spec.Serving || n == spec.Generation {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			h.log.Warn("removing an old generation's state failed", "app", spec.App, "dir", e.Name(), "err", err)
+		} else {
+			h.log.Info("removed an old generation's state", "app", spec.App, "dir", e.Name())
+		}
+	}
 }
 
 // latestOf is the newest kept version of app's generation gen.
@@ -618,9 +718,13 @@ func (h *host) barrier(hs *hosted, v int64) (ready bool, refusedBy string) {
 // report writes this instance's status of a hosted app.
 func (h *host) report(ctx context.Context, hs *hosted, state string) {
 	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state, Serving: hs.spec.Generation}
-	if b := hs.build; b != nil && b.fence != nil {
+	b, flipping := hs.build, hs.flipping
+	if b == nil && hs.fence != nil {
+		b, flipping = hs.generation, true // finishing a flip after a restart
+	}
+	if b != nil && b.fence != nil {
 		replayed, lag, eta, _ := b.fence.progress()
-		st.Rebuild = &control.Rebuild{Generation: b.spec.Generation, Replayed: replayed, Lag: lag, ETASeconds: eta, Flipping: hs.flipping,
+		st.Rebuild = &control.Rebuild{Generation: b.spec.Generation, Replayed: replayed, Lag: lag, ETASeconds: eta, Flipping: flipping,
 			Ready: buildReady(hs)}
 		hs.app.metrics.RebuildReplayed.Set(float64(replayed))
 		hs.app.metrics.RebuildLag.Set(float64(lag))

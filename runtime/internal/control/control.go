@@ -54,6 +54,10 @@ type Spec struct {
 	// Generation, except while a rebuild catches up; the flip makes it
 	// Generation again.
 	Serving int `json:"serving"`
+	// FlippedFrom is the generation this one replaced at its flip: an
+	// instance that starts before the flip has finished everywhere holds
+	// the new generation's outputs back to where that one's group stopped.
+	FlippedFrom *int `json:"flipped_from,omitempty"`
 	// Canary, when set, runs this version on that many partitions first;
 	// the others keep the previous version until a promote.
 	Canary     int       `json:"canary,omitempty"`
