@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/control"
+	"github.com/streamrt/streamrt/runtime/internal/serve"
 )
 
 // maxModuleBytes bounds a module uploaded through the admin API.
@@ -45,22 +46,77 @@ func (h *host) mux() http.Handler {
 	return m
 }
 
-// appAPI hands a request under /apps/NAME/ to that app's API.
+// appAPI hands a request under /apps/NAME/ to that app's API. A request
+// forwarded to a generation this instance has retired (NAME@gN) is answered
+// by the generation that serves now, whose state is as new or newer.
 func (h *host) appAPI(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("app")
-	h.rmu.RLock()
-	api := h.routes[name]
-	h.rmu.RUnlock()
-	if api == nil {
-		if spec, ok := h.ctl.App(name); ok && !spec.Deleted {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("app %q is not running on this instance yet", name))
+	// A generation found here may close before it answers, when its routes
+	// have just moved: look again, which finds the one that replaced it.
+	for range 3 {
+		g := h.lookupRoute(name)
+		if g == nil {
+			break
+		}
+		g.serving.RLock()
+		if !g.closed {
+			defer g.serving.RUnlock()
+			if _, gen, ok := splitGenKey(name); ok && gen != g.spec.Generation {
+				// Forwarded to a generation retired here: the serving one
+				// places partitions its own way, and may forward once more.
+				r.Header.Del(serve.HeaderForwarded)
+			}
+			http.StripPrefix(appPrefix(name), g.app.Handler()).ServeHTTP(w, r)
 			return
 		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
+		g.serving.RUnlock()
+	}
+	if spec, ok := h.ctl.App(baseApp(name)); ok && !spec.Deleted {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("app %q is not running on this instance yet", name))
 		return
 	}
-	api.ServeHTTP(w, r)
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
+}
+
+// lookupRoute finds the generation that answers name: NAME, or NAME@gN,
+// which falls back to NAME's serving generation once gN is retired here
+// (never to an older one: that would answer from older state).
+func (h *host) lookupRoute(name string) *generation {
+	h.rmu.RLock()
+	defer h.rmu.RUnlock()
+	if g := h.routes[name]; g != nil {
+		return g
+	}
+	base, gen, ok := splitGenKey(name)
+	if !ok {
+		return nil
+	}
+	if g := h.routes[base]; g != nil && g.spec.Generation > gen {
+		return g
+	}
+	return nil
+}
+
+// baseApp strips the generation from NAME@gN.
+func baseApp(name string) string {
+	if base, _, ok := splitGenKey(name); ok {
+		return base
+	}
+	return name
+}
+
+// splitGenKey parses NAME@gN, the inverse of genKey.
+func splitGenKey(key string) (app string, gen int, ok bool) {
+	i := strings.LastIndex(key, "@g")
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(key[i+2:])
+	if err != nil {
+		return "", 0, false
+	}
+	return key[:i], n, true
 }
 
 func (h *host) ready(w http.ResponseWriter, _ *http.Request) {
@@ -383,6 +439,7 @@ type appInfo struct {
 	App        string           `json:"app"`
 	Version    int64            `json:"version"`
 	Generation int              `json:"generation"`
+	Serving    int              `json:"serving"`
 	Canary     int              `json:"canary,omitempty"`
 	DeployedBy string           `json:"deployed_by,omitempty"`
 	DeployedAt time.Time        `json:"deployed_at"`
@@ -402,7 +459,7 @@ type versionInfo struct {
 }
 
 func (h *host) info(spec control.Spec, withVersions bool) appInfo {
-	ai := appInfo{App: spec.App, Version: spec.Version, Generation: spec.Generation, Canary: spec.Canary, DeployedBy: spec.DeployedBy, DeployedAt: spec.DeployedAt, Note: spec.Note, Instances: []control.Status{}}
+	ai := appInfo{App: spec.App, Version: spec.Version, Generation: spec.Generation, Serving: spec.Serving, Canary: spec.Canary, DeployedBy: spec.DeployedBy, DeployedAt: spec.DeployedAt, Note: spec.Note, Instances: []control.Status{}}
 	for _, st := range h.ctl.Statuses(spec.App) {
 		ai.Instances = append(ai.Instances, st)
 	}

@@ -496,6 +496,7 @@ type child struct {
 	name    string
 	bin     string
 	args    []string
+	env     []string // added to the test's environment
 	http    string
 	logPath string
 
@@ -526,7 +527,7 @@ func (c *child) start(t testing.TB) {
 	fmt.Fprintf(f, "=== %s: start %s\n", time.Now().Format(time.RFC3339Nano), c.name)
 	cmd := exec.Command(c.bin, c.args...)
 	// Share built and compiled guests with the other tests of this machine.
-	cmd.Env = append(os.Environ(), "STREAMRT_CACHE_DIR="+guesttest.CacheDir())
+	cmd.Env = append(append(os.Environ(), "STREAMRT_CACHE_DIR="+guesttest.CacheDir()), c.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -454,11 +454,10 @@ func (h *host) flip(ctx context.Context, hs *hosted, spec control.Spec) {
 		return
 	}
 	old, oldSpec := hs.generation, hs.spec
-	h.route(spec.App, "", hs.build)
-	h.closeGen(spec.App, old)
 	// Another instance may still serve the old generation and forward
 	// queries to it here: the new one answers them, as new or newer.
-	h.alias(genKey(spec.App, oldSpec.Generation), hs.build)
+	h.flipRoutes(spec.App, oldSpec.Generation, hs.build)
+	h.closeGen(spec.App, old)
 	hs.build.spec = spec
 	hs.generation, hs.build, hs.flipping = hs.build, nil, false
 	// The fence's final offsets are behind every task now: it has nothing

@@ -110,7 +110,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ctl.Run(tailCtx)
 	}()
 
-	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}, kicks: make(chan chan struct{})}
+	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]*generation{}, kicks: make(chan chan struct{})}
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
 	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps)
@@ -139,7 +139,7 @@ type host struct {
 	// routes is what the HTTP server reads: each running app's API, by
 	// name. The reconciler changes it under rmu, never while it compiles.
 	rmu    sync.RWMutex
-	routes map[string]http.Handler
+	routes map[string]*generation
 
 	// kicks asks the reconciler for a step now, closing the channel sent
 	// once the step is done.
@@ -178,6 +178,13 @@ type generation struct {
 	// stopFence ends its reading of the groups' offsets.
 	fence     *fence
 	stopFence context.CancelFunc
+
+	// serving is held for reading by every request the generation's API
+	// answers, and for writing while it closes, so that a request which
+	// found the generation just before its routes moved never reaches a
+	// closed store: it sees closed and is routed again.
+	serving sync.RWMutex
+	closed  bool
 }
 
 // moduleWait bounds how long a server waits for a module's chunks to be
@@ -566,11 +573,17 @@ func stopGen(g *generation, log *slog.Logger, why string) {
 	}
 }
 
-// closeGen releases a stopped generation and its routes.
+// closeGen releases a stopped generation and its own route, once the
+// requests it is answering have ended.
 func (h *host) closeGen(app string, g *generation) {
 	h.rmu.Lock()
-	delete(h.routes, genKey(app, g.spec.Generation))
+	if h.routes[genKey(app, g.spec.Generation)] == g {
+		delete(h.routes, genKey(app, g.spec.Generation))
+	}
 	h.rmu.Unlock()
+	g.serving.Lock()
+	g.closed = true
+	g.serving.Unlock()
 	g.app.Close()
 }
 
@@ -600,18 +613,21 @@ func (h *host) stopApp(hs *hosted, why string) {
 func (h *host) route(app string, only string, g *generation) {
 	h.rmu.Lock()
 	defer h.rmu.Unlock()
-	key := genKey(app, g.spec.Generation)
-	h.routes[key] = http.StripPrefix(appPrefix(key), g.app.Handler())
+	h.routes[genKey(app, g.spec.Generation)] = g
 	if only == "" {
-		h.routes[app] = http.StripPrefix(appPrefix(app), g.app.Handler())
+		h.routes[app] = g
 	}
 }
 
-// alias routes requests for key, a retired generation, to g.
-func (h *host) alias(key string, g *generation) {
+// flipRoutes makes g the generation that serves app, and the one that
+// answers requests forwarded to retired, in one step: no request finds
+// neither.
+func (h *host) flipRoutes(app string, retired int, g *generation) {
 	h.rmu.Lock()
 	defer h.rmu.Unlock()
-	h.routes[key] = http.StripPrefix(appPrefix(key), g.app.Handler())
+	h.routes[genKey(app, g.spec.Generation)] = g
+	h.routes[app] = g
+	h.routes[genKey(app, retired)] = g
 }
 
 // genKey names one generation of an app in paths: NAME@gN.

@@ -214,8 +214,12 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-// deployCache is where deploy keeps the modules it builds.
+// deployCache is where deploy keeps the modules it builds:
+// $STREAMRT_CACHE_DIR when set, as for run, else the user's cache.
 func deployCache() (string, error) {
+	if dir := os.Getenv("STREAMRT_CACHE_DIR"); dir != "" {
+		return dir, nil
+	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
@@ -238,6 +242,7 @@ type appInfo struct {
 	App        string    `json:"app"`
 	Version    int64     `json:"version"`
 	Generation int       `json:"generation"`
+	Serving    int       `json:"serving"`
 	Canary     int       `json:"canary"`
 	DeployedBy string    `json:"deployed_by"`
 	DeployedAt time.Time `json:"deployed_at"`
@@ -249,6 +254,13 @@ type appInfo struct {
 		State    string `json:"state"`
 		Failed   int64  `json:"failed"`
 		Reason   string `json:"reason"`
+		Rebuild  *struct {
+			Generation int     `json:"generation"`
+			Replayed   int64   `json:"replayed"`
+			Lag        int64   `json:"lag"`
+			ETASeconds float64 `json:"eta_seconds"`
+			Flipping   bool    `json:"flipping"`
+		} `json:"rebuild"`
 	} `json:"instances"`
 	Versions []struct {
 		Version    int64             `json:"version"`
@@ -298,7 +310,10 @@ that app and its kept versions.`)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tVERSION\tGEN\tINSTANCE\tRUNS\tSTATE\tDETAIL")
 	for _, a := range apps {
-		head := fmt.Sprintf("%s\t%d\t%d", a.App, a.Version, a.Generation)
+		head := fmt.Sprintf("%s\t%d\t%d", a.App, a.Version, a.Serving)
+		if a.Generation > a.Serving {
+			head += fmt.Sprintf(" (rebuilding %d)", a.Generation)
+		}
 		if a.Canary > 0 {
 			head += fmt.Sprintf(" (canary on %d partitions)", a.Canary)
 		}
@@ -309,6 +324,15 @@ that app and its kept versions.`)
 			detail := ""
 			if in.Prepared > in.Version {
 				detail = fmt.Sprintf("prepared version %d", in.Prepared)
+			}
+			if rb := in.Rebuild; rb != nil {
+				detail = fmt.Sprintf("generation %d: %d records replayed, %d behind", rb.Generation, rb.Replayed, rb.Lag)
+				if rb.ETASeconds > 0 {
+					detail += fmt.Sprintf(", about %s left", (time.Duration(rb.ETASeconds) * time.Second).String())
+				}
+				if rb.Flipping {
+					detail += ", flipping"
+				}
 			}
 			if in.Failed != 0 {
 				detail = fmt.Sprintf("refused version %d: %s", in.Failed, in.Reason)
