@@ -157,16 +157,23 @@ func TestReplicationFactorOfCreatedTopics(t *testing.T) {
 	a := startApp(t, spec)
 	a.waitReady()
 	created := []string{in, out, appName + "-counts-changelog"}
-	details, err := adm.ListTopics(ctx, created...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, topic := range created {
-		d, ok := details[topic]
-		if !ok || d.Err != nil || len(d.Partitions) != 4 {
-			t.Fatalf("created topic %s: %+v", topic, d)
+	var details kadm.TopicDetails
+	// A broker's metadata may list a topic just created before its
+	// partitions.
+	apptest.WaitCheck(t, 30*time.Second, "the created topics' partitions to be listed", func() error {
+		details, err = adm.ListTopics(ctx, created...)
+		if err != nil {
+			return err
 		}
-		for _, p := range d.Partitions {
+		for _, topic := range created {
+			if d := details[topic]; d.Err != nil || len(d.Partitions) != 4 {
+				return fmt.Errorf("topic %s: %+v", topic, d)
+			}
+		}
+		return nil
+	})
+	for _, topic := range created {
+		for _, p := range details[topic].Partitions {
 			if len(p.Replicas) != factor {
 				t.Errorf("%s partition %d has replicas %v, want %d (replication_factor) of %d brokers", topic, p.Partition, p.Replicas, factor, nbrokers)
 			}
