@@ -8,6 +8,12 @@ package abi
 // Version is the ABI version this package describes.
 const Version = 1
 
+// Minor is the minor version of ABI 1 that this package describes. A minor
+// version adds to the ABI without changing what was there (ABI.md,
+// Versioning): 1.1 added query handlers (ExportQuery, FuncRespond), 1.2
+// FuncEmitBatch. The import module and Version stay the same.
+const Minor = 2
+
 // ImportModule is the Wasm import module name under which the host provides its
 // functions. It carries the version so that a guest built for another version
 // fails to link with a message naming both.

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
-	"io"
 	"os"
 	"reflect"
 	"strings"
@@ -62,6 +61,19 @@ func TestVectors(t *testing.T) {
 				if !reflect.DeepEqual(*q, want) {
 					t.Fatalf("decode\n got %+v\nwant %+v", *q, want)
 				}
+			case "emits":
+				got, err := abi.DecodeEmits(v.Encoded)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(v.Emits) {
+					t.Fatalf("decoded %d emits, want %d", len(got), len(v.Emits))
+				}
+				for i := range got {
+					if !sameEmit(got[i], v.Emits[i]) {
+						t.Fatalf("emit %d\n got %+v\nwant %+v", i, got[i], v.Emits[i])
+					}
+				}
 			case "entries":
 				rest := v.Encoded
 				for i, want := range v.Entries {
@@ -80,6 +92,15 @@ func TestVectors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameEmit compares emits keeping nil (null) apart from empty in keys and
+// values; header lists compare by their bytes.
+func sameEmit(a, b abi.Emit) bool {
+	return a.Output == b.Output && a.Rec == b.Rec && a.Timestamp == b.Timestamp &&
+		(a.Key == nil) == (b.Key == nil) && bytes.Equal(a.Key, b.Key) &&
+		(a.Value == nil) == (b.Value == nil) && bytes.Equal(a.Value, b.Value) &&
+		bytes.Equal(a.Headers, b.Headers)
 }
 
 // normBatch makes empty and nil header lists compare equal; keys and values
@@ -227,4 +248,124 @@ func FuzzDecodeHeaders(f *testing.F) {
 	})
 }
 
-var _ = io.EOF
+// The emit vectors' entries one at a time, as the host reads them; every
+// way to cut or corrupt a valid buffer is an error that names the entry and
+// the place, never a panic.
+func TestEmitsDecodeErrors(t *testing.T) {
+	hs := abi.AppendHeaders(nil, []abi.Header{{Key: "a", Value: []byte("1")}})
+	two := abi.AppendEmit(nil, &abi.Emit{Output: 0, Rec: 0, Timestamp: -1, Key: []byte("k"), Value: []byte("v")})
+	two = abi.AppendEmit(two, &abi.Emit{Output: 1, Rec: 1, Timestamp: 5, Value: []byte("vv"), Headers: hs})
+	if n := abi.EmitSize([]byte("k"), []byte("v"), nil) + abi.EmitSize(nil, []byte("vv"), hs); n != len(two) {
+		t.Fatalf("EmitSize says %d bytes, the encoding has %d", n, len(two))
+	}
+	for n := 1; n < len(two); n++ {
+		if n == abi.EmitSize([]byte("k"), []byte("v"), nil) {
+			continue // one whole entry
+		}
+		if _, err := abi.DecodeEmits(two[:n]); err == nil {
+			t.Errorf("a buffer cut to %d of %d bytes decoded", n, len(two))
+		}
+	}
+	bad := func(mutate func(b []byte) []byte) []byte { return mutate(append([]byte(nil), two...)) }
+	first := abi.EmitSize([]byte("k"), []byte("v"), nil)
+	tests := []struct {
+		name string
+		buf  []byte
+		want string
+	}{
+		{"short fixed part", two[:10], "decode emit (entry 0) at byte 0"},
+		{"key past the end", bad(func(b []byte) []byte { b[16] = 0xf0; return b }), "emit key (entry 0)"},
+		{"value past the end", bad(func(b []byte) []byte { b[first+20] = 0xf0; return b }), "emit value (entry 1)"},
+		{"headers past the end", bad(func(b []byte) []byte { b[first+24]++; return b }), "emit headers (entry 1)"},
+		{"header list too long", bad(func(b []byte) []byte {
+			b[first+24]++
+			return append(b, 0)
+		}), "bytes after the last header"},
+		{"header count too high", bad(func(b []byte) []byte { b[len(b)-len(hs)] = 2; return b }), "emit headers (entry 1)"},
+		{"null headers length", bad(func(b []byte) []byte {
+			copy(b[24:28], []byte{0xff, 0xff, 0xff, 0xff})
+			return b
+		}), "emit headers (entry 0)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := abi.DecodeEmits(tc.buf)
+			var de *abi.DecodeError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a DecodeError mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNextEmitAllocatesNothing(t *testing.T) {
+	hs := abi.AppendHeaders(nil, []abi.Header{{Key: "a", Value: []byte("1")}, {Key: "b"}})
+	var buf []byte
+	for i := range 10 {
+		buf = abi.AppendEmit(buf, &abi.Emit{Rec: int32(i), Timestamp: -1, Key: []byte("k"), Value: []byte("v"), Headers: hs})
+	}
+	var e abi.Emit
+	allocs := testing.AllocsPerRun(100, func() {
+		for b := buf; len(b) > 0; {
+			var err error
+			if b, err = abi.NextEmit(b, &e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per buffer, want 0", allocs)
+	}
+}
+
+func TestSizes(t *testing.T) {
+	topics := []string{"clicks", "", "orders"}
+	hs := []abi.Header{{Key: "trace", Value: []byte("t1")}, {Key: "gone"}}
+	recs := []abi.Record{
+		{Topic: "clicks", Key: []byte("k"), Value: []byte("value"), Headers: hs},
+		{Topic: "orders"},
+		{Topic: "", Key: []byte{}, Value: nil},
+	}
+	want := abi.BatchHeaderSize + abi.TopicTableSize(topics)
+	for _, r := range recs {
+		want += abi.RecordSize(r.Key, r.Value)
+		for _, h := range r.Headers {
+			want += abi.HeaderSize(h.Key, h.Value)
+		}
+	}
+	if got := len(abi.EncodeBatch(nil, &abi.Batch{Topics: topics, Records: recs})); got != want {
+		t.Fatalf("the sizes add up to %d bytes, the encoding has %d", want, got)
+	}
+}
+
+func FuzzDecodeEmits(f *testing.F) {
+	vs, err := abitest.Load("testdata")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, v := range vs {
+		if v.Kind == "emits" {
+			f.Add(v.Encoded)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		es, err := abi.DecodeEmits(b)
+		if err != nil {
+			return
+		}
+		// What decodes must re-encode to the same bytes, and every header
+		// list in it must decode.
+		var got []byte
+		for i := range es {
+			got = abi.AppendEmit(got, &es[i])
+			if len(es[i].Headers) > 0 {
+				if _, err := abi.DecodeHeaders(es[i].Headers, nil); err != nil {
+					t.Fatalf("entry %d: the header list passed the check but does not decode: %v", i, err)
+				}
+			}
+		}
+		if !bytes.Equal(got, b) {
+			t.Fatalf("re-encode differs:\n in %x\nout %x", b, got)
+		}
+	})
+}

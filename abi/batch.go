@@ -47,6 +47,24 @@ const BatchHeaderSize = 4 + 8 + 2
 // RecordFixedSize is the size of a record's fixed part before its key.
 const RecordFixedSize = 1 + 2 + 4 + 8 + 8
 
+// TopicTableSize is the encoded size of a batch's topic table: a batch
+// header takes BatchHeaderSize plus this.
+func TopicTableSize(topics []string) int {
+	n := 0
+	for _, t := range topics {
+		n += 2 + len(t)
+	}
+	return n
+}
+
+// RecordSize is the encoded size of one record without its header pairs
+// (AppendRecord's output); each header adds HeaderSize.
+func RecordSize(key, value []byte) int { return RecordFixedSize + 12 + len(key) + len(value) }
+
+// HeaderSize is the encoded size of one header pair (AppendHeader's
+// output).
+func HeaderSize(key string, value []byte) int { return 8 + len(key) + len(value) }
+
 // ErrTruncated reports an encoding that ends before its declared contents.
 var ErrTruncated = errors.New("streamrt: abi: truncated encoding")
 

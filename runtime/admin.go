@@ -14,8 +14,6 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/control"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // maxModuleBytes bounds a module uploaded through the admin API.
@@ -175,10 +173,14 @@ func (h *host) deploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prev, exists := h.ctl.App(name)
-	spec := control.Spec{App: name, Version: prev.Version + 1, Config: req.Config, Generation: prev.Generation, Canary: req.Canary,
-		DeployedBy: req.DeployedBy, DeployedAt: time.Now().UTC()}
+	if exists && !prev.Deleted && prev.Generation > prev.Serving {
+		writeError(w, http.StatusConflict, fmt.Sprintf("app %q is rebuilding generation %d: wait for its flip, or roll back to cancel it", name, prev.Generation))
+		return
+	}
+	spec := control.Spec{App: name, Version: prev.Version + 1, Config: req.Config, Generation: prev.Serving, Serving: prev.Serving, Canary: req.Canary,
+		FlippedFrom: prev.FlippedFrom, DeployedBy: req.DeployedBy, DeployedAt: time.Now().UTC()}
 	if req.Rebuild && exists && !prev.Deleted {
-		spec.Generation++
+		spec.Generation = h.nextGeneration(name, prev)
 	}
 	code, err := h.checkSpec(&spec)
 	if err != nil {
@@ -233,7 +235,20 @@ func (h *host) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	versions := h.ctl.Versions(name)
 	var target *control.Spec
-	if to := r.URL.Query().Get("to"); to != "" {
+	if cur.Generation > cur.Serving {
+		// A rollback during a rebuild cancels it: back to the version the
+		// serving generation runs.
+		if r.URL.Query().Get("to") != "" {
+			writeError(w, http.StatusConflict, fmt.Sprintf("app %q is rebuilding generation %d: a rollback cancels the rebuild, without --to", name, cur.Generation))
+			return
+		}
+		back := h.latestOf(name, cur.Serving)
+		if back.Version == 0 {
+			writeError(w, http.StatusConflict, fmt.Sprintf("app %q keeps no version of its serving generation %d", name, cur.Serving))
+			return
+		}
+		target = &back
+	} else if to := r.URL.Query().Get("to"); to != "" {
 		v, err := strconv.ParseInt(to, 10, 64)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("to: a version number, got %q", to))
@@ -262,12 +277,15 @@ func (h *host) rollback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	spec := *target
-	spec.Version, spec.Generation, spec.Canary = cur.Version+1, cur.Generation, 0
+	spec.Version, spec.Generation, spec.Serving, spec.Canary, spec.FlippedFrom = cur.Version+1, cur.Serving, cur.Serving, 0, cur.FlippedFrom
 	spec.DeployedAt, spec.DeployedBy = time.Now().UTC(), r.URL.Query().Get("by")
 	spec.Note = fmt.Sprintf("rollback from version %d to version %d", cur.Version, target.Version)
-	if target.Generation != cur.Generation {
+	switch {
+	case cur.Generation > cur.Serving:
+		spec.Note += ", cancelling the rebuild of generation " + strconv.Itoa(cur.Generation)
+	case target.Generation != cur.Serving:
 		// Earlier state is gone with its generation: rebuild it.
-		spec.Generation = cur.Generation + 1
+		spec.Generation = h.nextGeneration(name, cur)
 		spec.Note += ", rebuilt"
 	}
 	if code, err := h.checkSpec(&spec); err != nil {
@@ -293,7 +311,7 @@ func (h *host) promote(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
 		return
 	}
-	if cur.Canary == 0 {
+	if cur.Canary == 0 || cur.Generation > cur.Serving {
 		writeError(w, http.StatusConflict, fmt.Sprintf("app %q version %d is not a canary", name, cur.Version))
 		return
 	}
@@ -322,7 +340,7 @@ func (h *host) deleteApp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
 		return
 	}
-	spec := control.Spec{App: name, Version: cur.Version + 1, Generation: cur.Generation, Deleted: true, Purge: purge, DeployedAt: time.Now().UTC(), Config: cur.Config}
+	spec := control.Spec{App: name, Version: cur.Version + 1, Generation: cur.Generation, Serving: cur.Generation, Deleted: true, Purge: purge, DeployedAt: time.Now().UTC(), Config: cur.Config}
 	if err := h.ctl.PutSpec(r.Context(), spec, h.cfg.VersionsKept); err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -342,7 +360,7 @@ func (h *host) deleteApp(w http.ResponseWriter, r *http.Request) {
 
 // purgeKafka deletes an app's consumer group and internal topics (its
 // changelogs and repartition topics) once every instance has left the
-// group, waiting up to a minute for that. It returns what it deleted.
+// group. It returns what it deleted.
 func (h *host) purgeKafka(ctx context.Context, spec control.Spec) ([]string, error) {
 	cfg, err := parseAppSpec(h.cfg, spec, h.advertise)
 	if err != nil {
@@ -352,53 +370,12 @@ func (h *host) purgeKafka(ctx context.Context, spec control.Spec) ([]string, err
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.cfg.Brokers...))
+	adm, closeAdm, err := h.newAdmin()
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	group := cfg.App
-	deadline := time.Now().Add(time.Minute)
-	for {
-		described, err := adm.DescribeGroups(ctx, group)
-		if err == nil {
-			if d, ok := described[group]; !ok || len(d.Members) == 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the group %q still has members after a minute; its topics are kept", group)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	var deleted []string
-	if _, err := adm.DeleteGroups(ctx, group); err == nil {
-		deleted = append(deleted, "group "+group)
-	}
-	var topics []string
-	for _, u := range topo.Topics() {
-		if u.Changelog || strings.HasSuffix(u.Name, "-repartition") && strings.HasPrefix(u.Name, cfg.App+"-") {
-			topics = append(topics, u.Name)
-		}
-	}
-	sort.Strings(topics)
-	if len(topics) > 0 {
-		resp, err := adm.DeleteTopics(ctx, topics...)
-		if err != nil {
-			return deleted, fmt.Errorf("delete topics %v: %w", topics, err)
-		}
-		for _, r := range resp.Sorted() {
-			if r.Err == nil {
-				deleted = append(deleted, "topic "+r.Topic)
-			}
-		}
-	}
-	return deleted, nil
+	defer closeAdm()
+	return deleteGeneration(ctx, adm, cfg, topo)
 }
 
 // appInfo is an app as GET /v1/admin/apps lists it.
@@ -456,6 +433,16 @@ func (h *host) getApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, h.info(spec, true))
+}
+
+// nextGeneration is a generation number app has never used: a cancelled
+// rebuild's group and topics may outlive it for a while.
+func (h *host) nextGeneration(app string, cur control.Spec) int {
+	next := cur.Generation + 1
+	for _, v := range h.ctl.Versions(app) {
+		next = max(next, v.Generation+1)
+	}
+	return next
 }
 
 func versionList(vs []control.Spec) string {

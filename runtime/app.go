@@ -56,6 +56,9 @@ type appSpec struct {
 	// and prefix the path its API is served under ("" in run mode,
 	// "/apps/NAME" in a server).
 	advertise, prefix string
+	// gate runs when partitions are assigned, before they are planned
+	// (engine.SetAssignGate); nil for none.
+	gate func(ctx context.Context) error
 }
 
 // openApp compiles an app's modules, opens its state and prepares its
@@ -110,6 +113,9 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	if a.eng, err = engine.New(cfg, a.db, a.metrics, a.log, stages); err != nil {
 		return nil, err
 	}
+	if s.gate != nil {
+		a.eng.SetAssignGate(s.gate)
+	}
 	stores := queryStores(s.topo)
 	if len(queryModules) > 0 {
 		a.handlers = serve.NewHandlers(a.db, stores, a.log)
@@ -117,8 +123,15 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 			a.handlers.SetModule(stage, qm)
 		}
 	}
-	a.api = serve.New(serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
-		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers})
+	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
+		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
+		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
+	if cfg.HTTPTLS.Enabled() {
+		if opts.ForwardTLS, err = cfg.HTTPTLS.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("http_tls.%w", err)
+		}
+	}
+	a.api = serve.New(opts)
 	return a, nil
 }
 
@@ -128,13 +141,16 @@ func (a *app) Handler() http.Handler { return a.api }
 // Run creates the app's missing topics and processes records until ctx
 // ends; a broker that is down is waited for.
 func (a *app) Run(ctx context.Context) error {
+	if a.cfg.Kafka.TLS.InsecureSkipVerify {
+		a.log.Warn("kafka.tls.insecure_skip_verify is on: any certificate is accepted from the brokers, so anyone on the way can read and change what the app sends and receives; for tests only")
+	}
 	if err := ensureTopics(ctx, a.cfg, a.topo, a.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.App)
+	a.log.Info("processing", "brokers", a.cfg.Brokers, "group", a.cfg.Internal(), "kafka", a.cfg.Kafka.Describe())
 	return a.eng.Run(ctx)
 }
 
@@ -143,7 +159,11 @@ func (a *app) Run(ctx context.Context) error {
 // A module that does not compile or validate is refused, and the stage
 // keeps its version. It reports whether the version was new.
 func (a *app) Swap(ctx context.Context, stage string, b []byte) (bool, error) {
-	p, err := a.prepare(ctx, map[string][]byte{stage: b})
+	sc, ok := a.cfg.Stage(stage)
+	if !ok {
+		return false, fmt.Errorf("no stage %q", stage)
+	}
+	p, err := a.prepare(ctx, map[string]source{stage: {sc.Module, b}}, 0)
 	if err != nil || len(p.stages) == 0 {
 		return false, err
 	}
@@ -155,30 +175,43 @@ func (a *app) Swap(ctx context.Context, stage string, b []byte) (bool, error) {
 type prepared struct {
 	stages  map[string]*wasm.Module // by stage; only those whose version changes
 	queries map[string]*wasm.Module // for stages that serve routes
+	// canary, when positive, runs the new versions on that many
+	// partitions only; zero runs them everywhere and ends any canary.
+	canary int32
+}
+
+// source is a module's bytes and the name errors give it: its file, or
+// its content address.
+type source struct {
+	name  string
+	bytes []byte
 }
 
 // prepare compiles and validates new module bytes for stages, leaving out
 // the stages whose version would not change. A module that does not compile
-// or validate fails it, naming the stage.
-func (a *app) prepare(ctx context.Context, modules map[string][]byte) (*prepared, error) {
+// or validate fails it, naming the stage and the module.
+func (a *app) prepare(ctx context.Context, modules map[string]source, canary int32) (*prepared, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p := &prepared{stages: map[string]*wasm.Module{}, queries: map[string]*wasm.Module{}}
-	for stage, b := range modules {
+	p := &prepared{stages: map[string]*wasm.Module{}, queries: map[string]*wasm.Module{}, canary: canary}
+	for stage, src := range modules {
 		sc, ok := a.cfg.Stage(stage)
 		if !ok {
 			return nil, fmt.Errorf("no stage %q", stage)
 		}
+		b := src.bytes
 		if old := a.eng.Module(stage); old != nil && old.Version() == wasm.Version(b) {
 			continue
 		}
-		m, err := a.stageEngines[stage].Compile(ctx, sc.Module, b)
+		m, err := a.stageEngines[stage].Compile(ctx, src.name, b)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: %w", stage, err)
 		}
 		p.stages[stage] = m
 		if qe := a.queryEngines[stage]; qe != nil {
-			if p.queries[stage], err = compileQueryModule(ctx, qe, *sc, b); err != nil {
+			qsc := *sc
+			qsc.Module = src.name
+			if p.queries[stage], err = compileQueryModule(ctx, qe, qsc, b); err != nil {
 				return nil, err
 			}
 		}
@@ -187,18 +220,33 @@ func (a *app) prepare(ctx context.Context, modules map[string][]byte) (*prepared
 }
 
 // commit swaps prepared versions in: the stages' tasks switch at the start
-// of their next cycle, their query handlers at their next request.
+// of their next cycle, their query handlers at their next request. A
+// canary swaps them in on its partitions only, and leaves the query
+// handlers on the version the other partitions run; otherwise every
+// canary of the app ends.
 func (a *app) commit(p *prepared) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for stage, m := range p.stages {
-		if qm := p.queries[stage]; qm != nil {
-			a.handlers.SetModule(stage, qm)
+	for _, sc := range a.cfg.Stages {
+		m := p.stages[sc.Name]
+		switch {
+		case p.canary > 0 && m != nil:
+			if err := a.eng.Canary(sc.Name, m, p.canary); err != nil {
+				return err
+			}
+			a.log.Info("canary module swapped in; its partitions switch at their next cycle", "stage", sc.Name, "version", short(m.Version()), "partitions", p.canary)
+		case p.canary > 0:
+		case m != nil:
+			if qm := p.queries[sc.Name]; qm != nil {
+				a.handlers.SetModule(sc.Name, qm)
+			}
+			if err := a.eng.Swap(sc.Name, m); err != nil {
+				return err
+			}
+			a.log.Info("module swapped in; tasks switch at their next cycle", "stage", sc.Name, "version", short(m.Version()))
+		default:
+			a.eng.Canary(sc.Name, nil, 0)
 		}
-		if err := a.eng.Swap(stage, m); err != nil {
-			return err
-		}
-		a.log.Info("module swapped in; tasks switch at their next cycle", "stage", stage, "version", short(m.Version()))
 	}
 	return nil
 }

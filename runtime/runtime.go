@@ -8,6 +8,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +90,14 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP, err)
 	}
 	defer ln.Close()
+	serveLn := ln
+	if cfg.HTTPTLS.Enabled() {
+		tc, err := cfg.HTTPTLS.ServerConfig()
+		if err != nil {
+			return fmt.Errorf("http_tls.%w", err)
+		}
+		serveLn = tls.NewListener(ln, tc)
+	}
 	advertised := *cfg
 	advertised.Advertise = advertiseAddr(cfg.Advertise, ln.Addr())
 	cfg = &advertised
@@ -99,8 +108,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer a.Close()
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, r.log)()
-	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise)
+	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, r.log)()
+	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise, "tls", cfg.HTTPTLS.Enabled(),
+		"client_certificates", cfg.HTTPTLS.RequireClientCert())
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

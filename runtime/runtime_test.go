@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -92,8 +93,15 @@ func startApp(t *testing.T, spec appSpec) *app {
 }
 
 // startYAML runs an app from a whole configuration; the shared cache_dir is
-// added to it.
+// added to it, and the TLS and SASL of a secured test cluster.
 func startYAML(t *testing.T, yaml, stateDir string, watch bool) *app {
+	t.Helper()
+	return startWith(t, yaml, stateDir, watch, testkafka.Overrides(t))
+}
+
+// startWith is startYAML with kafka, keys that set the app's kafka section,
+// in place of the test cluster's.
+func startWith(t *testing.T, yaml, stateDir string, watch bool, kafka map[string]string) *app {
 	t.Helper()
 	dir := t.TempDir()
 	if stateDir == "" {
@@ -108,7 +116,9 @@ func startYAML(t *testing.T, yaml, stateDir string, watch bool) *app {
 	}
 	spec := appSpec{stateDir: stateDir, watch: watch}
 	a := &app{t: t, file: file, http: freeAddr(t), stateDir: spec.stateDir, log: &syncBuffer{}}
-	cfg, err := config.Load(file, map[string]string{"http": a.http, "state_dir": spec.stateDir})
+	overrides := map[string]string{"http": a.http, "state_dir": spec.stateDir}
+	maps.Copy(overrides, kafka)
+	cfg, err := config.Load(file, overrides)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/tetratelabs/wazero"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.yaml.in/yaml/v3"
 )
 
 // ServerOptions are the settings of a Server that are not part of its
@@ -85,8 +87,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	log := s.log.With("instance", instance)
 
+	security, err := KafkaOptions(cfg.Kafka)
+	if err != nil {
+		return err
+	}
 	topics := control.Topics{Apps: cfg.Control.AppsTopic, Modules: cfg.Control.ModulesTopic, Status: cfg.Control.StatusTopic}
-	ctl, err := control.Open(ctx, topics, cfg.ReplicationFactor, log, kgo.SeedBrokers(cfg.Brokers...))
+	ctl, err := control.Open(ctx, topics, cfg.ReplicationFactor, log, append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, security...)...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -104,7 +110,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ctl.Run(tailCtx)
 	}()
 
-	h := &host{cfg: cfg, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}}
+	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]http.Handler{}, kicks: make(chan chan struct{})}
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
 	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps)
@@ -117,6 +123,7 @@ func (s *Server) Run(ctx context.Context) error {
 // topics say.
 type host struct {
 	cfg       *config.Server
+	security  []kgo.Opt // TLS and SASL to the brokers
 	log       *slog.Logger
 	cache     wazero.CompilationCache
 	ctl       *control.Log
@@ -133,17 +140,22 @@ type host struct {
 	// name. The reconciler changes it under rmu, never while it compiles.
 	rmu    sync.RWMutex
 	routes map[string]http.Handler
+
+	// kicks asks the reconciler for a step now, closing the channel sent
+	// once the step is done.
+	kicks chan chan struct{}
 }
 
-// hosted is one app on this server.
+// hosted is one app on this server: the generation serving it and, during
+// a rebuild, the one replaying its inputs beside it.
 type hosted struct {
-	spec control.Spec // the version running
-	app  *app
-	log  *slog.Logger
+	*generation // the generation serving: its version in force
+	log         *slog.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error // what Run returned, once done is closed
+	// build is the generation being rebuilt, nil when none is; flipping
+	// is set once the serving generation was stopped for the flip.
+	build    *generation
+	flipping bool
 
 	// A swap under way: the version prepared, and its compiled modules.
 	next     *control.Spec
@@ -153,22 +165,69 @@ type hosted struct {
 	reason  string
 }
 
+// generation is one generation of an app running on this server.
+type generation struct {
+	spec control.Spec // the version it runs
+	app  *app
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // what Run returned, once done is closed
+
+	// fence holds a rebuilding generation behind the serving one, and
+	// stopFence ends its reading of the groups' offsets.
+	fence     *fence
+	stopFence context.CancelFunc
+}
+
 // moduleWait bounds how long a server waits for a module's chunks to be
 // read after the spec that names it.
 const moduleWait = 30 * time.Second
 
 // reconcile steps the apps toward the control topics at every change of
-// them, and every second while a swap waits for the other instances.
+// them, at every kick, and every second while a swap waits for the other
+// instances.
 func (h *host) reconcile(ctx context.Context) {
+	var kicked []chan struct{}
 	for {
 		changed := h.ctl.Changed()
 		h.step(ctx)
+		for _, done := range kicked {
+			close(done)
+		}
+		kicked = kicked[:0]
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case done := <-h.kicks:
+			kicked = append(kicked, done)
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// gate is every app's assignment gate: it reads the control topics to
+// their end and waits for a reconciler step over what it read, so that a
+// swap another instance has made (its barrier complete in the status
+// topic) is made here too before newly assigned partitions run.
+func (h *host) gate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.ctl.Sync(ctx); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	select {
+	case h.kicks <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -177,8 +236,7 @@ func (h *host) step(ctx context.Context) {
 	want := h.ctl.Apps()
 	for name, hs := range h.apps {
 		if spec, ok := want[name]; !ok || spec.Deleted {
-			h.stop(hs, "deleted")
-			h.remove(name)
+			h.stopApp(hs, "deleted")
 			if ok && spec.Purge {
 				h.purgeLocal(name)
 			}
@@ -190,12 +248,28 @@ func (h *host) step(ctx context.Context) {
 			continue
 		}
 		hs := h.apps[name]
+		if hs != nil && hs.build != nil && spec.Generation < hs.build.spec.Generation && !hs.flipping {
+			// A rollback cancelled the rebuild.
+			b := hs.build
+			hs.build = nil
+			stopGen(b, hs.log, "rebuild cancelled")
+			h.closeGen(name, b)
+			if err := os.RemoveAll(filepath.Join(h.cfg.StateDir, "apps", name, fmt.Sprintf("g%d", b.spec.Generation))); err != nil {
+				hs.log.Warn("removing the cancelled generation's state failed", "err", err)
+			}
+			if h.designated(name) {
+				go h.dropGeneration(b.spec, hs.log)
+			}
+		}
+		if hs != nil && hs.build == nil && hs.fence != nil {
+			h.finishFlip(ctx, hs)
+		}
 		switch {
 		case hs == nil:
 			if spec.Version != h.refusedOf(name) {
 				h.start(ctx, spec)
 			}
-		case hs.done != nil && isClosed(hs.done):
+		case isClosed(hs.done) && !hs.flipping:
 			// The app stopped on its own: report it; a new version
 			// starts it again.
 			if hs.refused != hs.spec.Version {
@@ -203,15 +277,18 @@ func (h *host) step(ctx context.Context) {
 				h.report(ctx, hs, control.StateFailed)
 			}
 			if spec.Version > hs.spec.Version {
-				h.remove(name)
+				h.stopApp(hs, "restarting for version "+fmt.Sprint(spec.Version))
 				h.start(ctx, spec)
 			}
+		case spec.Serving > hs.spec.Generation:
+			h.flip(ctx, hs, spec)
+		case spec.Generation > hs.spec.Generation:
+			h.rebuild(ctx, hs, spec)
 		case spec.Version > hs.spec.Version && spec.Version != hs.refused:
-			if spec.Generation == hs.spec.Generation && modulesOnly(hs.spec, spec) {
+			if modulesOnly(hs.spec, spec) {
 				h.swap(ctx, hs, spec)
 			} else {
-				h.stop(hs, "restarting for version "+fmt.Sprint(spec.Version))
-				h.remove(name)
+				h.stopApp(hs, "restarting for version "+fmt.Sprint(spec.Version))
 				h.start(ctx, spec)
 			}
 		}
@@ -222,10 +299,22 @@ func (h *host) step(ctx context.Context) {
 func (h *host) refusedOf(app string) int64 { return h.failedStarts[app] }
 
 // start opens and runs an app's version. An app that cannot start is
-// reported with why, and tried again only for a newer version.
+// reported with why, and tried again only for a newer version. During a
+// rebuild it starts the generation serving, and the one being rebuilt.
 func (h *host) start(ctx context.Context, spec control.Spec) {
 	log := h.log.With("app", spec.App)
-	a, err := h.open(ctx, spec, log)
+	h.removeOtherGenerations(spec)
+	serving := spec
+	switch {
+	case spec.Serving < spec.Generation:
+		serving = h.latestOf(spec.App, spec.Serving)
+	case spec.FlippedFrom != nil && *spec.FlippedFrom != spec.Generation:
+		h.startFlipped(ctx, spec, log)
+		return
+	default:
+		serving = h.joinSwap(spec)
+	}
+	g, err := h.startGen(ctx, serving, nil, log)
 	if err != nil {
 		h.failedStarts[spec.App] = spec.Version
 		log.Error("app not started", "version", spec.Version, "err", err)
@@ -233,19 +322,157 @@ func (h *host) start(ctx context.Context, spec control.Spec) {
 		return
 	}
 	delete(h.failedStarts, spec.App)
-	actx, cancel := context.WithCancel(context.Background())
-	hs := &hosted{spec: spec, app: a, log: log, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(hs.done)
-		hs.err = a.Run(actx)
-		a.Close()
-	}()
+	hs := &hosted{generation: g, log: log}
 	h.apps[spec.App] = hs
-	h.rmu.Lock()
-	h.routes[spec.App] = http.StripPrefix(appPrefix(spec.App), a.Handler())
-	h.rmu.Unlock()
-	log.Info("app started", "version", spec.Version, "generation", spec.Generation)
+	h.route(spec.App, "", g)
+	log.Info("app started", "version", serving.Version, "generation", serving.Generation)
 	h.report(ctx, hs, control.StateRunning)
+	if spec.Generation > serving.Generation {
+		h.rebuild(ctx, hs, spec)
+	}
+}
+
+// clientOpts are the options of the server's own Kafka clients.
+func (h *host) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(h.cfg.Brokers...)}, h.security...)
+}
+
+// joinSwap returns the version an instance starting an app runs first:
+// spec, unless spec is a swap that no instance has made yet. Then it is the
+// version the others run, and the instance joins the swap's barrier like
+// them, so that no partition it takes over is processed by a version the
+// others have not swapped in.
+func (h *host) joinSwap(spec control.Spec) control.Spec {
+	var running int64
+	for id, st := range h.ctl.Statuses(spec.App) {
+		if id == h.instance || st.Version == 0 {
+			continue
+		}
+		if st.Version >= spec.Version {
+			return spec
+		}
+		running = max(running, st.Version)
+	}
+	for _, v := range h.ctl.Versions(spec.App) {
+		if v.Version == running && !v.Deleted && v.Generation == spec.Generation && modulesOnly(v, spec) {
+			return v
+		}
+	}
+	return spec
+}
+
+// startFlipped starts an app whose last flip may not have finished
+// everywhere: this instance restarted during it. The generation serving
+// runs behind a fence against the one it replaced, as it did on the other
+// instances, so that it drops the outputs of the offsets the old
+// generation processed. Once the old group is empty and the new one has
+// passed its offsets everywhere, the fence has nothing left to hold (which
+// is at once when the old group is gone).
+func (h *host) startFlipped(ctx context.Context, spec control.Spec, log *slog.Logger) {
+	g, err := h.startFenced(ctx, spec, *spec.FlippedFrom, log)
+	if err != nil {
+		h.failedStarts[spec.App] = spec.Version
+		log.Error("app not started", "version", spec.Version, "err", err)
+		h.putStatus(ctx, control.Status{App: spec.App, State: control.StateFailed, Failed: spec.Version, Reason: err.Error()}, false)
+		return
+	}
+	g.fence.flip()
+	delete(h.failedStarts, spec.App)
+	hs := &hosted{generation: g, log: log}
+	h.apps[spec.App] = hs
+	h.route(spec.App, "", g)
+	log.Info("app started, finishing the flip from generation "+strconv.Itoa(*spec.FlippedFrom), "version", spec.Version, "generation", spec.Generation)
+	h.finishFlip(ctx, hs)
+}
+
+// finishFlip ends the fence of an app started by startFlipped once it has
+// nothing left to hold, and then deletes what is left of the generation it
+// replaced.
+func (h *host) finishFlip(ctx context.Context, hs *hosted) {
+	_, _, _, caughtUp := hs.fence.progress()
+	if !hs.fence.finalKnown() || !caughtUp {
+		h.report(ctx, hs, control.StateRebuilding)
+		return
+	}
+	hs.stopFence()
+	hs.fence, hs.stopFence = nil, nil
+	hs.log.Info("the flip is finished", "generation", hs.spec.Generation)
+	h.report(ctx, hs, control.StateRunning)
+	if from := hs.spec.FlippedFrom; from != nil && h.designated(hs.spec.App) {
+		if old := h.latestOf(hs.spec.App, *from); old.Version != 0 {
+			go h.dropGeneration(old, hs.log)
+		}
+	}
+}
+
+// removeOtherGenerations removes the local state of an app's generations
+// that spec neither serves nor rebuilds: left by a flip or a cancelled
+// rebuild this instance did not see to its end.
+func (h *host) removeOtherGenerations(spec control.Spec) {
+	dir := filepath.Join(h.cfg.StateDir, "apps", spec.App)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "g"))
+		if err != nil || !strings.HasPrefix(e.Name(), "g") || n == spec.Serving || n == spec.Generation {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			h.log.Warn("removing an old generation's state failed", "app", spec.App, "dir", e.Name(), "err", err)
+		} else {
+			h.log.Info("removed an old generation's state", "app", spec.App, "dir", e.Name())
+		}
+	}
+}
+
+// latestOf is the newest kept version of app's generation gen.
+func (h *host) latestOf(app string, gen int) control.Spec {
+	var out control.Spec
+	for _, v := range h.ctl.Versions(app) {
+		if v.Generation == gen && !v.Deleted && v.Version > out.Version {
+			out = v
+		}
+	}
+	return out
+}
+
+// startGen opens and runs one generation of an app, held behind f when it
+// is being rebuilt. A canary version starts as the cluster runs it: the
+// version before it on most partitions, itself on the canary's.
+func (h *host) startGen(ctx context.Context, spec control.Spec, f *fence, log *slog.Logger) (*generation, error) {
+	base := spec
+	if spec.Canary > 0 {
+		for _, v := range h.ctl.Versions(spec.App) {
+			if v.Version < spec.Version && v.Canary == 0 && !v.Deleted && v.Generation == spec.Generation && modulesOnly(v, spec) {
+				base = v
+			}
+		}
+	}
+	a, err := h.open(ctx, base, log)
+	if err == nil && base.Version != spec.Version {
+		var p *prepared
+		if p, err = h.prepareApp(ctx, a, spec); err == nil {
+			err = a.commit(p)
+		}
+		if err != nil {
+			a.Close()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f != nil {
+		a.eng.SetFence(f)
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	g := &generation{spec: spec, app: a, cancel: cancel, done: make(chan struct{}), fence: f}
+	go func() {
+		defer close(g.done)
+		g.err = a.Run(actx)
+	}()
+	return g, nil
 }
 
 // open prepares an app's version on this server: its configuration with
@@ -269,7 +496,7 @@ func (h *host) open(ctx context.Context, spec control.Spec, log *slog.Logger) (*
 		}
 		modules[sc.Name] = b
 	}
-	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(spec.App)})
+	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(genKey(spec.App, spec.Generation)), gate: h.gate})
 }
 
 // appConfig parses a spec's configuration as this server runs it.
@@ -281,12 +508,29 @@ func (h *host) appConfig(spec control.Spec) (*config.Config, error) {
 // the server's brokers and address, its cache, and a state directory per
 // app and generation. The environment does not reach it.
 func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*config.Config, error) {
+	// A deployed configuration names its modules by content address;
+	// say so before config.Parse looks for files on this machine.
+	var doc struct {
+		Stages []struct {
+			Module any `yaml:"module"`
+		} `yaml:"stages"`
+	}
+	if yaml.Unmarshal([]byte(spec.Config), &doc) == nil {
+		for i, st := range doc.Stages {
+			if m, ok := st.Module.(string); ok && !strings.HasPrefix(m, config.ModulePrefix) {
+				return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, m)
+			}
+		}
+	}
 	overrides := map[string]string{
-		"brokers":   strings.Join(sc.Brokers, ","),
-		"http":      sc.HTTP,
-		"advertise": advertise,
-		"state_dir": filepath.Join(sc.StateDir, "apps", spec.App, fmt.Sprintf("g%d", spec.Generation)),
-		"cache_dir": sc.CacheDir,
+		"brokers":    strings.Join(sc.Brokers, ","),
+		"http":       sc.HTTP,
+		"advertise":  advertise,
+		"state_dir":  filepath.Join(sc.StateDir, "apps", spec.App, fmt.Sprintf("g%d", spec.Generation)),
+		"generation": strconv.Itoa(spec.Generation),
+		"cache_dir":  sc.CacheDir,
+		// Outputs say which version produced them: swaps happen live.
+		"module_header": "true",
 	}
 	cfg, err := config.Parse([]byte(spec.Config), "", nil, overrides)
 	if err != nil {
@@ -295,6 +539,8 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 	if cfg.App != spec.App {
 		return nil, fmt.Errorf("%w: app: the configuration names app %q, deployed as %q", config.ErrInvalid, cfg.App, spec.App)
 	}
+	// The server's cluster, and how it connects to it, are every app's.
+	cfg.Kafka = sc.Kafka
 	for i, st := range cfg.Stages {
 		if _, ok := config.ModuleHash(st.Module); !ok {
 			return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, st.Module)
@@ -305,31 +551,76 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 
 func appPrefix(app string) string { return "/apps/" + app }
 
-// stop ends a hosted app's run, waiting for its last commit.
-func (h *host) stop(hs *hosted, why string) {
-	hs.cancel()
-	select {
-	case <-hs.done:
-	case <-time.After(2 * time.Minute):
-		hs.log.Error("app did not stop within 2 minutes", "why", why)
-		return
+// stopGen ends a generation's run, waiting for its last commit; its API
+// serves on until closeGen.
+func stopGen(g *generation, log *slog.Logger, why string) {
+	g.cancel()
+	if g.stopFence != nil {
+		g.stopFence()
 	}
+	select {
+	case <-g.done:
+		log.Info("generation stopped", "generation", g.spec.Generation, "why", why)
+	case <-time.After(2 * time.Minute):
+		log.Error("generation did not stop within 2 minutes", "generation", g.spec.Generation, "why", why)
+	}
+}
+
+// closeGen releases a stopped generation and its routes.
+func (h *host) closeGen(app string, g *generation) {
+	h.rmu.Lock()
+	delete(h.routes, genKey(app, g.spec.Generation))
+	h.rmu.Unlock()
+	g.app.Close()
+}
+
+// stopApp stops every generation of a hosted app and forgets it.
+func (h *host) stopApp(hs *hosted, why string) {
+	name := hs.spec.App
+	h.rmu.Lock()
+	for key := range h.routes {
+		if key == name || strings.HasPrefix(key, name+"@") {
+			delete(h.routes, key)
+		}
+	}
+	h.rmu.Unlock()
+	for _, g := range []*generation{hs.build, hs.generation} {
+		if g != nil {
+			stopGen(g, hs.log, why)
+			h.closeGen(name, g)
+		}
+	}
+	delete(h.apps, name)
 	hs.log.Info("app stopped", "why", why)
 }
 
-// remove forgets a stopped app.
-func (h *host) remove(app string) {
-	delete(h.apps, app)
+// route makes g's API reachable at /apps/NAME@gN/, where instances forward
+// requests of that generation, and, unless only, at /apps/NAME/: the
+// generation that serves.
+func (h *host) route(app string, only string, g *generation) {
 	h.rmu.Lock()
-	delete(h.routes, app)
-	h.rmu.Unlock()
+	defer h.rmu.Unlock()
+	key := genKey(app, g.spec.Generation)
+	h.routes[key] = http.StripPrefix(appPrefix(key), g.app.Handler())
+	if only == "" {
+		h.routes[app] = http.StripPrefix(appPrefix(app), g.app.Handler())
+	}
 }
+
+// alias routes requests for key, a retired generation, to g.
+func (h *host) alias(key string, g *generation) {
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	h.routes[key] = http.StripPrefix(appPrefix(key), g.app.Handler())
+}
+
+// genKey names one generation of an app in paths: NAME@gN.
+func genKey(app string, gen int) string { return fmt.Sprintf("%s@g%d", app, gen) }
 
 // stopAll stops every app: the server is ending.
 func (h *host) stopAll() {
-	for name, hs := range h.apps {
-		h.stop(hs, "server stopping")
-		h.remove(name)
+	for _, hs := range h.apps {
+		h.stopApp(hs, "server stopping")
 	}
 }
 
@@ -380,20 +671,24 @@ func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 
 // prepare compiles a version's modules for a running app.
 func (h *host) prepare(ctx context.Context, hs *hosted, spec control.Spec) (*prepared, error) {
+	return h.prepareApp(ctx, hs.app, spec)
+}
+
+func (h *host) prepareApp(ctx context.Context, a *app, spec control.Spec) (*prepared, error) {
 	cfg, err := h.appConfig(spec)
 	if err != nil {
 		return nil, err
 	}
-	modules := map[string][]byte{}
+	modules := map[string]source{}
 	for _, sc := range cfg.Stages {
 		hash, _ := config.ModuleHash(sc.Module)
-		if b, err := h.ctl.Module(ctx, hash, moduleWait); err != nil {
+		b, err := h.ctl.Module(ctx, hash, moduleWait)
+		if err != nil {
 			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
-		} else {
-			modules[sc.Name] = b
 		}
+		modules[sc.Name] = source{sc.Module, b}
 	}
-	return hs.app.prepare(ctx, modules)
+	return a.prepare(ctx, modules, int32(spec.Canary))
 }
 
 // barrier reports whether every member of the app's group has prepared
@@ -422,7 +717,18 @@ func (h *host) barrier(hs *hosted, v int64) (ready bool, refusedBy string) {
 
 // report writes this instance's status of a hosted app.
 func (h *host) report(ctx context.Context, hs *hosted, state string) {
-	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state}
+	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state, Serving: hs.spec.Generation}
+	b, flipping := hs.build, hs.flipping
+	if b == nil && hs.fence != nil {
+		b, flipping = hs.generation, true // finishing a flip after a restart
+	}
+	if b != nil && b.fence != nil {
+		replayed, lag, eta, _ := b.fence.progress()
+		st.Rebuild = &control.Rebuild{Generation: b.spec.Generation, Replayed: replayed, Lag: lag, ETASeconds: eta, Flipping: flipping,
+			Ready: buildReady(hs)}
+		hs.app.metrics.RebuildReplayed.Set(float64(replayed))
+		hs.app.metrics.RebuildLag.Set(float64(lag))
+	}
 	if hs.next != nil {
 		st.Prepared = hs.next.Version
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/control"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 const adminToken = "admin-s3cret"
@@ -226,4 +228,292 @@ stages:
 			return apptest.Get(s.addr, "/apps/"+appName+"/healthz").Code == http.StatusNotFound
 		})
 	}
+}
+
+// The admin API refuses bad requests with a clear status and message; a
+// version that no instance can load is refused everywhere, the app keeps
+// its version, and the app's status says why; a canary runs the new
+// version on its partitions only until a promote; and outputs name the
+// module version that produced them.
+func TestServerRefusesBadVersionsAndRunsCanaries(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 4)
+	a := startServer(t, brokers, ctl, "a")
+	b := startServer(t, brokers, ctl, "b")
+	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
+	yaml := fmt.Sprintf(`app: %s
+partitions: 4
+commit_interval: 50ms
+stages:
+  - name: main
+    module: "{{main}}"
+    inputs: [%s]
+    outputs: {out: %s}
+`, appName, in, out)
+
+	// Bad requests.
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		token        string
+		code         int
+		want         string
+	}{
+		{http.MethodGet, "/v1/admin/apps", nil, "", 401, "missing admin token"},
+		{http.MethodGet, "/v1/admin/apps", nil, "wrong", 401, "invalid admin token"},
+		{http.MethodPut, "/v1/admin/modules/" + control.Hash(v1), v2, adminToken, 400, "the body hashes to"},
+		{http.MethodPut, "/v1/admin/modules/" + control.Hash([]byte("not wasm")), []byte("not wasm"), adminToken, 400, "not a WebAssembly module"},
+		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", []byte(`{"config": "app: [oops"}`), adminToken, 400, "invalid YAML"},
+		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", mustJSON(map[string]string{"config": strings.ReplaceAll(yaml, `"{{main}}"`, config.ModulePrefix+strings.Repeat("ab", 32))}), adminToken, 409, "upload them first"},
+		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", mustJSON(map[string]string{"config": strings.ReplaceAll(yaml, `"{{main}}"`, "./main.wasm")}), adminToken, 400, "names its modules by content address"},
+		{http.MethodPost, "/v1/admin/apps/nope/rollback", nil, adminToken, 404, `no app "nope"`},
+	} {
+		code, ans := a.admin(t, tc.method, tc.path, tc.body, tc.token)
+		if code != tc.code || !strings.Contains(fmt.Sprint(ans["error"]), tc.want) {
+			t.Errorf("%s %s: %d %v, want %d with %q", tc.method, tc.path, code, ans, tc.code, tc.want)
+		}
+	}
+
+	ver := a.deploy(t, yaml, map[string][]byte{"main": v1})
+	waitVersion(t, appName, ver, a, b)
+	if code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/rollback?to=99", nil, adminToken); code != 404 || !strings.Contains(fmt.Sprint(ans["error"]), "has no version 99") {
+		t.Errorf("rollback to a version that does not exist: %d %v", code, ans)
+	}
+	if code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/promote", nil, adminToken); code != 409 {
+		t.Errorf("promote without a canary: %d %v", code, ans)
+	}
+
+	// A module that compiles but lacks the ABI's exports: every instance
+	// refuses it, and the app runs version 1 on.
+	empty := []byte("\x00asm\x01\x00\x00\x00")
+	bad := a.deploy(t, yaml, map[string][]byte{"main": empty})
+	for _, s := range []*testServer{a, b} {
+		apptest.WaitCheck(t, time.Minute, "the bad version to be refused on "+s.addr, func() error {
+			code, ans := s.admin(t, http.MethodGet, "/v1/admin/apps/"+appName, nil, adminToken)
+			if code != 200 {
+				return fmt.Errorf("%d %v", code, ans)
+			}
+			js, _ := json.Marshal(ans["instances"])
+			if n := strings.Count(string(js), fmt.Sprintf(`"failed":%d`, bad)); n != 2 || !strings.Contains(string(js), "does not export its memory") {
+				return fmt.Errorf("instances %s", js)
+			}
+			return nil
+		})
+	}
+	// Each phase's inputs carry its own value, so that outputs, which
+	// arrive in no set order across partitions, can be told apart.
+	produce(t, brokers, in, phase([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "p1")...)
+	got := testkafka.ReadAll(t, brokers, out, 40, time.Minute)
+	for _, r := range got {
+		if !strings.HasPrefix(string(r.Value), "v1:") || testkafka.Header(r, "streamrt.module.version") != control.Hash(v1) {
+			t.Fatalf("after the refused version, output %q with module %q", r.Value, testkafka.Header(r, "streamrt.module.version"))
+		}
+	}
+
+	// A canary on two partitions, then a promote.
+	code, ans := b.deployCodeCanary(t, yaml, map[string][]byte{"main": v2}, 2)
+	if code != http.StatusCreated {
+		t.Fatalf("canary deploy: %d %v", code, ans)
+	}
+	canaryVersion := int64(ans["version"].(float64))
+	waitVersion(t, appName, canaryVersion, a, b)
+	produce(t, brokers, in, phase([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "p2")...)
+	got = testkafka.ReadAll(t, brokers, out, 80, time.Minute)
+	n2 := 0
+	for _, r := range got {
+		want := "v1:p2"
+		if r.Partition < 2 {
+			want = "v2:p2"
+		}
+		if !strings.HasSuffix(string(r.Value), ":p2") {
+			continue
+		}
+		n2++
+		if string(r.Value) != want {
+			t.Fatalf("canary on partitions 0 and 1: partition %d output %q", r.Partition, r.Value)
+		}
+	}
+	if n2 != 40 {
+		t.Fatalf("%d outputs of the canary phase's 40 inputs", n2)
+	}
+	if code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/promote", nil, adminToken); code != http.StatusCreated {
+		t.Fatalf("promote: %d %v", code, ans)
+	}
+	waitVersion(t, appName, canaryVersion+1, a, b)
+	produce(t, brokers, in, phase([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "p3")...)
+	got = testkafka.ReadAll(t, brokers, out, 120, time.Minute)
+	n3 := 0
+	for _, r := range got {
+		if !strings.HasSuffix(string(r.Value), ":p3") {
+			continue
+		}
+		n3++
+		if string(r.Value) != "v2:p3" || testkafka.Header(r, "streamrt.module.version") != control.Hash(v2) {
+			t.Fatalf("after the promote, partition %d output %q with module %q", r.Partition, r.Value, testkafka.Header(r, "streamrt.module.version"))
+		}
+	}
+	if n3 != 40 {
+		t.Fatalf("%d outputs of the last phase's 40 inputs", n3)
+	}
+}
+
+// phase is five inputs per key, each with the value tag.
+func phase(keys []string, tag string) []string {
+	var kvs []string
+	for range 5 {
+		for _, k := range keys {
+			kvs = append(kvs, k, tag)
+		}
+	}
+	return kvs
+}
+
+func (s *testServer) deployCodeCanary(t *testing.T, yaml string, modules map[string][]byte, canary int) (int, map[string]any) {
+	t.Helper()
+	for _, b := range modules {
+		if code, out := s.admin(t, http.MethodPut, "/v1/admin/modules/"+control.Hash(b), b, adminToken); code != http.StatusCreated {
+			t.Fatalf("upload module: %d %v", code, out)
+		}
+		yaml = strings.ReplaceAll(yaml, "{{"+hashKey(modules, b)+"}}", config.ModulePrefix+control.Hash(b))
+	}
+	app := strings.TrimSpace(strings.SplitN(strings.SplitN(yaml, "app:", 2)[1], "\n", 2)[0])
+	return s.admin(t, http.MethodPost, "/v1/admin/apps/"+app+"/versions", mustJSON(map[string]any{"config": yaml, "canary": canary}), adminToken)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// A --rebuild deploy starts a new generation that replays the inputs from
+// their start beside the serving one, with its outputs held back; once it
+// has caught up, every instance flips to it: queries never fail around the
+// flip, each input offset's output comes from exactly one generation (the
+// counts per key run 1, 2, 3... with no gap or repeat), and the old
+// generation's group and internal topics are deleted.
+func TestServerRebuildFlipsWithoutAFailedQuery(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 4)
+	a := startServer(t, brokers, ctl, "a")
+	b := startServer(t, brokers, ctl, "b")
+	counter := guesttest.Build(t, "counter")
+	yaml := fmt.Sprintf(`app: %s
+partitions: 4
+guarantee: exactly_once
+commit_interval: 50ms
+stages:
+  - name: main
+    module: "{{main}}"
+    inputs: [%s]
+    stores: [counts]
+    outputs: {out: %s}
+`, appName, in, out)
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
+	ver := a.deploy(t, yaml, map[string][]byte{"main": counter})
+	waitVersion(t, appName, ver, a, b)
+	produce(t, brokers, in, clicks(keys, 50)...)
+	if got := readCommitted(t, brokers, out, 400); len(got) != 400 {
+		t.Fatalf("%d outputs before the rebuild, want 400", len(got))
+	}
+
+	// Clicks and queries keep coming during the rebuild and the flip.
+	stop := make(chan struct{})
+	var failed []string
+	var clicked int
+	queriesDone := make(chan struct{})
+	go func() {
+		defer close(queriesDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			s := []*testServer{a, b}[i%2]
+			if ans := apptest.Get(s.addr, "/apps/"+appName+"/v1/stores/counts/keys/"+keys[i%len(keys)]); ans.Code != 200 {
+				failed = append(failed, fmt.Sprintf("%s %s: %d %s", time.Now().Format("15:04:05.000"), s.addr, ans.Code, ans.Body))
+			}
+		}
+	}()
+	code, ans := b.deployCode(t, yaml, map[string][]byte{"main": counter}, true)
+	if code != http.StatusCreated || ans["generation"].(float64) != 1 {
+		t.Fatalf("rebuild deploy: %d %v", code, ans)
+	}
+	rebuildVersion := int64(ans["version"].(float64))
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		produce(t, brokers, in, clicks(keys, 2)...)
+		clicked += 2
+		var ready struct {
+			Apps map[string]struct{ Version int64 }
+		}
+		done := true
+		for _, s := range []*testServer{a, b} {
+			json.Unmarshal([]byte(apptest.Get(s.addr, "/readyz").Body), &ready)
+			if ready.Apps[appName].Version <= rebuildVersion {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no flip within 2 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	produce(t, brokers, in, clicks(keys, 5)...)
+	clicked += 5
+	close(stop)
+	<-queriesDone
+	if len(failed) > 0 {
+		t.Errorf("%d queries failed around the rebuild, first: %s", len(failed), failed[0])
+	}
+
+	total := 400 + clicked*len(keys)
+	got := readCommitted(t, brokers, out, total+1)
+	if len(got) != total {
+		t.Fatalf("%d outputs for %d clicks: the generations produced some offsets twice or none", len(got), total)
+	}
+	last := map[string]int{}
+	for _, r := range got {
+		n, _ := strconv.Atoi(string(r.Value))
+		if n != last[string(r.Key)]+1 {
+			t.Fatalf("key %s: count %d after %d", r.Key, n, last[string(r.Key)])
+		}
+		last[string(r.Key)] = n
+	}
+	for _, k := range keys {
+		a.waitGetApp(t, appName, k, strconv.Itoa(last[k]))
+	}
+	// The old generation's group and changelog are gone.
+	adm := kadm.NewClient(testkafka.Client(t, brokers))
+	apptest.WaitCheck(t, time.Minute, "the old generation to be deleted", func() error {
+		topics, err := adm.ListTopics(context.Background(), config.ChangelogTopic(appName, "counts"))
+		if err != nil {
+			return err
+		}
+		if topics.Has(config.ChangelogTopic(appName, "counts")) {
+			return fmt.Errorf("changelog %s still exists", config.ChangelogTopic(appName, "counts"))
+		}
+		return nil
+	})
+}
+
+// waitGetApp waits until s serves value for key in the counts store of app.
+func (s *testServer) waitGetApp(t *testing.T, app, key, value string) {
+	t.Helper()
+	apptest.WaitCheck(t, 10*time.Second, fmt.Sprintf("count of %s to be %s", key, value), func() error {
+		if ans := apptest.Get(s.addr, "/apps/"+app+"/v1/stores/counts/keys/"+key); ans.Code != 200 || ans.Body != value {
+			return fmt.Errorf("%d %s", ans.Code, ans.Body)
+		}
+		return nil
+	})
 }

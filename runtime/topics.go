@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,9 +22,9 @@ var ErrTopics = errors.New("streamrt: topics do not fit the app")
 // ensureTopics waits for the brokers, checks the partition counts of
 // existing input topics and creates the app's missing topics.
 func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology, log *slog.Logger) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RequestRetries(1))
+	cl, err := newClient(cfg, kgo.RequestRetries(1))
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -44,6 +45,15 @@ func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		// A broker that is down comes back; a wrong password, an
+		// untrusted certificate or a missing ACL does not, and waiting
+		// would hide it.
+		if refused := kafka.Refused(err, cfg.Kafka); refused != nil {
+			return fmt.Errorf("brokers %v: %w", cfg.Brokers, refused)
+		}
+		if kafka.Denied(err) {
+			return deniedTopic(ctx, adm, names, err)
 		}
 		log.Warn("brokers unreachable; retrying", "brokers", cfg.Brokers, "attempt", attempt, "retry_in", backoff, "err", err)
 		select {
@@ -77,6 +87,9 @@ func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology
 			continue
 		}
 		if d.Err != nil {
+			if denied := kafka.Deny(d.Err, kafka.Access{Doing: "checking the app's topics", Op: "DESCRIBE (READ or WRITE grant it)", Topic: t}); denied != nil {
+				return denied
+			}
 			return fmt.Errorf("topic %q: %w", t, d.Err)
 		}
 		if (u.Input || u.Changelog) && int32(len(d.Partitions)) != cfg.Partitions {
@@ -121,9 +134,9 @@ func CreateTableTopics(ctx context.Context, cfg *config.Config, log *slog.Logger
 	if len(names) == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := newClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+		return nil, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -150,16 +163,72 @@ func createTopics(ctx context.Context, adm *kadm.Client, cfg *config.Config, con
 	}
 	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, configs, topics...)
 	if err != nil {
+		if denied := kafka.Deny(err, kafka.Access{Doing: "creating the app's topics", Op: "CREATE", Topic: topics[0]}); denied != nil {
+			return denied
+		}
 		return fmt.Errorf("create topics %v: %w", topics, err)
 	}
 	for _, r := range resp.Sorted() {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			if denied := kafka.Deny(r.Err, kafka.Access{Doing: "creating the app's topics", Op: "CREATE", Topic: r.Topic}); denied != nil {
+				return denied
+			}
 			return fmt.Errorf("create topic %q: %w", r.Topic, r.Err)
 		}
 		log.Info("created topic", "topic", r.Topic, "partitions", cfg.Partitions, "compacted", configs != nil)
 	}
 	return nil
 }
+
+// deniedTopic names the first of topics the app may not describe, asking
+// for each alone, since a listing of all of them fails whole.
+func deniedTopic(ctx context.Context, adm *kadm.Client, topics []string, err error) error {
+	access := kafka.Access{Doing: "checking the app's topics", Op: "DESCRIBE (READ or WRITE grant it)"}
+	for _, t := range topics {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		d, terr := adm.ListTopics(actx, t)
+		cancel()
+		if terr == nil {
+			terr = d[t].Err
+		}
+		if kafka.Denied(terr) {
+			access.Topic = t
+			return kafka.Deny(terr, access)
+		}
+	}
+	return kafka.Deny(err, access)
+}
+
+// newClient returns a client of cfg's brokers with its kafka section's
+// TLS and SASL, and opts.
+func newClient(cfg *config.Config, opts ...kgo.Opt) (*kgo.Client, error) {
+	security, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, security...), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// KafkaOptions returns the franz-go client options for the TLS and SASL
+// settings of a kafka configuration section, as every client of Run uses
+// them; the seed brokers are not among them. Passwords and tokens are
+// read when a connection authenticates. It is for tools beside an app,
+// such as the CLI's produce and consume.
+func KafkaOptions(k config.Kafka) ([]kgo.Opt, error) { return kafka.Options(k) }
+
+// Errors that Run wraps when the brokers refuse the app for good reason:
+// ErrKafkaAuthentication for TLS or SASL (a wrong password, an untrusted
+// certificate, a plaintext client at a TLS listener), ErrKafkaAuthorization
+// for an ACL that is missing. Their messages name the setting, file,
+// permission or resource at fault, and never a secret.
+var (
+	ErrKafkaAuthentication = kafka.ErrAuthentication
+	ErrKafkaAuthorization  = kafka.ErrAuthorization
+)
 
 func joinLines(s []string) string {
 	out := ""

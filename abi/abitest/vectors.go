@@ -13,6 +13,18 @@
 //	header key=7472616365 value=01ff
 //	entry key=61 value=31          # entries only
 //
+// An emits vector holds an emit_batch buffer, one emit line per entry; the
+// header lines after an emit line make up its header list, and
+// headers=empty gives it an empty list (a count of 0) rather than none:
+//
+//	vector two-emits
+//	kind emits
+//	emit output=0 rec=3 ts=-1 key=6b value=null
+//	header key=61 value=31
+//	emit output=1 rec=-1 ts=1700000000000 key= value= headers=empty
+//	encoded 0000000003000000...
+//	end
+//
 // A query vector holds one query request:
 //
 //	vector genre-chart
@@ -51,12 +63,19 @@ type Vector struct {
 	File    string
 	Line    int // line of the "vector" line
 	Name    string
-	Kind    string // "batch", "headers", "entries" or "query"
+	Kind    string // "batch", "headers", "entries", "query" or "emits"
 	Batch   abi.Batch
 	Query   abi.QueryRequest
 	Headers []abi.Header
 	Entries [][2][]byte
+	Emits   []abi.Emit
 	Encoded []byte
+
+	// emitHeaders are the header lines of each emit, and emptyList says
+	// which emits have an empty header list; Parse encodes them into
+	// Emits[i].Headers at the vector's end.
+	emitHeaders [][]abi.Header
+	emptyList   []bool
 }
 
 // Load reads every *.vec file in dir.
@@ -187,7 +206,13 @@ func Parse(r io.Reader, file string) ([]Vector, error) {
 				return nil, fail("header value: %v", err)
 			}
 			h := abi.Header{Key: string(key), Value: val}
-			if cur.Kind == "headers" {
+			if cur.Kind == "emits" {
+				n := len(cur.emitHeaders)
+				if n == 0 {
+					return nil, fail("header before any emit")
+				}
+				cur.emitHeaders[n-1] = append(cur.emitHeaders[n-1], h)
+			} else if cur.Kind == "headers" {
 				cur.Headers = append(cur.Headers, h)
 			} else if n := len(cur.Batch.Records); n > 0 {
 				cur.Batch.Records[n-1].Headers = append(cur.Batch.Records[n-1].Headers, h)
@@ -208,6 +233,18 @@ func Parse(r io.Reader, file string) ([]Vector, error) {
 				return nil, fail("entry value: %v", err)
 			}
 			cur.Entries = append(cur.Entries, [2][]byte{k, v})
+		case "emit":
+			kv, err := pairs(fields[1:])
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			e, err := emitEntry(kv)
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			cur.Emits = append(cur.Emits, e)
+			cur.emitHeaders = append(cur.emitHeaders, nil)
+			cur.emptyList = append(cur.emptyList, kv["headers"] == "empty")
 		case "encoded":
 			enc := ""
 			if len(fields) > 1 {
@@ -221,6 +258,13 @@ func Parse(r io.Reader, file string) ([]Vector, error) {
 		case "end":
 			switch cur.Kind {
 			case "batch", "headers", "entries", "query":
+			case "emits":
+				for i, hs := range cur.emitHeaders {
+					if len(hs) > 0 || cur.emptyList[i] {
+						cur.Emits[i].Headers = abi.AppendHeaders(nil, hs)
+					}
+				}
+				cur.emitHeaders, cur.emptyList = nil, nil
 			default:
 				return nil, fail("vector %q: unknown kind %q", cur.Name, cur.Kind)
 			}
@@ -250,6 +294,12 @@ func (v *Vector) Encode() []byte {
 		return abi.AppendHeaders(nil, v.Headers)
 	case "query":
 		return abi.AppendQueryRequest(nil, &v.Query)
+	case "emits":
+		var out []byte
+		for i := range v.Emits {
+			out = abi.AppendEmit(out, &v.Emits[i])
+		}
+		return out
 	default:
 		var out []byte
 		for _, e := range v.Entries {
@@ -296,6 +346,36 @@ func record(kv map[string]string, topics []string) (abi.Record, error) {
 		return r, fmt.Errorf("record value: %v", err)
 	}
 	return r, nil
+}
+
+func emitEntry(kv map[string]string) (abi.Emit, error) {
+	var e abi.Emit
+	for _, f := range []struct {
+		name string
+		bits int
+		dst  func(int64)
+	}{
+		{"output", 32, func(v int64) { e.Output = int32(v) }},
+		{"rec", 32, func(v int64) { e.Rec = int32(v) }},
+		{"ts", 64, func(v int64) { e.Timestamp = v }},
+	} {
+		v, err := strconv.ParseInt(kv[f.name], 10, f.bits)
+		if err != nil {
+			return e, fmt.Errorf("emit %s: %v", f.name, err)
+		}
+		f.dst(v)
+	}
+	var err error
+	if e.Key, err = bytesOf(kv["key"], true); err != nil {
+		return e, fmt.Errorf("emit key: %v", err)
+	}
+	if e.Value, err = bytesOf(kv["value"], true); err != nil {
+		return e, fmt.Errorf("emit value: %v", err)
+	}
+	if h, ok := kv["headers"]; ok && h != "empty" {
+		return e, fmt.Errorf("emit headers=%s: only headers=empty is known", h)
+	}
+	return e, nil
 }
 
 func bytesOf(s string, nullable bool) ([]byte, error) {

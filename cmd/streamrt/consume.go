@@ -11,7 +11,7 @@ import (
 )
 
 func cmdConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	f := newFlags("consume", "consume [-b BROKERS] -t TOPIC [--from-beginning] [-n N] [--timeout D]", `Print the records of TOPIC, one line each: key<TAB>value, with a null key
+	f := newFlags("consume", "consume [-b BROKERS] [-c FILE] -t TOPIC [--from-beginning] [-n N] [--timeout D]", `Print the records of TOPIC, one line each: key<TAB>value, with a null key
 printed as an empty one. Key and value are written as they are, so one that
 holds a newline spans lines. Records of one partition come in order.
 
@@ -37,7 +37,7 @@ first. It reads without a consumer group and commits nothing.`)
 	if *fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := k.client(kgo.ConsumeTopics(k.topic), kgo.ConsumeResetOffset(start))
+	cl, err := k.client(stderr, kgo.ConsumeTopics(k.topic), kgo.ConsumeResetOffset(start))
 	if err != nil {
 		fmt.Fprintf(stderr, "streamrt consume: %v\n", err)
 		return exitFail

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/streamrt/streamrt/cmd/streamrt/internal/broker"
+	streamrt "github.com/streamrt/streamrt/runtime"
+	"github.com/streamrt/streamrt/runtime/config"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -17,6 +20,7 @@ import (
 // kafkaFlags are the flags shared by produce and consume.
 type kafkaFlags struct {
 	brokers string
+	config  string // an app configuration whose kafka section (TLS, SASL) to use
 	topic   string
 	timeout time.Duration
 }
@@ -24,6 +28,8 @@ type kafkaFlags struct {
 func (k *kafkaFlags) define(f *flags) {
 	f.StringVar(&k.brokers, "brokers", broker.DefaultAddr, "Kafka seed brokers, a comma-separated `LIST` of host:port")
 	f.alias("b", "brokers")
+	f.StringVar(&k.config, "config", "", "use the kafka section (TLS, SASL) of the app config `FILE`;\nSTREAMRT_KAFKA__ variables override it, and secrets come from\nthe environment or files it names, never from flags")
+	f.alias("c", "config")
 	f.StringVar(&k.topic, "topic", "", "the `TOPIC` (required; it must exist)")
 	f.alias("t", "topic")
 	f.DurationVar(&k.timeout, "request-timeout", 10*time.Second, "give up on an unreachable cluster after `D`")
@@ -45,12 +51,28 @@ func (k *kafkaFlags) check(f *flags) string {
 }
 
 // client returns a client for the flags' brokers that never creates topics
-// (kgo leaves AllowAutoTopicCreation off unless asked).
-func (k *kafkaFlags) client(opts ...kgo.Opt) (*kgo.Client, error) {
+// (kgo leaves AllowAutoTopicCreation off unless asked), with the TLS and
+// SASL of the kafka section of -c FILE. A warning about that section goes
+// to stderr.
+func (k *kafkaFlags) client(stderr io.Writer, opts ...kgo.Opt) (*kgo.Client, error) {
 	base := []kgo.Opt{
 		kgo.SeedBrokers(splitList(k.brokers)...),
 		kgo.DialTimeout(k.timeout),
 		kgo.RetryTimeout(k.timeout),
+	}
+	if k.config != "" {
+		kc, err := config.LoadKafka(k.config)
+		if err != nil {
+			return nil, err
+		}
+		if kc.TLS.InsecureSkipVerify {
+			fmt.Fprintln(stderr, "warning: kafka.tls.insecure_skip_verify is on: any broker certificate is accepted")
+		}
+		security, err := streamrt.KafkaOptions(*kc)
+		if err != nil {
+			return nil, err
+		}
+		base = append(base, security...)
 	}
 	return kgo.NewClient(append(base, opts...)...)
 }

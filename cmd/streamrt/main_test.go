@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/streamrt/streamrt/cmd/streamrt/internal/broker"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/internal/testtls"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -435,6 +437,65 @@ func TestEmbeddedFlag(t *testing.T) {
 		err := e.Set(tt.in)
 		if (err == nil) != tt.ok || e.on != tt.on || e.addr != tt.addr {
 			t.Errorf("Set(%q) = %+v, %v", tt.in, e, err)
+		}
+	}
+}
+
+// query trusts an HTTPS app's CA with --cacert and presents a client
+// certificate with --cert and --key.
+func TestQueryTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testtls.NewCA(t, "app CA")
+	leaf, client := ca.Issue(t, testtls.Options{}), ca.Issue(t, testtls.Options{CommonName: "cli"})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TLS.VerifiedChains) == 0 {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "a client certificate is required"}`))
+			return
+		}
+		w.Write([]byte("42"))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	defer srv.Close()
+	caFile := testtls.Write(t, dir, "ca.pem", ca.PEM)
+	certFile, keyFile := testtls.Write(t, dir, "cli.pem", client.CertPEM), testtls.Write(t, dir, "cli.key", client.KeyPEM)
+	hostPort := strings.TrimPrefix(srv.URL, "https://")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"client certificate", []string{"query", "-a", hostPort, "--cacert", caFile, "--cert", certFile, "--key", keyFile, "s", "k"}, 0, "42\n", ""},
+		{"no client certificate", []string{"query", "-a", srv.URL, "--cacert", caFile, "s", "k"}, 1, "",
+			"streamrt query: a client certificate is required (401 Unauthorized)\n"},
+		{"untrusted", []string{"query", "-a", srv.URL, "s", "k"}, 1, "", "x509: certificate signed by unknown authority"},
+		{"missing CA file", []string{"query", "-a", srv.URL, "--cacert", filepath.Join(dir, "nope.pem"), "s", "k"}, 2, "",
+			"--cacert: cannot read " + filepath.Join(dir, "nope.pem")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := cli(t, context.Background(), "", tt.args...)
+			if code != tt.code || stdout != tt.stdout || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q\nwant %d, %q, %q", code, stdout, stderr, tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// produce and consume take the kafka section of -c FILE, checked before
+// they connect: a problem names the file and the key, never a secret.
+func TestKafkaConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := testtls.Write(t, dir, "app.yaml", []byte("app: x\nkafka:\n  tls: {ca_file: nope.pem}\n  sasl: {mechanism: SCRAM-SHA-512, username: u, password_env: STREAMRT_TEST_NO_SUCH_PASSWORD}\n"))
+	for _, cmd := range []string{"produce", "consume"} {
+		code, _, stderr := cli(t, context.Background(), "k\tv\n", cmd, "-b", "127.0.0.1:1", "-t", "t", "-c", file)
+		for _, want := range []string{"kafka.tls.ca_file: cannot read " + filepath.Join(dir, "nope.pem"), "kafka.sasl.password_env: environment variable STREAMRT_TEST_NO_SUCH_PASSWORD"} {
+			if code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("%s -c: exit %d, stderr %q; want 1 and %q", cmd, code, stderr, want)
+			}
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	f := newFlags("produce", "produce [-b BROKERS] -t TOPIC < LINES", `Write each line of standard input as one record to TOPIC, in order, and exit
+	f := newFlags("produce", "produce [-b BROKERS] [-c FILE] -t TOPIC < LINES", `Write each line of standard input as one record to TOPIC, in order, and exit
 once every record is acknowledged, printing the count to standard error.
 
 A line is key<TAB>value, split at the first tab: the value may hold more
@@ -31,7 +31,7 @@ does. The topic must exist: nothing is created.`)
 		return f.usageError(stderr, "%s", msg)
 	}
 
-	cl, err := k.client(kgo.RecordDeliveryTimeout(k.timeout))
+	cl, err := k.client(stderr, kgo.RecordDeliveryTimeout(k.timeout))
 	if err != nil {
 		fmt.Fprintf(stderr, "streamrt produce: %v\n", err)
 		return exitFail

@@ -23,11 +23,18 @@ asking any of its instances: GET URL/v1/stores/STORE/keys/KEY, with STORE and
 KEY path-escaped; any instance answers, forwarding to the key's owner. An
 error from the app, such as a missing key (404), is printed to standard error
 and exits 1. Flags go before STORE and KEY. When the app sets query.tokens,
-pass one with --token or in STREAMRT_TOKEN.`)
+pass one with --token or in STREAMRT_TOKEN. When the app serves HTTPS
+(http_tls), --cacert trusts the CA that signed its certificate, and --cert
+and --key present a client certificate where it requires one; an address
+without a scheme is then https.`)
 	addr := f.String("addr", "http://"+config.DefaultHTTP, "base `URL` of an instance's query API")
 	f.alias("a", "addr")
 	timeout := f.Duration("timeout", 10*time.Second, "give up after `D`")
 	token := f.String("token", os.Getenv("STREAMRT_TOKEN"), "bearer `TOKEN` for an app with query.tokens (default $STREAMRT_TOKEN)")
+	var httpTLS config.HTTPTLS
+	f.StringVar(&httpTLS.CAFile, "cacert", "", "trust the CAs in the PEM `FILE` for an app that serves HTTPS")
+	f.StringVar(&httpTLS.CertFile, "cert", "", "present the client certificate in the PEM `FILE` (with --key)")
+	f.StringVar(&httpTLS.KeyFile, "key", "", "the client certificate's private key, a PEM `FILE`")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
 	}
@@ -37,9 +44,23 @@ pass one with --token or in STREAMRT_TOKEN.`)
 	if *timeout <= 0 {
 		return f.usageError(stderr, "--timeout must be positive")
 	}
+	useTLS := httpTLS.CAFile != "" || httpTLS.CertFile != "" || httpTLS.KeyFile != ""
 	base := strings.TrimRight(*addr, "/")
+	if !f.given()["addr"] && useTLS {
+		base = config.DefaultHTTP
+	}
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		base = map[bool]string{false: "http://", true: "https://"}[useTLS] + base
+	}
+	client := http.DefaultClient
+	if useTLS {
+		tc, err := httpTLS.ClientConfig()
+		if err != nil {
+			// Name the flag, not the configuration key, at fault.
+			msg := strings.NewReplacer("ca_file", "--cacert", "cert_file", "--cert", "key_file", "--key").Replace(err.Error())
+			return f.usageError(stderr, "%s", msg)
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	}
 	target := base + "/v1/stores/" + url.PathEscape(f.Arg(0)) + "/keys/" + url.PathEscape(f.Arg(1))
 
@@ -53,7 +74,7 @@ pass one with --token or in STREAMRT_TOKEN.`)
 	if *token != "" {
 		req.Header.Set("Authorization", "Bearer "+*token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "streamrt query: %v\n", err)
 		return exitFail

@@ -63,6 +63,14 @@ func TestQuickStart(t *testing.T) {
 	run := exec.Command(bin, args...)
 	// Share built and compiled guests with the other tests of this machine.
 	run.Env = append(os.Environ(), "STREAMRT_CACHE_DIR="+apptest.CacheDir())
+	// On a secured cluster, the app takes its TLS and SASL settings from
+	// STREAMRT_KAFKA__ variables, and produce and consume from the file
+	// that holds them.
+	kafka := []string{"-b", brokers}
+	if testkafka.Security(t) != nil {
+		run.Env = append(run.Env, testkafka.Env(t)...)
+		kafka = append(kafka, "-c", os.Getenv(testkafka.EnvSecurity))
+	}
 	var logs apptest.Buffer
 	run.Stdout, run.Stderr = &logs, &logs
 	if err := run.Start(); err != nil {
@@ -98,7 +106,7 @@ func TestQuickStart(t *testing.T) {
 		t.Errorf("the embedded broker did not say that it keeps data in memory only:\n%s", logs.String())
 	}
 
-	if code, _, stderr := streamrt(t, bin, page+"\tx\n"+page+"\tx\n", "produce", "-b", brokers, "-t", "clicks"); code != 0 {
+	if code, _, stderr := streamrt(t, bin, page+"\tx\n"+page+"\tx\n", append([]string{"produce", "-t", "clicks"}, kafka...)...); code != 0 {
 		t.Fatalf("produce exited %d: %s", code, stderr)
 	}
 	var got string
@@ -119,13 +127,13 @@ func TestQuickStart(t *testing.T) {
 	// the page goes on. The topic outlives the test on a shared cluster, so
 	// the dead letter carries the run's page in its value.
 	pageless := "no page here, run " + page
-	if code, _, stderr := streamrt(t, bin, pageless+"\n"+page+"\tx\n", "produce", "-b", brokers, "-t", "clicks"); code != 0 {
+	if code, _, stderr := streamrt(t, bin, pageless+"\n"+page+"\tx\n", append([]string{"produce", "-t", "clicks"}, kafka...)...); code != 0 {
 		t.Fatalf("produce exited %d: %s", code, stderr)
 	}
 	var dlq string
 	for i := 0; i < 10 && !strings.Contains(dlq, "\t"+pageless+"\n"); i++ {
 		// Without -n, consume prints every record until 3s pass with none.
-		code, out, stderr := streamrt(t, bin, "", "consume", "-b", brokers, "-t", "clickcount-count-dlq", "--from-beginning", "--timeout", "3s")
+		code, out, stderr := streamrt(t, bin, "", append([]string{"consume", "-t", "clickcount-count-dlq", "--from-beginning", "--timeout", "3s"}, kafka...)...)
 		if code != 0 {
 			t.Fatalf("consume of the dead-letter topic exited %d: %s", code, stderr)
 		}

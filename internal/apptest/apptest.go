@@ -3,7 +3,8 @@
 //
 // Start runs an app from its YAML, on a free loopback port with a state
 // directory of its own, sends its log to the test's, and stops it when the
-// test ends. Get, Store and WaitFor poll it. The Kafka side (brokers, topics,
+// test ends; on a secured test cluster it connects with testkafka's TLS and
+// SASL. Get, Store and WaitFor poll it. The Kafka side (brokers, topics,
 // producing and reading records) is package testkafka's.
 package apptest
 
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 )
@@ -96,6 +99,8 @@ func StartYAML(t testing.TB, yaml []byte, path string, opts Options) *App {
 	if len(opts.Brokers) > 0 {
 		overrides["brokers"] = strings.Join(opts.Brokers, ",")
 	}
+	// The TLS and SASL of a secured test cluster, when the tests run on one.
+	maps.Copy(overrides, testkafka.Overrides(t))
 	for k, v := range opts.Overrides {
 		overrides[k] = v
 	}

@@ -4,7 +4,11 @@
 // With STREAMRT_TEST_BROKERS unset or empty, each call to Brokers starts a fresh
 // in-process kfake cluster on a loopback port and closes it when the test ends.
 // With STREAMRT_TEST_BROKERS=host:port[,host:port], tests share that cluster; they
-// keep apart by naming their topics and groups with Name.
+// keep apart by naming their topics and groups with Name. When that cluster
+// needs TLS or SASL, STREAMRT_TEST_KAFKA_SECURITY names a file whose kafka
+// section (an app config's) says how to connect, as the one that
+// `scripts/kafka.sh start --secure DIR` writes to DIR/client.yaml: Client
+// connects with it, and Overrides gives it to the apps a test runs.
 package testkafka
 
 import (
@@ -14,10 +18,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,6 +31,87 @@ import (
 
 // EnvBrokers names the environment variable that selects a real cluster.
 const EnvBrokers = "STREAMRT_TEST_BROKERS"
+
+// EnvSecurity names the environment variable that points at the kafka
+// section for the clients of EnvBrokers' cluster.
+const EnvSecurity = "STREAMRT_TEST_KAFKA_SECURITY"
+
+var security struct {
+	once sync.Once
+	k    *config.Kafka // nil: plaintext
+	err  error
+}
+
+// Security returns the kafka section the clients of the real cluster use,
+// or nil when they connect in plaintext (or tests run on kfake). A file
+// that does not load fails the test.
+func Security(t testing.TB) *config.Kafka {
+	t.Helper()
+	path := strings.TrimSpace(os.Getenv(EnvSecurity))
+	if !Real() || path == "" {
+		return nil
+	}
+	security.once.Do(func() {
+		security.k, security.err = config.LoadKafka(path)
+	})
+	if security.err != nil {
+		t.Fatalf("%s=%s: %v", EnvSecurity, path, security.err)
+	}
+	return security.k
+}
+
+// Overrides returns the configuration keys that give an app the kafka
+// section of Security, as `streamrt run` flags would: nil when there is
+// none.
+func Overrides(t testing.TB) map[string]string {
+	t.Helper()
+	return KafkaOverrides(Security(t))
+}
+
+// Env returns the STREAMRT_KAFKA__ environment variables that give a
+// `streamrt run` process the kafka section of Security; none when there
+// is none.
+func Env(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for k, v := range Overrides(t) {
+		out = append(out, config.EnvPrefix+strings.ToUpper(strings.ReplaceAll(k, ".", "__"))+"="+v)
+	}
+	return out
+}
+
+// KafkaOverrides returns the configuration keys that set k as an app's
+// kafka section; nil for a nil k.
+func KafkaOverrides(k *config.Kafka) map[string]string {
+	if k == nil {
+		return nil
+	}
+	out := map[string]string{}
+	set := func(key, v string) {
+		if v != "" {
+			out["kafka."+key] = v
+		}
+	}
+	if k.TLS.Enabled {
+		set("tls.enabled", "true")
+		set("tls.ca_file", k.TLS.CAFile)
+		set("tls.cert_file", k.TLS.CertFile)
+		set("tls.key_file", k.TLS.KeyFile)
+		set("tls.server_name", k.TLS.ServerName)
+		if k.TLS.InsecureSkipVerify {
+			set("tls.insecure_skip_verify", "true")
+		}
+	}
+	set("sasl.mechanism", k.SASL.Mechanism)
+	set("sasl.username", k.SASL.Username)
+	set("sasl.password_env", k.SASL.PasswordEnv)
+	set("sasl.password_file", k.SASL.PasswordFile)
+	set("sasl.token_file", k.SASL.TokenFile)
+	if k.SASL.AllowCleartext {
+		set("sasl.allow_cleartext", "true")
+	}
+	return out
+}
 
 // Real reports whether tests run against a real cluster rather than kfake.
 func Real() bool { return strings.TrimSpace(os.Getenv(EnvBrokers)) != "" }
@@ -52,15 +139,11 @@ func Name(t testing.TB, base string) string {
 	return fmt.Sprintf("%s-%d-%d", base, time.Now().UnixNano()%1_000_000_000, seq.Add(1))
 }
 
-// Client returns a plain franz-go client for the test's cluster, closed by t.Cleanup.
+// Client returns a franz-go client for the test's cluster, with the TLS and
+// SASL of Security, closed by t.Cleanup.
 func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return ClientWith(t, brokers, Security(t), opts...)
 }
 
 // CreateTopic creates topic with the given partition count, failing the test on error.

@@ -118,6 +118,8 @@ type Config struct {
 	// <state_dir>/cache.
 	CacheDir string `koanf:"cache_dir"`
 	HTTP     string `koanf:"http"`
+	// HTTPTLS serves the HTTP API over HTTPS and forwards over it.
+	HTTPTLS HTTPTLS `koanf:"http_tls"`
 	// Advertise is the query address (host:port) other instances forward
 	// queries to; default: the address the HTTP server bound, with an
 	// unspecified host (0.0.0.0, ::) replaced by the machine's host name.
@@ -129,9 +131,21 @@ type Config struct {
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
-	Query             Query         `koanf:"query"`
-	Tables            []Table       `koanf:"tables"`
-	Stages            []Stage       `koanf:"stages"`
+	// Generation numbers the app's state: a server rebuilding an app from
+	// its inputs runs the next generation beside the one serving, with a
+	// consumer group, changelogs and repartition topics of its own (named
+	// after Internal). 0 in run mode.
+	Generation int `koanf:"generation"`
+	// ModuleHeader makes every output record carry the version (the
+	// sha256) of the module that produced it, in the header
+	// streamrt.module.version, as dead letters always do. Servers turn it
+	// on for the apps they run.
+	ModuleHeader bool `koanf:"module_header"`
+	// Kafka says how every Kafka client of the app connects: TLS and SASL.
+	Kafka  Kafka   `koanf:"kafka"`
+	Query  Query   `koanf:"query"`
+	Tables []Table `koanf:"tables"`
+	Stages []Stage `koanf:"stages"`
 
 	name    string            // File as the caller named it, for errors
 	sources map[string]string // YAML path -> env var or flag that set it
@@ -244,6 +258,16 @@ const (
 	KeepLatest Keep = "latest" // the latest record per key, at the commit
 )
 
+// Internal is the name the app's consumer group and internal topics
+// (changelogs, repartition topics) start with: the app's name, and from
+// the second generation on its name and -gN.
+func (c *Config) Internal() string {
+	if c.Generation == 0 {
+		return c.App
+	}
+	return fmt.Sprintf("%s-g%d", c.App, c.Generation)
+}
+
 // RepartitionTopic names the internal topic that feeds stage: created by
 // the runtime with the app's partition count and partitioned by Kafka's
 // default partitioner (murmur2 of the key), so that records land with the
@@ -339,13 +363,18 @@ func layers(data []byte, file string, environ []string, overrides map[string]str
 
 // overridable lists the keys that the environment and flags can set: every
 // scalar, not the stages.
-var overridable = map[string]bool{
-	"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
-	"guarantee": true, "partitions": true, "replication_factor": true,
-	"commit_interval": true, "start_offset": true, "query.max_key_bytes": true,
-	"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
-	"query.tokens": true,
-}
+var overridable = func() map[string]bool {
+	m := map[string]bool{
+		"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
+		"guarantee": true, "partitions": true, "replication_factor": true,
+		"commit_interval": true, "start_offset": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
+		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
+		"query.tokens":       true,
+		"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,
+	}
+	kafkaSettable("kafka", m)
+	return m
+}()
 
 // envKey maps STREAMRT_QUERY__MAX_KEY_BYTES to query.max_key_bytes, recording
 // the variable's name in sources. Variables that name no overridable key are
@@ -387,6 +416,8 @@ func (c *Config) resolve() {
 	if c.CacheDir != "" {
 		c.CacheDir = absPath(cacheBase, c.CacheDir)
 	}
+	resolveKafka(&c.Kafka, "kafka", fileDir, c.sources)
+	resolveHTTPTLS(&c.HTTPTLS, "http_tls", fileDir, c.sources)
 	for i := range c.Stages {
 		if s := &c.Stages[i]; s.Module != "" && !strings.HasPrefix(s.Module, ModulePrefix) {
 			s.Module = absPath(fileDir, s.Module)

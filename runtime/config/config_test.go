@@ -233,6 +233,8 @@ func encode(v reflect.Value) any {
 		return m
 	case reflect.String:
 		return v.String()
+	case reflect.Bool:
+		return v.Bool()
 	case reflect.Int, reflect.Int16, reflect.Int32, reflect.Int64:
 		return v.Int()
 	}

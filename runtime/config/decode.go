@@ -13,8 +13,8 @@ import (
 
 // The keys each mapping accepts, in the order the schema documents them.
 var (
-	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "advertise", "guarantee", "standby_replicas", "session_timeout", "partitions",
-		"replication_factor", "commit_interval", "start_offset", "query", "tables", "stages"}
+	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "partitions",
+		"replication_factor", "commit_interval", "start_offset", "module_header", "generation", "kafka", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
@@ -52,6 +52,13 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", 0, math.MinInt16, math.MaxInt16))
 	c.CommitInterval = d.duration(m, "", "commit_interval", 0)
 	c.StartOffset = StartOffset(d.str(m, "", "start_offset", ""))
+	c.ModuleHeader = d.boolean(m, "", "module_header")
+	c.Generation = int(d.integer(m, "", "generation", 0, 0, math.MaxInt32))
+
+	km, _ := d.mapping(m, "", "kafka")
+	d.kafka(km, "kafka", &c.Kafka)
+	hm, _ := d.mapping(m, "", "http_tls")
+	d.httpTLS(hm, "http_tls", &c.HTTPTLS)
 
 	q, _ := d.mapping(m, "", "query")
 	d.query(q, &c.Query)

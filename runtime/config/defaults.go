@@ -98,7 +98,7 @@ func (c *Config) resolveRepartitions() {
 			if !ok {
 				continue // Validate reports it
 			}
-			topic := RepartitionTopic(c.App, target.Name)
+			topic := RepartitionTopic(c.Internal(), target.Name)
 			if c.Stages[i].Outputs == nil {
 				c.Stages[i].Outputs = map[string]string{}
 			}

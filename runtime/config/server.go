@@ -45,6 +45,9 @@ type Server struct {
 	// for rollback.
 	VersionsKept int     `koanf:"versions_kept"`
 	Control      Control `koanf:"control"`
+	// Kafka says how the server's Kafka clients connect, as an app's
+	// kafka section does.
+	Kafka Kafka `koanf:"kafka"`
 
 	name    string
 	sources map[string]string
@@ -74,14 +77,18 @@ const (
 )
 
 var (
-	serverKeys  = []string{"brokers", "http", "advertise", "state_dir", "cache_dir", "instance_id", "admin_tokens", "replication_factor", "versions_kept", "control"}
+	serverKeys  = []string{"brokers", "http", "advertise", "state_dir", "cache_dir", "instance_id", "admin_tokens", "replication_factor", "versions_kept", "control", "kafka"}
 	controlKeys = []string{"apps_topic", "modules_topic", "status_topic"}
 	// serverSettable are the keys the environment and flags can set.
-	serverSettable = map[string]bool{
-		"brokers": true, "http": true, "advertise": true, "state_dir": true, "cache_dir": true,
-		"instance_id": true, "admin_tokens": true, "replication_factor": true, "versions_kept": true,
-		"control.apps_topic": true, "control.modules_topic": true, "control.status_topic": true,
-	}
+	serverSettable = func() map[string]bool {
+		m := map[string]bool{
+			"brokers": true, "http": true, "advertise": true, "state_dir": true, "cache_dir": true,
+			"instance_id": true, "admin_tokens": true, "replication_factor": true, "versions_kept": true,
+			"control.apps_topic": true, "control.modules_topic": true, "control.status_topic": true,
+		}
+		kafkaSettable("kafka", m)
+		return m
+	}()
 )
 
 // LoadServer reads a server's configuration from the YAML file at path
@@ -130,6 +137,8 @@ func ParseServer(data []byte, file string, environ []string, overrides map[strin
 	s.Control.AppsTopic = d.str(cm, "control", "apps_topic", "")
 	s.Control.ModulesTopic = d.str(cm, "control", "modules_topic", "")
 	s.Control.StatusTopic = d.str(cm, "control", "status_topic", "")
+	km, _ := d.mapping(m, "", "kafka")
+	d.kafka(km, "kafka", &s.Kafka)
 	s.given = d.given
 	s.EnsureDefaults()
 	s.resolve()
@@ -186,6 +195,7 @@ func (s *Server) resolve() {
 		}
 		*dir = absPath(b, *dir)
 	}
+	resolveKafka(&s.Kafka, "kafka", base, s.sources)
 }
 
 // Validate checks every value and returns all problems found.
@@ -229,6 +239,7 @@ func (s *Server) validate(p *problems) {
 	if s.VersionsKept < 1 || s.VersionsKept > MaxVersionsKept {
 		p.add("versions_kept", fmt.Sprintf("must be from 1 to %d, got %d", MaxVersionsKept, s.VersionsKept))
 	}
+	validateKafka(p, "kafka", &s.Kafka)
 	topics := map[string]string{}
 	for _, kt := range [][2]string{{"control.apps_topic", s.Control.AppsTopic}, {"control.modules_topic", s.Control.ModulesTopic}, {"control.status_topic", s.Control.StatusTopic}} {
 		key, t := kt[0], kt[1]

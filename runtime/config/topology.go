@@ -35,6 +35,7 @@ type Topology struct {
 
 	consumer   map[string]*StageTopology // topic → the stage whose tasks consume it
 	changelogs map[string]bool
+	internal   map[string]bool // repartition topics
 }
 
 // StageTopology is one stage of a Topology.
@@ -71,6 +72,8 @@ type OutputTopology struct {
 	// Latest: the output keeps the latest record per key within a commit
 	// cycle (Stage.Latest).
 	Latest bool
+	// Internal: the output is a repartition topic feeding another stage.
+	Internal bool
 }
 
 // TableTopology is a table: a store materialised from a topic.
@@ -115,7 +118,7 @@ func (c *Config) Topology() (*Topology, error) {
 
 // topology works out the topology, reporting each conflict with its key.
 func (c *Config) topology(report func(key, reason string)) *Topology {
-	t := &Topology{App: c.App, Partitions: c.Partitions, consumer: map[string]*StageTopology{}, changelogs: map[string]bool{}}
+	t := &Topology{App: c.App, Partitions: c.Partitions, consumer: map[string]*StageTopology{}, changelogs: map[string]bool{}, internal: map[string]bool{}}
 	tables := map[string]*TableTopology{}
 	for _, tc := range c.Tables {
 		tt := &TableTopology{Name: tc.Name, Topic: tc.Topic, Global: tc.Global}
@@ -128,7 +131,7 @@ func (c *Config) topology(report func(key, reason string)) *Topology {
 		s := &StageTopology{Name: sc.Name, Config: sc, Inputs: slices.Clone(sc.Inputs)}
 		s.Config.Inputs = slices.Clone(sc.Inputs)
 		for _, store := range sc.Stores {
-			topic := ChangelogTopic(c.App, store)
+			topic := ChangelogTopic(c.Internal(), store)
 			s.Stores = append(s.Stores, StoreTopology{Name: store, Changelog: topic})
 			t.changelogs[topic] = true
 		}
@@ -168,7 +171,11 @@ func (c *Config) topology(report func(key, reason string)) *Topology {
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			s.Outputs = append(s.Outputs, OutputTopology{Name: name, Topic: sc.Outputs[name], Latest: sc.Latest[name]})
+			_, internal := sc.Repartition[name]
+			s.Outputs = append(s.Outputs, OutputTopology{Name: name, Topic: sc.Outputs[name], Latest: sc.Latest[name], Internal: internal})
+			if internal {
+				t.internal[sc.Outputs[name]] = true
+			}
 		}
 		t.Stages = append(t.Stages, s)
 	}
@@ -214,6 +221,10 @@ func (t *Topology) Consumed() []string {
 	sort.Strings(out)
 	return out
 }
+
+// IsInternal reports whether topic is one of the app's repartition
+// topics, which only its own stages read.
+func (t *Topology) IsInternal(topic string) bool { return t.internal[topic] }
 
 // IsChangelog reports whether topic is the changelog of one of the app's
 // stores.

@@ -65,6 +65,9 @@ func (c *Config) validate(p *problems) {
 		p.add("start_offset", fmt.Sprintf("must be %s or %s, got %q", StartEarliest, StartLatest, c.StartOffset))
 	}
 
+	validateKafka(p, "kafka", &c.Kafka)
+	validateHTTPTLS(p, "http_tls", &c.HTTPTLS)
+
 	if len(c.Stages) == 0 {
 		p.add("stages", "at least one stage is required")
 	}

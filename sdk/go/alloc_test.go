@@ -34,7 +34,9 @@ func encodedBatchHeaders(n, valueSize, nh int) []byte {
 }
 
 // The per-record path allocates nothing once warmed up: decoding (headers
-// included), Emit with and without options, and a Get and Put per record.
+// included), Emit with and without options, buffered and handed over to
+// the host when the buffer fills and when the batch ends, and a Get and
+// Put per record.
 func TestNoAllocs(t *testing.T) {
 	handlers := map[string]func(r *Record) error{
 		"emit": func(r *Record) error { return Emit("out", r.Key, r.Value) },
@@ -76,6 +78,11 @@ func TestNoAllocs(t *testing.T) {
 				}
 				if f.nEmits == 0 || len(f.errs) != 0 {
 					t.Errorf("%d emits, errors %v", f.nEmits, f.errs)
+				}
+				// The batch is larger than the emit buffer: at least one
+				// flush in the middle, and one at the end.
+				if runs := 21; f.nBatches < 2*runs {
+					t.Errorf("%d emit_batch calls in %d batches, want at least 2 per batch", f.nBatches, runs)
 				}
 			})
 		}

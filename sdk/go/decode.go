@@ -151,6 +151,7 @@ func (r *reader) run(recs []Record, fn func(*Record) error) bool {
 			r.read = i + 1
 			// handle, inlined by hand.
 			inst.current = int32(i)
+			inst.emitMark = inst.emitLen
 			inst.values.reset()
 			err := fn(rec)
 			inst.current = abi.NoRecord

@@ -41,7 +41,9 @@
 // and headers alias the host's input buffer, values from Store.Get live in a
 // buffer reused for the next record, and iterator entries live in a buffer
 // reused by the next Iterator.Next. Copy what you keep. In the other
-// direction the host copies everything passed to it before the call returns.
+// direction everything passed to the SDK is copied before the call returns:
+// by the host, or for Emit into the buffer in which the SDK collects a
+// batch's emits for the host (see Emit and Flush).
 // With that rule the per-record path (decoding, a Get, a Put and an Emit)
 // allocates nothing once warmed up. Header keys are strings interned per
 // instance; only a key beyond the first 256 distinct ones is allocated for

@@ -46,7 +46,7 @@ var codeErrors = map[abi.Code]error{
 // HostError is a host function's error result.
 type HostError struct {
 	Func string   // the host function, such as "store_put"
-	Name string   // the store or output the call was about
+	Name string   // the store or output the call was about ("" for emit_batch)
 	Code abi.Code // the negative result
 }
 
@@ -60,6 +60,9 @@ func hostError(fn, name string, rc int32) error {
 }
 
 func (e *HostError) Error() string {
+	if e.Func == abi.FuncEmitBatch { // which concerns no one output
+		return "streamrt: " + e.Func + ": " + e.Code.String()
+	}
 	return "streamrt: " + e.Func + " " + strconv.Quote(e.Name) + ": " + e.Code.String()
 }
 

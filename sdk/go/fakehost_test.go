@@ -38,13 +38,19 @@ type fakeHost struct {
 	querying bool
 	resp     *FakeResponse
 
-	emits  []FakeEmit
-	writes []fakeWrite
-	errs   []FakeRecordError
-	logs   []string
-	opens  int // store_open and output_open calls
-	grows  int // range_next results that asked for a bigger buffer
-	nEmits int
+	// RefuseBatch, when negative, is what emit_batch returns, emitting
+	// nothing: a host refusing the SDK's buffer.
+	RefuseBatch int32
+
+	emits    []FakeEmit
+	batches  [][]byte // each emit_batch buffer, in order (none with Discard)
+	nBatches int
+	writes   []fakeWrite
+	errs     []FakeRecordError
+	logs     []string
+	opens    int // store_open and output_open calls
+	grows    int // range_next results that asked for a bigger buffer
+	nEmits   int
 }
 
 // FakeConfig declares what the stage may use.
@@ -54,7 +60,7 @@ type FakeConfig struct {
 	Outputs  []string
 }
 
-// FakeEmit is one emitted record.
+// FakeEmit is one emitted record, through emit or emit_batch.
 type FakeEmit struct {
 	Output     string
 	Rec        int32
@@ -281,6 +287,9 @@ func (f *fakeHost) emit(h, rec int32, key, val, hdr []byte, ts int64) int32 {
 	if h < 0 || int(h) >= len(f.outputs) {
 		return int32(abi.ErrUnknownOut)
 	}
+	if rec < abi.NoRecord || rec != abi.NoRecord && int(rec) >= inst.reader.count {
+		return int32(abi.ErrInvalid) // the host knows the batch it wrote
+	}
 	f.nEmits++
 	if f.Discard {
 		return 0
@@ -290,6 +299,35 @@ func (f *fakeHost) emit(h, rec int32, key, val, hdr []byte, ts int64) int32 {
 		e.Headers = bytes.Clone(hdr)
 	}
 	f.emits = append(f.emits, e)
+	return 0
+}
+
+// emitBatch is the real host's emit_batch: a malformed buffer emits
+// nothing, then the entries go to emit in order until one is refused.
+func (f *fakeHost) emitBatch(buf []byte) int32 {
+	f.nBatches++
+	if !f.Discard {
+		f.batches = append(f.batches, bytes.Clone(buf))
+	}
+	if f.querying {
+		return int32(abi.ErrNotAllowed)
+	}
+	if f.RefuseBatch < 0 {
+		return f.RefuseBatch
+	}
+	var e abi.Emit
+	for b := buf; len(b) > 0; {
+		var err error
+		if b, err = abi.NextEmit(b, &e); err != nil {
+			return int32(abi.ErrInvalid)
+		}
+	}
+	for b := buf; len(b) > 0; {
+		b, _ = abi.NextEmit(b, &e)
+		if rc := f.emit(e.Output, e.Rec, e.Key, e.Value, e.Headers, e.Timestamp); rc < 0 {
+			return rc
+		}
+	}
 	return 0
 }
 
@@ -328,7 +366,16 @@ func (f *fakeHost) respond(status int32, contentType string, body []byte) int32 
 	return 0
 }
 
+// recordError keeps the report and, as the host does, drops the record's
+// emits at the tail of those made so far.
 func (f *fakeHost) recordError(rec int32, msg string) int32 {
 	f.errs = append(f.errs, FakeRecordError{Rec: rec, Msg: msg})
+	if rec >= 0 {
+		n := len(f.emits)
+		for n > 0 && f.emits[n-1].Rec == rec {
+			n--
+		}
+		f.emits = f.emits[:n]
+	}
 	return 0
 }

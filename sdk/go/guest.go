@@ -28,11 +28,22 @@ type instance struct {
 	outputs    map[string]*output
 	outputList []*output // the outputs in the order opened
 	lastOutput *output
-	values     arena       // Store.Get results
-	headers    []byte      // scratch for emit's header list
-	bound      []byte      // scratch for Prefix's end bound
-	iters      []*Iterator // open iterators
-	bufs       [][]byte    // range buffers returned by closed iterators
+	// emits is the buffer in which Emit collects entries for emit_batch
+	// during a streamrt_process call: emitArea, of which the first
+	// emitLen bytes are in use. Outside a call it is nil, so that no entry
+	// fits and Emit hands each to the host at once. emitMark is where the
+	// entries of the record being handled start, and emitErr a flush the
+	// host refused, which fails the batch.
+	emits    []byte
+	emitArea []byte
+	emitLen  int
+	emitMark int
+	emitErr  error
+	values   arena       // Store.Get results
+	headers  []byte      // scratch for emit's header list
+	bound    []byte      // scratch for Prefix's end bound
+	iters    []*Iterator // open iterators
+	bufs     [][]byte    // range buffers returned by closed iterators
 }
 
 var inst = instance{current: abi.NoRecord, streamTime: -1}
@@ -126,6 +137,7 @@ func process(buf []byte) int32 {
 		return failBatch(r.err())
 	}
 	inst.streamTime = r.streamTime
+	beginEmits()
 	var rc int32
 	switch {
 	case inst.onRecord != nil:
@@ -135,6 +147,7 @@ func process(buf []byte) int32 {
 	default:
 		rc = failBatch(errNoHandler)
 	}
+	rc = endEmits(rc)
 	inst.current = abi.NoRecord
 	inst.endIterators()
 	return rc
@@ -173,6 +186,7 @@ func runRecords() (rc int32, done bool) {
 // reports the error fn returns. A panic goes up to runRecords.
 func handle(i int, rec *Record, fn func(*Record) error) {
 	inst.current = int32(i)
+	inst.emitMark = inst.emitLen
 	inst.values.reset()
 	err := fn(rec)
 	inst.current = abi.NoRecord
@@ -234,12 +248,14 @@ func callBatch(fn func(*Batch) error, b *Batch) (err error) {
 	return fn(b)
 }
 
-// reportRecord tells the host that record i failed with err.
+// reportRecord tells the host that record i, the one a per-record handler
+// was handling, failed with err. The record's buffered emits go first.
 func reportRecord(i int, err error) {
 	var pe *PanicError
 	if errors.As(err, &pe) {
 		logMessage(abi.LevelError, "streamrt: record "+strconv.Itoa(i)+": "+pe.Error()+"\n"+string(pe.Stack))
 	}
+	dropEmits(int32(i), inst.emitMark)
 	recordError(int32(i), err.Error())
 }
 

@@ -22,6 +22,7 @@ type host interface {
 	rangeClose(iter int32) int32
 	outputOpen(name string) int32
 	emit(output, rec int32, key, val, hdr []byte, ts int64) int32
+	emitBatch(buf []byte) int32
 	log(level int32, msg string)
 	recordError(rec int32, msg string) int32
 	respond(status int32, contentType string, body []byte) int32
@@ -76,6 +77,10 @@ func hostOutputOpen(name string) int32 { return theHost().outputOpen(name) }
 
 func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int32, hdr *byte, hdrLen int32, ts int64) int32 {
 	return theHost().emit(output, rec, slice(key, keyLen), slice(val, valLen), slice(hdr, hdrLen), ts)
+}
+
+func hostEmitBatch(buf *byte, bufLen int32) int32 {
+	return theHost().emitBatch(slice(buf, bufLen))
 }
 
 func hostLog(level int32, msg string) { theHost().log(level, msg) }

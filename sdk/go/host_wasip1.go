@@ -34,6 +34,9 @@ func hostOutputOpen(name string) int32
 //go:wasmimport streamrt_v1 emit
 func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int32, hdr *byte, hdrLen int32, ts int64) int32
 
+//go:wasmimport streamrt_v1 emit_batch
+func hostEmitBatch(buf *byte, bufLen int32) int32
+
 //go:wasmimport streamrt_v1 log
 func hostLog(level int32, msg string)
 

@@ -69,7 +69,8 @@ func (b *Batch) All() iter.Seq2[int, *Record] {
 
 // Fail reports that record i failed with err; the host discards the record's
 // effects and applies the stage's error policy to it, while the rest of the
-// batch goes on. Call it when done with the record, before its successors'
+// batch goes on; the record's emits that Emit still holds in its buffer are
+// dropped. Call it when done with the record, before its successors'
 // effects: a failure reported after another record's effects makes the host
 // treat the batch as failed and run its records again one per batch (which
 // is correct, only slower).
@@ -77,5 +78,6 @@ func (b *Batch) Fail(i int, err error) {
 	if i < 0 || i >= len(b.records) {
 		panic("streamrt: Batch.Fail: record index out of range")
 	}
+	dropEmits(int32(i), 0)
 	recordError(int32(i), errText(err))
 }

@@ -185,3 +185,74 @@ func setRangeBufSize(t *testing.T, n int) {
 	rangeBufSize = n
 	t.Cleanup(func() { rangeBufSize = old })
 }
+
+// Emit's buffer must hold the vectors' bytes: each vector's entries, made
+// with Emit by a batch handler (outside its loop for record -1, in it for
+// the others), reach the host as one emit_batch buffer equal to the
+// vector's encoding. Emit passes no header list for no headers, so an
+// entry with an empty list is expected with none instead.
+func TestVectorEmits(t *testing.T) {
+	for _, v := range loadVectors(t, "emits") {
+		t.Run(v.Name, func(t *testing.T) {
+			outputs := []string{"o0"}
+			records := 0
+			var want []byte
+			for _, e := range v.Emits {
+				for int(e.Output) >= len(outputs) {
+					outputs = append(outputs, fmt.Sprintf("o%d", len(outputs)))
+				}
+				records = max(records, int(e.Rec)+1)
+				if len(e.Headers) == 4 {
+					e.Headers = nil
+				}
+				want = abi.AppendEmit(want, &e)
+			}
+			f := newFakeHost(FakeConfig{Outputs: outputs})
+			next := 0
+			emitFor := func(rec int32) error {
+				for ; next < len(v.Emits) && v.Emits[next].Rec == rec; next++ {
+					e := v.Emits[next]
+					var opts []EmitOption
+					if e.Timestamp != abi.InheritTimestamp {
+						opts = append(opts, WithTimestamp(e.Timestamp))
+					}
+					if len(e.Headers) > 0 {
+						hs, err := abi.DecodeHeaders(e.Headers, nil)
+						if err != nil {
+							return err
+						}
+						opts = append(opts, WithHeaders(hs...))
+					}
+					if err := Emit(outputs[e.Output], e.Key, e.Value, opts...); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			HandleBatch(func(b *Batch) error {
+				if err := emitFor(abi.NoRecord); err != nil {
+					return err
+				}
+				for i := range b.All() {
+					if err := emitFor(int32(i)); err != nil {
+						return err
+					}
+				}
+				return emitFor(abi.NoRecord)
+			})
+			if rc := f.Process(batchOf(make([]string, records)...)); rc != 0 {
+				t.Fatalf("process = %d, errors %v", rc, f.errs)
+			}
+			if next != len(v.Emits) {
+				t.Fatalf("%s:%d: the handler made %d of the %d emits: their records are out of order", v.File, v.Line, next, len(v.Emits))
+			}
+			var got []byte
+			if len(f.batches) > 0 {
+				got = f.batches[0]
+			}
+			if len(f.batches) > 1 || !bytes.Equal(got, want) {
+				t.Fatalf("%s:%d: emit_batch buffers %x\nwant one holding %x", v.File, v.Line, f.batches, want)
+			}
+		})
+	}
+}

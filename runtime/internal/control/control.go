@@ -46,9 +46,18 @@ type Spec struct {
 	// Modules maps each stage to its module's content hash, as Config
 	// names them.
 	Modules map[string]string `json:"modules"`
-	// Generation is the app's state generation: a rebuild deploys the next
-	// one, with its own group, stores and changelogs.
+	// Generation is the app's newest state generation: a rebuild deploys
+	// the next one, with its own group, stores and changelogs, which
+	// replays the inputs beside the one serving.
 	Generation int `json:"generation"`
+	// Serving is the generation that serves queries and writes outputs:
+	// Generation, except while a rebuild catches up; the flip makes it
+	// Generation again.
+	Serving int `json:"serving"`
+	// FlippedFrom is the generation this one replaced at its flip: an
+	// instance that starts before the flip has finished everywhere holds
+	// the new generation's outputs back to where that one's group stopped.
+	FlippedFrom *int `json:"flipped_from,omitempty"`
 	// Canary, when set, runs this version on that many partitions first;
 	// the others keep the previous version until a promote.
 	Canary     int       `json:"canary,omitempty"`
@@ -74,9 +83,28 @@ type Status struct {
 	// State is running, swapping, rebuilding, stopped or failed.
 	State string `json:"state"`
 	// Failed is the version the instance could not load, and Reason why.
-	Failed    int64     `json:"failed,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
+	Failed int64  `json:"failed,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Serving is the generation this instance serves, and Rebuild the
+	// progress of one being rebuilt.
+	Serving   int       `json:"serving"`
+	Rebuild   *Rebuild  `json:"rebuild,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Rebuild is the progress of a generation replaying its inputs, over every
+// partition, as the instance saw it.
+type Rebuild struct {
+	Generation int     `json:"generation"`
+	Replayed   int64   `json:"replayed"`    // input records the new generation committed
+	Lag        int64   `json:"lag"`         // records it is behind the serving generation
+	ETASeconds float64 `json:"eta_seconds"` // at the rate of the last minute; 0 when unknown
+	Flipping   bool    `json:"flipping,omitempty"`
+	// Ready says the new generation has this instance's share of the
+	// partitions, every one restored, in a group as large as the serving
+	// one's: the flip may begin without a query finding a partition
+	// restoring or in a rebalance.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // States of a Status.
@@ -85,6 +113,9 @@ const (
 	StateSwapping = "swapping"
 	StateFailed   = "failed"
 	StateStopped  = "stopped"
+	// StateRebuilding: a new generation replays the inputs beside the one
+	// serving.
+	StateRebuilding = "rebuilding"
 )
 
 // ErrMissingModule is wrapped when a module's bytes are not in the modules

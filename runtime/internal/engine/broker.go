@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -25,6 +27,11 @@ type brokerHealth struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	now     func() time.Time
+	// kafka explains failures that are the security settings' fault (a
+	// certificate that expired, a password rotated at the broker): they
+	// are reported as what they are, and retried like any other, since
+	// the one who can fix them may do so while the app waits.
+	kafka config.Kafka
 
 	mu   sync.Mutex
 	down map[string]*brokerDown // by host:port
@@ -46,9 +53,9 @@ var (
 	_ kgo.HookBrokerRead    = (*brokerHealth)(nil)
 )
 
-func newBrokerHealth(log *slog.Logger, m *metrics.Metrics) *brokerHealth {
+func newBrokerHealth(log *slog.Logger, m *metrics.Metrics, k config.Kafka) *brokerHealth {
 	m.BrokerUp.Set(1)
-	return &brokerHealth{log: log, metrics: m, now: time.Now, down: map[string]*brokerDown{}}
+	return &brokerHealth{log: log, metrics: m, now: time.Now, kafka: k, down: map[string]*brokerDown{}}
 }
 
 // OnBrokerConnect implements kgo.HookBrokerConnect.
@@ -65,6 +72,9 @@ func (h *brokerHealth) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration,
 		return
 	}
 	h.metrics.BrokerErrors.Inc()
+	if refused := kafka.Refused(err, h.kafka); refused != nil {
+		err = refused
+	}
 	if ok {
 		d.last, d.err, d.reconnected = now, err, false
 		return

@@ -11,14 +11,15 @@ import (
 
 // clientOpts are the options of every Kafka client the engine creates (the
 // group's, the admin one, restores, standby copies, global tables): the seed
-// brokers, the log, and the hooks that follow the brokers' health, followed
-// by extra.
+// brokers, TLS and SASL (package kafka builds them from the kafka section),
+// the log, and the hooks that follow the brokers' health, followed by extra.
 func (v *env) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(v.brokers...),
 		kgo.WithLogger(kgoLogger{v.log}),
 		kgo.WithHooks(v.health),
 	}
+	opts = append(opts, v.security...)
 	return append(opts, extra...)
 }
 
@@ -27,7 +28,7 @@ func (v *env) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 // incarnation, and distinct between instances.
 func (e *Engine) transactionalID() string {
 	sum := sha256.Sum256([]byte(e.cfg.StateDir))
-	return e.cfg.App + "-" + hex.EncodeToString(sum[:8])
+	return e.cfg.Internal() + "-" + hex.EncodeToString(sum[:8])
 }
 
 // partitioner sends changelog records to the partition their task sets and

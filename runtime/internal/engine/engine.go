@@ -44,6 +44,7 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/assign"
+	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -79,10 +80,20 @@ type Engine struct {
 	// (view).
 	mu       sync.Mutex
 	tasks    map[taskID]*task
-	standbys map[taskID]*standby       // standby copies kept here, never of a task in tasks
-	stopping bool                      // Run is ending: start no more standbys
+	standbys map[taskID]*standby // standby copies kept here, never of a task in tasks
+	stopping bool                // Run is ending: start no more standbys
+	// closed is set once Run has stopped every task: the revocation that
+	// leaving the group brings then changes nothing, so that the API of a
+	// stopped engine still answers from its final state (a server flipping
+	// an app to a new generation serves the old one until the new one has
+	// caught up).
+	closed   bool
 	owned    map[string]map[int32]bool // consumed topic → partitions assigned here
 	assigned bool                      // the first assignment arrived
+
+	// gate, when set, runs before newly assigned partitions are planned
+	// (SetAssignGate).
+	gate func(ctx context.Context) error
 
 	// abortCycle is set when a task stopped by the fail policy had sent
 	// records in the cycle's transaction: the whole cycle aborts.
@@ -109,7 +120,7 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		log:     log,
 		db:      db,
 		metrics: m,
-		group:   cfg.App,
+		group:   cfg.Internal(),
 
 		byTopic:   map[string]*stage{},
 		tasks:     map[taskID]*task{},
@@ -117,8 +128,17 @@ func New(cfg *config.Config, db *state.DB, m *metrics.Metrics, log *slog.Logger,
 		owned:     map[string]map[int32]bool{},
 		clientSet: make(chan struct{}),
 	}
-	e.health = newBrokerHealth(log, m)
-	e.env = &env{db: db, metrics: m, group: cfg.App, brokers: cfg.Brokers, log: log, health: e.health, globals: map[string]*globalCache{}}
+	security, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	e.health = newBrokerHealth(log, m, cfg.Kafka)
+	e.env = &env{db: db, metrics: m, group: cfg.Internal(), brokers: cfg.Brokers, security: security, log: log, health: e.health, globals: map[string]*globalCache{},
+		moduleHeader: cfg.ModuleHeader, isInternal: topo.IsInternal}
+	e.env.access = kafka.Access{Group: cfg.Internal()}
+	if cfg.Guarantee == config.ExactlyOnce {
+		e.env.access.TransactionalID = e.transactionalID()
+	}
 	for _, tt := range topo.Tables {
 		if tt.Global {
 			e.env.globals[tt.Name] = newGlobalCache()
@@ -173,7 +193,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	e.cl = cl
-	e.env.sender = &sender{cl: cl, sess: e.sess}
+	e.env.sender = &sender{cl: cl, sess: e.sess, env: e.env}
 	close(e.clientSet)
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
@@ -188,15 +208,26 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Lock()
 		tasks := e.tasks
 		e.tasks = map[taskID]*task{}
+		e.closed = true
 		e.mu.Unlock()
 		for _, t := range tasks {
 			e.stopRestore(t)
 			t.close()
 		}
+		// The loop may have stopped with an error in the middle of a
+		// round: leaving the group waits for rebalances to be allowed.
+		cl.AllowRebalance()
 		cl.Close()
 	}()
 	return e.loop(ctx)
 }
+
+// SetAssignGate makes the engine call gate when partitions are assigned
+// to it, before their tasks are planned, and wait for it: a server uses it
+// to apply every module swap another instance may already have made, so
+// that no partition moving here is processed by an older version than it
+// was. An error is logged, and planning goes on. Call it before Run.
+func (e *Engine) SetAssignGate(gate func(ctx context.Context) error) { e.gate = gate }
 
 // newGroupClient creates the client of the app's consumer group: a
 // transactional session under exactly_once.

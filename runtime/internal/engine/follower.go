@@ -62,7 +62,8 @@ func (f *follower) close() { f.cl.Close() }
 // transaction markers included (apply steps over them), moving pos past
 // each record apply accepts. It returns ctx's error when ctx ends and the
 // first error of apply, which stops the poll; fetch errors are logged and
-// counted, not returned: the client retries them.
+// counted, not returned: the client retries them. An ACL that denies the
+// read is returned, and recorded for the engine to stop with.
 func (f *follower) poll(ctx context.Context, wait time.Duration, apply func(r *kgo.Record) error) error {
 	pctx, cancel := ctx, context.CancelFunc(func() {})
 	if wait > 0 {
@@ -73,13 +74,21 @@ func (f *follower) poll(ctx context.Context, wait time.Duration, apply func(r *k
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var denied error
 	fs.EachError(func(topic string, p int32, err error) {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if d := f.env.denied(err, "reading changelogs and tables", "READ", topic); d != nil {
+			denied = d
 			return
 		}
 		f.env.metrics.BrokerErrors.Inc()
 		f.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "err", err)
 	})
+	if denied != nil {
+		return denied
+	}
 	var applyErr error
 	fs.EachRecord(func(r *kgo.Record) {
 		if applyErr != nil {

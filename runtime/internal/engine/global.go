@@ -53,7 +53,9 @@ func (e *Engine) startGlobals(ctx context.Context) (done <-chan struct{}, err er
 			return
 		}
 		if lo.Err != nil {
-			listErr = fmt.Errorf("global table topic %q partition %d: %w", lo.Topic, lo.Partition, lo.Err)
+			if listErr = e.env.denied(lo.Err, "loading global tables", "READ", lo.Topic); listErr == nil {
+				listErr = fmt.Errorf("global table topic %q partition %d: %w", lo.Topic, lo.Partition, lo.Err)
+			}
 			return
 		}
 		next, _, err := e.db.Offset(globalGroup, lo.Topic, lo.Partition)

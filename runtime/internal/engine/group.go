@@ -21,6 +21,11 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if e.gate != nil {
+		if err := e.gate(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("the assignment gate failed; planning the new tasks anyway", "err", err)
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var tasks []*task
@@ -119,11 +124,18 @@ func (e *Engine) listEnds(ctx context.Context, topics []string) (kadm.ListedOffs
 			return nil, fmt.Errorf("list end offsets: %w", err)
 		}
 		complete := true
+		var denied error
 		ends.Each(func(lo kadm.ListedOffset) {
 			if lo.Err != nil {
 				complete = false
+				if d := e.env.denied(lo.Err, "listing the ends of inputs and changelogs", "READ", lo.Topic); d != nil && denied == nil {
+					denied = d
+				}
 			}
 		})
+		if denied != nil {
+			return nil, denied
+		}
 		for _, t := range topics {
 			if _, ok := ends[t]; !ok {
 				complete = false
@@ -172,6 +184,10 @@ func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 // with drop removes their local state (their new owner has it now).
 func (e *Engine) release(parts map[string][]int32, drop bool) {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
 	var gone []*task
 	for topic, ps := range parts {
 		for _, p := range ps {

@@ -31,6 +31,10 @@ type batchHost struct {
 
 	iters  state.Cursors
 	getBuf []byte
+
+	// replayed holds, under a fence, whether each record's outputs are
+	// dropped (Fence).
+	replayed []bool
 }
 
 // effects marks where one record's effects start in a stream.
@@ -43,6 +47,12 @@ type effects struct {
 
 func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
 	h.txn, h.recs = txn, recs
+	h.replayed = h.replayed[:0]
+	if h.t.env.fence != nil {
+		for _, r := range recs {
+			h.replayed = append(h.replayed, h.t.replayed(r))
+		}
+	}
 	h.writes, h.emits, h.interleaved = effects{rec: abi.NoRecord}, effects{rec: abi.NoRecord}, false
 	clear(h.failed)
 	h.batchMsg = ""
@@ -256,6 +266,19 @@ func (h *batchHost) Emit(out, rec int32, key, value, headers []byte, ts int64) a
 		hs = make([]kgo.RecordHeader, len(decoded))
 		for i, d := range decoded {
 			hs[i] = kgo.RecordHeader{Key: d.Key, Value: c.arena.copy(d.Value)}
+		}
+	}
+	if len(h.replayed) > 0 && h.replayed[max(rec, 0)] {
+		if !h.t.stage.outputs[out].Internal {
+			return abi.OK // the generation that serves produced it
+		}
+		hs = append(hs, replayHeader)
+	}
+	if vh := h.t.versionHeader; vh != nil {
+		if hs == nil {
+			hs = vh
+		} else {
+			hs = append(hs, vh...)
 		}
 	}
 	o := &h.t.stage.outputs[out]

@@ -36,12 +36,15 @@ func (e *Engine) loop(ctx context.Context) error {
 			case pending:
 				wait = max(time.Millisecond, time.Until(due))
 			}
-			fs := e.poll(ctx, wait)
+			fs, err := e.poll(ctx, wait)
 			if ctx.Err() != nil {
 				break
 			}
+			if err != nil {
+				return err
+			}
 			e.mu.Lock()
-			err := e.dispatch(ctx, fs)
+			err = e.dispatch(ctx, fs)
 			e.mu.Unlock()
 			if err != nil {
 				return err
@@ -54,16 +57,29 @@ func (e *Engine) loop(ctx context.Context) error {
 		}
 		if err := e.runTasks(ctx, due); err != nil {
 			e.mu.Unlock()
+			if denied := e.env.denied(err, "producing", "WRITE", ""); denied != nil {
+				return denied
+			}
 			return err
 		}
 		pending = e.anyPending()
 		if pending && !time.Now().Before(due) {
 			if err := e.commit(context.WithoutCancel(ctx)); err != nil {
+				if denied := e.env.denied(err, "committing the cycle", "WRITE", ""); denied != nil {
+					e.mu.Unlock()
+					return denied
+				}
 				e.log.Error("commit failed; replaying the cycle", "err", err)
 			}
 			pending = false
 		}
 		e.mu.Unlock()
+		// Followers (restores, standby copies, global tables) record the
+		// ACL errors they meet; nothing they read can be trusted without
+		// them.
+		if err := e.env.failure(); err != nil {
+			return err
+		}
 		if !pending {
 			e.cl.AllowRebalance()
 		}
@@ -86,22 +102,29 @@ func (e *Engine) loop(ctx context.Context) error {
 }
 
 // poll takes what the client has fetched, waiting up to wait for it (not
-// at all with wait 0), and logs and counts fetch errors.
-func (e *Engine) poll(ctx context.Context, wait time.Duration) kgo.Fetches {
+// at all with wait 0), and logs and counts fetch errors, which the client
+// retries. An ACL that denies the group or an input is not retried: poll
+// returns it.
+func (e *Engine) poll(ctx context.Context, wait time.Duration) (kgo.Fetches, error) {
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	if wait <= 0 {
 		cancel() // a done context returns what is buffered, without waiting
 	}
 	fs := e.cl.PollFetches(pctx)
 	cancel()
+	var denied error
 	fs.EachError(func(topic string, p int32, err error) {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if d := e.env.denied(err, "consuming the app's inputs", "READ", topic); d != nil {
+			denied = d
 			return
 		}
 		e.metrics.BrokerErrors.Inc()
 		e.log.Warn("fetch failed; retrying", "topic", topic, "partition", p, "err", err)
 	})
-	return fs
+	return fs, denied
 }
 
 // dispatch queues each fetched partition's records with their task.

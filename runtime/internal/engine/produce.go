@@ -18,6 +18,7 @@ import (
 type sender struct {
 	cl   *kgo.Client
 	sess *kgo.GroupTransactSession // exactly_once only
+	env  *env                      // for the messages of ACL errors
 
 	mu   sync.Mutex
 	open bool  // the cycle's transaction has begun
@@ -65,7 +66,9 @@ func (s *sender) done(r *kgo.Record, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err == nil {
-		s.err = fmt.Errorf("produce to %q: %w", r.Topic, err)
+		if s.err = s.env.denied(err, "producing", "WRITE", r.Topic); s.err == nil {
+			s.err = fmt.Errorf("produce to %q: %w", r.Topic, err)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ type stage struct {
 	tables  []*config.TableTopology // the tables it reads, in cfg.Tables order
 	outputs []config.OutputTopology // by name
 	module  atomic.Pointer[wasm.Module]
+	canary  atomic.Pointer[canary] // a version running on the first partitions only
 	// topicIndex numbers the inputs as the batch encoding's topic table
 	// does.
 	topicIndex map[string]uint16
@@ -89,18 +90,58 @@ func (s *stage) counted(topic string) prometheus.Counter {
 	return s.metrics.RecordsOut.WithLabelValues(s.name, topic)
 }
 
-// Swap makes stage run module from its tasks' next batch on. Batches already
-// running finish on the module they started with, and each task commits or
-// replays whole batches, so no record is lost or processed twice.
+// Swap makes stage run module on every partition from its tasks' next
+// cycle on, ending any canary. A cycle runs on the version it started with
+// and commits or replays whole, so no record is lost or processed twice.
 func (e *Engine) Swap(stageName string, m *wasm.Module) error {
+	s := e.stage(stageName)
+	if s == nil {
+		return fmt.Errorf("no stage %q", stageName)
+	}
+	s.module.Store(m)
+	s.canary.Store(nil)
+	e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
+	return nil
+}
+
+// Canary makes stage run m on its first n partitions from their tasks'
+// next cycle on, and its module elsewhere; n 0 ends the canary, leaving
+// every partition on the stage's module.
+func (e *Engine) Canary(stageName string, m *wasm.Module, n int32) error {
+	s := e.stage(stageName)
+	if s == nil {
+		return fmt.Errorf("no stage %q", stageName)
+	}
+	if n <= 0 || m == nil {
+		s.canary.Store(nil)
+		return nil
+	}
+	s.canary.Store(&canary{module: m, partitions: n})
+	e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
+	return nil
+}
+
+// canary is a module version that runs on a stage's first partitions only.
+type canary struct {
+	module     *wasm.Module
+	partitions int32
+}
+
+// moduleFor returns the module partition p of s runs.
+func (s *stage) moduleFor(p int32) *wasm.Module {
+	if c := s.canary.Load(); c != nil && p < c.partitions {
+		return c.module
+	}
+	return s.module.Load()
+}
+
+func (e *Engine) stage(name string) *stage {
 	for _, s := range e.stages {
-		if s.name == stageName {
-			s.module.Store(m)
-			e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
-			return nil
+		if s.name == name {
+			return s
 		}
 	}
-	return fmt.Errorf("no stage %q", stageName)
+	return nil
 }
 
 // Module returns the module a stage currently runs.

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
@@ -33,11 +35,14 @@ type task struct {
 	log       *slog.Logger
 	stores    []state.Keyspace // by handle: the stage's stores, then its tables
 
-	module  *wasm.Module // the version the current cycle runs
-	inst    *wasm.Instance
-	host    batchHost
-	cache   readCache
-	globals []*globalCache // by handle: the global tables' caches, nil for others
+	module *wasm.Module // the version the current cycle runs
+	// versionHeader is the header that names module on every output, when
+	// the app asks for one; shared by the outputs, which never change it.
+	versionHeader []kgo.RecordHeader
+	inst          *wasm.Instance
+	host          batchHost
+	cache         readCache
+	globals       []*globalCache // by handle: the global tables' caches, nil for others
 	// globalReaders read the global tables on a cache miss, by handle.
 	globalReaders []globalReader
 	cycle         cycle
@@ -57,7 +62,6 @@ type task struct {
 
 	streamTime int64
 	stopped    error // set by the fail policy; the task processes nothing more
-	buf        []byte
 
 	// Restore state, guarded by the engine's mutex except restoreProgress.
 	restoring       bool
@@ -72,13 +76,64 @@ type env struct {
 	metrics *metrics.Metrics
 	group   string // the app's consumer group: the checkpoint group of inputs
 	brokers []string
-	log     *slog.Logger
-	health  *brokerHealth // follows every Kafka client of the engine
+	// security holds the TLS and SASL options of the app's kafka section.
+	security []kgo.Opt
+	log      *slog.Logger
+	health   *brokerHealth // follows every Kafka client of the engine
 	// sender produces the tasks' outputs as their batches end; nil until
 	// the engine runs, and then outputs wait for the commit.
 	sender *sender
 	// globals caches the global tables' values, by table name.
 	globals map[string]*globalCache
+	// moduleHeader: outputs carry their module's version (module_header).
+	moduleHeader bool
+	// fence holds a rebuilding generation back (SetFence); nil for none.
+	fence Fence
+	// isInternal reports whether a topic is one of the app's repartition
+	// topics.
+	isInternal func(topic string) bool
+
+	// access names the app's group and transactional id in the messages
+	// of ACL errors.
+	access kafka.Access
+
+	fatalMu sync.Mutex
+	fatal   error // the first failure retrying cannot heal; the loop stops with it
+}
+
+// fail records err, a failure that retrying cannot heal (an ACL that is
+// missing), for the loop to stop with; the first one stays.
+func (v *env) fail(err error) {
+	v.fatalMu.Lock()
+	defer v.fatalMu.Unlock()
+	if v.fatal == nil {
+		v.fatal = err
+	}
+}
+
+// failure returns the error fail recorded first, if any.
+func (v *env) failure() error {
+	v.fatalMu.Lock()
+	defer v.fatalMu.Unlock()
+	return v.fatal
+}
+
+// denied returns an *kafka.ACLError for err when it is an authorization
+// failure of the brokers, doing op on topic, and records it with fail; nil
+// for any other error.
+func (v *env) denied(err error, doing, op, topic string) error {
+	var d error
+	if _, ok := errors.AsType[*kafka.ACLError](err); ok {
+		d = err // already says what is missing
+	} else {
+		a := v.access
+		a.Doing, a.Op, a.Topic = doing, op, topic
+		d = kafka.Deny(err, a)
+	}
+	if d != nil {
+		v.fail(d)
+	}
+	return d
 }
 
 func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partition int32) (*task, error) {
@@ -143,7 +198,12 @@ func (t *task) run(deadline time.Time) (err error) {
 		// A cycle runs on one module version from start to commit, so
 		// that a swap falls between two commits: under exactly_once, one
 		// transaction's outputs all come from one version.
-		t.module = t.stage.module.Load()
+		if m := t.stage.moduleFor(t.partition); m != t.module {
+			t.module = m
+			if t.env.moduleHeader {
+				t.versionHeader = []kgo.RecordHeader{{Key: "streamrt.module.version", Value: []byte(m.Version())}}
+			}
+		}
 	}
 	t.cycle.begin(t.env.db)
 	defer func() {
@@ -156,6 +216,9 @@ func (t *task) run(deadline time.Time) (err error) {
 	q := &t.queue
 	for q.len() > 0 && t.stop.Err() == nil && time.Now().Before(deadline) {
 		r := q.peek()
+		if t.held(r) {
+			break // a rebuilding generation waits for the serving one
+		}
 		if r.Attrs.IsControl() {
 			t.advance(t.take())
 			continue
@@ -175,8 +238,8 @@ func (t *task) run(deadline time.Time) (err error) {
 		batch, bytes := t.batch[:0], 0
 		for len(batch) < t.stage.cfg.BatchSize && q.len() > 0 {
 			r := q.peek()
-			if len(batch) > 0 && (t.isTableTopic(r.Topic) || r.Attrs.IsControl()) {
-				break // a table update ends the batch
+			if len(batch) > 0 && (t.isTableTopic(r.Topic) || r.Attrs.IsControl() || t.held(r)) {
+				break // a table update ends the batch, and so does the fence
 			}
 			size := recordSize(r)
 			if len(batch) > 0 && bytes+size > t.stage.maxBatchBytes {
@@ -290,9 +353,10 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 	}
 	c := &t.cycle
 	mark, outMark, latestMark, changeMark := c.txn.Mark(), len(c.outputs), len(c.latest), len(c.changes)
-	t.buf = t.encode(recs)
+	t.advanceStreamTime(recs)
 	t.host.reset(c.txn, recs)
-	err := t.inst.Process(t.ctx, &t.host, t.buf)
+	// The batch is encoded straight into the guest's buffer.
+	err := t.inst.ProcessBatch(t.ctx, &t.host, t.encodedSize(recs), func(dst []byte) []byte { return t.encode(dst, recs) })
 	t.host.closeIters()
 	if err == nil && !t.host.interleaved {
 		for i := range recs {
@@ -376,6 +440,10 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 		t.log.Warn("record failed; skipped", attrs...)
 		return nil
 	case config.PolicyDeadLetter:
+		if t.replayed(r) {
+			t.log.Debug("record failed while replayed; its dead letter was written by the generation that serves", attrs...)
+			return nil
+		}
 		t.log.Warn("record failed; sent to the dead-letter topic", append(attrs, "dead_letter_topic", s.cfg.DeadLetterTopic)...)
 		hs := append(append([]kgo.RecordHeader(nil), r.Headers...),
 			kgo.RecordHeader{Key: "streamrt.error", Value: []byte(msg)},
@@ -393,13 +461,27 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 	}
 }
 
-func (t *task) encode(recs []*kgo.Record) []byte {
+// advanceStreamTime moves the stream time to the highest timestamp of recs.
+func (t *task) advanceStreamTime(recs []*kgo.Record) {
 	for _, r := range recs {
 		if ts := r.Timestamp.UnixMilli(); ts > t.streamTime {
 			t.streamTime = ts
 		}
 	}
-	b := abi.AppendBatchHeader(t.buf[:0], len(recs), t.streamTime, t.stage.inputs)
+}
+
+// encodedSize is the exact size of encode's output for recs.
+func (t *task) encodedSize(recs []*kgo.Record) int {
+	n := abi.BatchHeaderSize + abi.TopicTableSize(t.stage.inputs)
+	for _, r := range recs {
+		n += recordSize(r)
+	}
+	return n
+}
+
+// encode appends the batch encoding of recs to dst.
+func (t *task) encode(dst []byte, recs []*kgo.Record) []byte {
+	b := abi.AppendBatchHeader(dst, len(recs), t.streamTime, t.stage.inputs)
 	for _, r := range recs {
 		b = abi.AppendRecord(b, t.stage.topicIndex[r.Topic], r.Partition, r.Offset, r.Timestamp.UnixMilli(), r.Key, r.Value, len(r.Headers))
 		for _, h := range r.Headers {
@@ -432,11 +514,11 @@ type globalReader struct {
 	gen uint64
 }
 
-// recordSize is an upper bound of a record's size in a batch encoding.
+// recordSize is a record's size in a batch encoding.
 func recordSize(r *kgo.Record) int {
-	n := abi.RecordFixedSize + 12 + len(r.Key) + len(r.Value)
+	n := abi.RecordSize(r.Key, r.Value)
 	for _, h := range r.Headers {
-		n += 8 + len(h.Key) + len(h.Value)
+		n += abi.HeaderSize(h.Key, h.Value)
 	}
 	return n
 }

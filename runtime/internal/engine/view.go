@@ -97,3 +97,33 @@ func (e *Engine) Readiness() probe.Readiness {
 	}
 	return st
 }
+
+// Settled reports whether the group is at rest as far as this instance can
+// tell: its assignment is not being renegotiated, no partition is between
+// owners (the first half of a cooperative rebalance), and every partition
+// it names as this instance's is owned here with its task ready. Readiness
+// does not wait for this, since a rebalance is routine; a server flipping
+// an app to a new generation does, so that no query meets a hand-over.
+func (e *Engine) Settled() bool {
+	a := e.bal.Snapshot()
+	self, ok := a.Self()
+	if !ok || a.Rebalancing() {
+		return false
+	}
+	for topic := range e.byTopic {
+		for p := range e.cfg.Partitions {
+			if _, owned := a.OwnerID(topic, p); !owned {
+				return false
+			}
+		}
+	}
+	v := e.view.Load()
+	for topic, parts := range self.Partitions {
+		for _, p := range parts {
+			if !v.answers[topic][p] {
+				return false
+			}
+		}
+	}
+	return len(v.stopped) == 0
+}

@@ -31,6 +31,8 @@ type Metrics struct {
 	StandbyRecords   *prometheus.CounterVec // store
 	StandbyTasks     prometheus.Gauge
 	TableRecords     *prometheus.CounterVec // table
+	RebuildReplayed  prometheus.Gauge
+	RebuildLag       prometheus.Gauge
 }
 
 // New creates and registers the collectors, with Go runtime and process
@@ -58,7 +60,9 @@ func New() *Metrics {
 	m.StandbyRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_standby_records_total", Help: "Changelog records applied to the warm copies of standby tasks."}, []string{"store"})
 	m.StandbyTasks = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_standby_tasks", Help: "Tasks this instance keeps a warm copy of as a standby replica."})
 	m.TableRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_table_records_total", Help: "Records materialised into tables, global tables included."}, []string{"table"})
-	for _, c := range []prometheus.Collector{m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
+	m.RebuildReplayed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_rebuild_replayed_records", Help: "Input records the generation being rebuilt has committed, over every partition (server mode)."})
+	m.RebuildLag = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_rebuild_lag_records", Help: "Records the generation being rebuilt is behind the one serving (server mode)."})
+	for _, c := range []prometheus.Collector{m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -304,7 +304,7 @@ func (s *Server) localRange(st Store, parts []int32, rq rangeQuery) (rangeAnswer
 func (s *Server) remoteRange(r *http.Request, addr string, ps []int32) (rangeAnswer, error) {
 	q := r.URL.Query()
 	q.Set("partitions", joinPartitions(ps))
-	u := url.URL{Scheme: "http", Host: addr, Path: s.prefix + r.URL.Path, RawQuery: q.Encode()}
+	u := url.URL{Scheme: s.scheme, Host: addr, Path: s.prefix + r.URL.Path, RawQuery: q.Encode()}
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
 	if err != nil {
 		return rangeAnswer{}, err

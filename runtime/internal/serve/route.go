@@ -132,7 +132,7 @@ var answerHeaders = []string{"Content-Type", "Retry-After", "WWW-Authenticate", 
 // forward sends r to the instance at addr and copies its answer to w. It
 // writes nothing to w when it fails.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string) (int, error) {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+s.prefix+r.URL.RequestURI(), r.Body)
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, s.scheme+"://"+addr+s.prefix+r.URL.RequestURI(), r.Body)
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ package serve
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -73,6 +74,13 @@ type Options struct {
 	// Handlers serves the guest query handlers of Query.Routes; nil when the
 	// app declares none.
 	Handlers *Handlers
+	// ForwardTLS, when set, makes the server forward to other instances
+	// over HTTPS with it (the instances serve HTTPS).
+	ForwardTLS *tls.Config
+	// RequireClientCert makes the query API and the app's routes answer
+	// 401 to a request without a verified client certificate; probes and
+	// metrics stay open.
+	RequireClientCert bool
 }
 
 // Server serves the HTTP API.
@@ -93,6 +101,8 @@ type Server struct {
 	partitionHeader [][]string
 	addr            string // advertised query address
 	prefix          string // the path the API is served under
+	scheme          string // of the other instances' APIs: http or https
+	needCert        bool   // the API requires a verified client certificate
 	client          *http.Client
 	mux             *http.ServeMux
 }
@@ -123,6 +133,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		db: opts.DB, eng: opts.Engine, metrics: opts.Metrics, log: opts.Logger,
 		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers, addr: opts.Advertise, prefix: opts.Prefix,
+		scheme: "http", needCert: opts.RequireClientCert,
 		mux: http.NewServeMux(),
 		client: &http.Client{
 			Timeout: opts.Query.ForwardTimeout,
@@ -132,8 +143,12 @@ func New(opts Options) *Server {
 				MaxIdleConnsPerHost: 64,
 				MaxConnsPerHost:     128,
 				IdleConnTimeout:     90 * time.Second,
+				TLSClientConfig:     opts.ForwardTLS,
 			},
 		},
+	}
+	if opts.ForwardTLS != nil {
+		s.scheme = "https"
 	}
 	s.keyspaces = map[string][]state.Keyspace{}
 	for _, st := range opts.Stores {
@@ -224,6 +239,9 @@ func markServed(w http.ResponseWriter, served string) {
 
 // authorize refuses a request without one of the configured bearer tokens.
 func (s *Server) authorize(h func(http.ResponseWriter, *http.Request) int) func(http.ResponseWriter, *http.Request) int {
+	if s.needCert {
+		h = requireCert(h)
+	}
 	if len(s.query.Tokens) == 0 {
 		return h
 	}
@@ -244,6 +262,17 @@ func (s *Server) authorize(h func(http.ResponseWriter, *http.Request) int) func(
 				why = "invalid bearer token"
 			}
 			return writeError(w, http.StatusUnauthorized, why)
+		}
+		return h(w, r)
+	}
+}
+
+// requireCert answers 401 to a request without a client certificate that
+// the TLS handshake verified against http_tls.client_ca_file.
+func requireCert(h func(http.ResponseWriter, *http.Request) int) func(http.ResponseWriter, *http.Request) int {
+	return func(w http.ResponseWriter, r *http.Request) int {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			return writeError(w, http.StatusUnauthorized, "a client certificate signed by a CA of http_tls.client_ca_file is required")
 		}
 		return h(w, r)
 	}

@@ -186,7 +186,7 @@ func BenchmarkGuestEnrich(b *testing.B) {
 				batch, products := newEnrichBatch()
 				h := &enrichHost{benchHost: benchHost{buf: make([]byte, 0, 256<<10)}, products: products}
 				ctx := context.Background()
-				if err := inst.Process(ctx, h, batch.encode()); err != nil {
+				if err := inst.ProcessBatch(ctx, h, batch.size(), batch.encode); err != nil {
 					b.Fatal(err)
 				}
 				if tc.name != "baseline=lookup-emit" {
@@ -196,7 +196,7 @@ func BenchmarkGuestEnrich(b *testing.B) {
 				cpu := cpuTime()
 				for b.Loop() {
 					h.reset()
-					if err := inst.Process(ctx, h, batch.encode()); err != nil {
+					if err := inst.ProcessBatch(ctx, h, batch.size(), batch.encode); err != nil {
 						b.Fatal(err)
 					}
 					if h.emits != benchRecords {

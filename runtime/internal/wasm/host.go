@@ -32,7 +32,7 @@ type Host interface {
 
 // Responder is the Host of a query handler call: it takes the guest's
 // answer. During a batch the host is no Responder and respond returns
-// ERR_NOT_ALLOWED.
+// ERR_NOT_ALLOWED; during a query emit_batch does.
 type Responder interface {
 	Respond(status int32, contentType, body []byte) abi.Code
 }
@@ -160,6 +160,18 @@ var hostFuncs = map[string]hostFunc{
 		}
 		s[0] = code(h.Emit(int32(s[0]), int32(s[1]), key, val, hdr, int64(s[8])))
 	}},
+	abi.FuncEmitBatch: {[]api.ValueType{i32, i32}, []api.ValueType{i32}, func(h Host, mem api.Memory, s []uint64) {
+		if _, ok := h.(Responder); ok {
+			s[0] = code(abi.ErrNotAllowed)
+			return
+		}
+		buf, ok := mem.Read(u32(s[0]), u32(s[1]))
+		if !ok {
+			s[0] = code(abi.ErrInvalid)
+			return
+		}
+		s[0] = code(emitBatch(h, buf))
+	}},
 	abi.FuncLog: {[]api.ValueType{i32, i32, i32}, nil, func(h Host, mem api.Memory, s []uint64) {
 		if msg, ok := mem.Read(u32(s[1]), u32(s[2])); ok {
 			h.Log(int32(s[0]), msg)
@@ -187,6 +199,27 @@ var hostFuncs = map[string]hostFunc{
 		}
 		s[0] = code(r.Respond(int32(s[0]), ctype, body))
 	}},
+}
+
+// emitBatch serves emit_batch: it checks every entry of buf before it emits
+// any, so that a malformed buffer emits nothing, then hands the entries to
+// h.Emit in order and stops at the first one h refuses. The entries alias
+// guest memory, as emit's arguments do.
+func emitBatch(h Host, buf []byte) abi.Code {
+	var e abi.Emit
+	for b := buf; len(b) > 0; {
+		var err error
+		if b, err = abi.NextEmit(b, &e); err != nil {
+			return abi.ErrInvalid
+		}
+	}
+	for b := buf; len(b) > 0; {
+		b, _ = abi.NextEmit(b, &e)
+		if c := h.Emit(e.Output, e.Rec, e.Key, e.Value, e.Headers, e.Timestamp); c < 0 {
+			return c
+		}
+	}
+	return abi.OK
 }
 
 type hostKey struct{}

@@ -86,6 +86,67 @@ func (i *Instance) Process(ctx context.Context, h Host, batch []byte) error {
 	return i.call(ctx, h, i.fns.process, abi.ExportProcess, "the batch", batch)
 }
 
+// ProcessBatch is Process for a batch encoded straight into guest memory,
+// which spares copying it there. The caller gives the batch's exact size;
+// ProcessBatch asks the guest for a buffer of that size (streamrt_buffer),
+// calls encode with dst, an empty slice whose capacity is that buffer, and
+// runs streamrt_process on the size bytes encode appended to dst. Errors
+// are as for Process, and encode appending more or fewer bytes than size
+// is an error too (an append past dst's capacity would leave guest memory).
+//
+// dst aliases the guest's linear memory, and is valid only while encode
+// runs: no guest code runs between streamrt_buffer and streamrt_process, so
+// the memory cannot grow under dst meanwhile (a grown memory moves), and
+// from streamrt_process on the bytes are the guest's. encode must not keep
+// dst or slices of it.
+func (i *Instance) ProcessBatch(ctx context.Context, h Host, size int, encode func(dst []byte) []byte) error {
+	if i.broken != nil {
+		return i.broken
+	}
+	i.output.reset()
+	i.guard.begin(ctx)
+	ptr, err := i.enterEncoded(withHost(ctx, h), size, encode)
+	o := i.guard.end(err == nil)
+	if err != nil {
+		if errors.Is(err, errEncode) {
+			return err
+		}
+		return i.fail(ctx, err, o)
+	}
+	if ptr == 0 {
+		return &CallError{Module: i.m.name, Kind: ErrBatchFailed,
+			Detail: fmt.Sprintf("%s could not provide %d bytes for the batch%s", abi.ExportBuffer, size, i.output.suffix())}
+	}
+	if rc := int32(i.stack[0]); rc != 0 {
+		return &CallError{Module: i.m.name, Kind: ErrBatchFailed, Detail: fmt.Sprintf("%s returned %d%s", abi.ExportProcess, rc, i.output.suffix())}
+	}
+	return nil
+}
+
+// errEncode marks a batch encoder that did not fill the buffer it was
+// given exactly: the host's fault, not the guest's.
+var errEncode = errors.New("the batch encoder did not fill its buffer exactly")
+
+// enterEncoded is enter for ProcessBatch: it asks the guest for size bytes,
+// encodes the batch into them and calls streamrt_process; ptr is 0 when
+// the guest provided no buffer.
+func (i *Instance) enterEncoded(ctx context.Context, size int, encode func(dst []byte) []byte) (ptr uint32, err error) {
+	i.stack[0] = uint64(size)
+	if err := i.fns.buffer.CallWithStack(ctx, i.stack[:]); err != nil {
+		return 0, err
+	}
+	ptr = uint32(i.stack[0])
+	dst, ok := i.mem.Read(ptr, uint32(size))
+	if ptr == 0 || !ok || size <= 0 {
+		return 0, nil
+	}
+	if b := encode(dst[:0]); len(b) != size || &b[0] != &dst[0] {
+		return 0, fmt.Errorf("wasm: module %s: %w: wrote %d bytes into a buffer of %d", i.m.name, errEncode, len(b), size)
+	}
+	i.stack[0], i.stack[1] = uint64(ptr), uint64(size)
+	return ptr, i.fns.process.CallWithStack(ctx, i.stack[:])
+}
+
 // Query runs streamrt_query on one encoded query request, with h (which
 // should also be a Responder) serving the guest's host calls. Errors are
 // as for Process; a module without a query handler fails with

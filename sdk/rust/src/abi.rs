@@ -12,6 +12,12 @@ use std::fmt;
 /// The ABI version this crate implements.
 pub const VERSION: i32 = 1;
 
+/// The minor version of ABI 1 this crate implements: 1.1 added query
+/// handlers (`streamrt_query`, `respond`), 1.2 `emit_batch`. Minor versions
+/// add to the ABI without changing what was there; the import module and
+/// [`VERSION`] stay the same.
+pub const MINOR: i32 = 2;
+
 /// The Wasm import module the host provides its functions under.
 pub const IMPORT_MODULE: &str = "streamrt_v1";
 
@@ -710,6 +716,145 @@ pub fn next_entry(b: &[u8]) -> Result<(&[u8], &[u8], &[u8]), DecodeError> {
     Ok((key, &rest[4..4 + vl], &rest[4 + vl..]))
 }
 
+/// The host function that takes a buffer of emit entries ([`append_emit`]):
+/// `(ptr, len) -> i32`, 0 when every entry was emitted. A malformed buffer
+/// is `ERR_INVALID` with nothing emitted; an entry the host refuses stops
+/// the call with its code, the entries before it emitted. Added in ABI 1.2.
+pub const FUNC_EMIT_BATCH: &str = "emit_batch";
+
+/// Size of an emit entry before its key:
+///
+/// ```text
+/// entry := output:i32 rec:i32 ts:i64 key_len:u32 value_len:u32 headers_len:u32
+///          key value headers
+/// ```
+///
+/// A `key_len` or `value_len` of `0xFFFFFFFF` is null (no bytes follow); a
+/// `headers_len` of 0 is no headers, any other holds a header list as
+/// `emit` takes it ([`append_headers`]).
+pub const EMIT_FIXED_SIZE: usize = 4 + 4 + 8 + 4 + 4 + 4;
+
+const NULL_LEN: u32 = 0xFFFF_FFFF;
+
+/// One entry of an `emit_batch` buffer: the arguments of one `emit` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Emit<'a> {
+    /// The output handle, from `output_open`.
+    pub output: i32,
+    /// The batch record the emit is made for, or [`NO_RECORD`].
+    pub rec: i32,
+    /// Milliseconds since the Unix epoch, or [`INHERIT_TIMESTAMP`].
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// An encoded header list ([`append_headers`]), or empty for none.
+    pub headers: &'a [u8],
+}
+
+/// The encoded size of an emit entry with this key, value and header list.
+pub fn emit_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[u8]) -> usize {
+    EMIT_FIXED_SIZE + key.map_or(0, |k| k.len()) + value.map_or(0, |v| v.len()) + headers.len()
+}
+
+/// Appends the fixed part of an emit entry; the key, the value and
+/// `headers_len` bytes of header list must follow.
+pub fn append_emit_head(
+    dst: &mut Vec<u8>,
+    output: i32,
+    rec: i32,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers_len: usize,
+) {
+    let mut head = [0u8; EMIT_FIXED_SIZE];
+    head[0..4].copy_from_slice(&output.to_le_bytes());
+    head[4..8].copy_from_slice(&rec.to_le_bytes());
+    head[8..16].copy_from_slice(&timestamp.to_le_bytes());
+    head[16..20].copy_from_slice(&key.map_or(NULL_LEN, |k| k.len() as u32).to_le_bytes());
+    head[20..24].copy_from_slice(&value.map_or(NULL_LEN, |v| v.len() as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&(headers_len as u32).to_le_bytes());
+    dst.extend_from_slice(&head);
+}
+
+/// Appends one emit entry.
+pub fn append_emit(dst: &mut Vec<u8>, e: &Emit<'_>) {
+    append_emit_head(
+        dst,
+        e.output,
+        e.rec,
+        e.timestamp,
+        e.key,
+        e.value,
+        e.headers.len(),
+    );
+    dst.extend_from_slice(e.key.unwrap_or(&[]));
+    dst.extend_from_slice(e.value.unwrap_or(&[]));
+    dst.extend_from_slice(e.headers);
+}
+
+/// Decodes the first emit entry of `b` and returns it with the rest of `b`.
+/// It checks the entry whole, its header list included; the entry borrows
+/// `b`.
+pub fn next_emit(b: &[u8]) -> Result<(Emit<'_>, &[u8]), DecodeError> {
+    if b.len() < EMIT_FIXED_SIZE {
+        return Err(DecodeError::new("emit", 0, TRUNCATED));
+    }
+    let kl = u32_at(b, 16);
+    let vl = u32_at(b, 20);
+    let hl = u32_at(b, 24) as usize;
+    let mut pos = EMIT_FIXED_SIZE;
+    let mut field = |n: u32, what: &str| -> Result<Option<&[u8]>, DecodeError> {
+        if n == NULL_LEN {
+            return Ok(None);
+        }
+        let n = n as usize;
+        if n > b.len() - pos {
+            return Err(DecodeError::new(what, pos, TRUNCATED));
+        }
+        pos += n;
+        Ok(Some(&b[pos - n..pos]))
+    };
+    let key = field(kl, "emit key")?;
+    let value = field(vl, "emit value")?;
+    if hl > b.len() - pos {
+        return Err(DecodeError::new("emit headers", pos, TRUNCATED));
+    }
+    let headers = &b[pos..pos + hl];
+    if hl > 0 {
+        Headers::decode_list(headers)
+            .map_err(|e| DecodeError::new("emit headers", pos + e.offset, e.reason))?;
+    }
+    let e = Emit {
+        output: u32_at(b, 0) as i32,
+        rec: u32_at(b, 4) as i32,
+        timestamp: u64_at(b, 8) as i64,
+        key,
+        value,
+        headers,
+    };
+    Ok((e, &b[pos + hl..]))
+}
+
+/// Decodes a whole `emit_batch` buffer; the entries borrow `b`.
+pub fn decode_emits(b: &[u8]) -> Result<Vec<Emit<'_>>, DecodeError> {
+    let mut out = Vec::new();
+    let mut rest = b;
+    while !rest.is_empty() {
+        let at = b.len() - rest.len();
+        let (e, r) = next_emit(rest).map_err(|e| {
+            DecodeError::new(
+                format!("{} (entry {})", e.what, out.len()),
+                at + e.offset,
+                e.reason,
+            )
+        })?;
+        out.push(e);
+        rest = r;
+    }
+    Ok(out)
+}
+
 /// The export a guest that serves HTTP routes defines: `(ptr, len i32) ->
 /// i32`, called with one query request ([`QueryRequest`]) written into the
 /// `streamrt_buffer`. 0 means the guest answered through `respond`.
@@ -1004,6 +1149,52 @@ mod tests {
         enc[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = decode_query_request(&enc).unwrap_err();
         assert_eq!(err.what, "query parameters");
+    }
+
+    #[test]
+    fn truncated_emits_fail_cleanly() {
+        let mut hs = Vec::new();
+        append_headers(&mut hs, [Header::new(b"a", b"1"), Header::null(b"n")]);
+        let mut enc = Vec::new();
+        append_emit(
+            &mut enc,
+            &Emit {
+                output: 1,
+                rec: 0,
+                timestamp: -1,
+                key: None,
+                value: Some(b"v"),
+                headers: &hs,
+            },
+        );
+        assert_eq!(enc.len(), emit_size(None, Some(b"v"), &hs));
+        assert_eq!(decode_emits(&enc).unwrap().len(), 1);
+        for n in 1..enc.len() {
+            assert!(
+                decode_emits(&enc[..n]).is_err(),
+                "a buffer cut to {} of {} bytes decoded",
+                n,
+                enc.len()
+            );
+        }
+        enc.push(0);
+        let err = decode_emits(&enc).unwrap_err();
+        assert_eq!(err.what, "emit (entry 1)");
+        // A header list longer than its pairs.
+        let mut long = Vec::new();
+        let mut list = hs.clone();
+        list.push(0);
+        append_emit(
+            &mut long,
+            &Emit {
+                headers: &list,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            decode_emits(&long).unwrap_err().what,
+            "emit headers (entry 0)"
+        );
     }
 
     #[test]

@@ -82,6 +82,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
+            // emit_batch concerns no one output.
+            Repr::Host { func, code, .. } if *func == crate::abi::FUNC_EMIT_BATCH => {
+                write!(f, "streamrt: {}: {}", func, code)
+            }
             Repr::Host { func, name, code } => {
                 write!(f, "streamrt: {} ", func)?;
                 write_quoted(f, name)?;
@@ -162,6 +166,10 @@ mod tests {
         assert_eq!(
             Error::host("store_get", "s", -77).code(),
             Some(Code::Other(-77))
+        );
+        assert_eq!(
+            Error::host("emit_batch", "", -5).to_string(),
+            "streamrt: emit_batch: invalid argument"
         );
         assert_eq!(Error::from("bad record").to_string(), "bad record");
         assert_eq!(

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::abi::{self, BatchReader};
+use crate::error::{Error, Result};
 use crate::query::{self, Query, Response};
 use crate::record::{Batch, Record};
 use crate::sys;
@@ -35,8 +36,17 @@ pub(crate) struct Instance {
     input: RefCell<Vec<u8>>,
     /// `Store::get`'s buffer; its length is its capacity, all initialised.
     pub(crate) scratch: RefCell<Vec<u8>>,
-    /// `emit`'s header list.
+    /// `emit`'s header list, for a record that goes to the host alone.
     pub(crate) headers: RefCell<Vec<u8>>,
+    /// The emit buffer: entries for `emit_batch`, collected during a
+    /// `streamrt_process` call up to `emit_limit` bytes (0 outside one, so
+    /// that no entry fits and each goes to the host at once). `emit_mark` is
+    /// where the record being handled starts in it, and `emit_err` the code
+    /// of a flush the host refused, which fails the batch.
+    pub(crate) emits: RefCell<Vec<u8>>,
+    pub(crate) emit_limit: Cell<usize>,
+    emit_mark: Cell<usize>,
+    emit_err: Cell<i32>,
     /// Iterator buffers, recycled.
     pub(crate) range_bufs: RefCell<Vec<Vec<u8>>>,
     /// Outputs `emit` opened by name, and the last one it used.
@@ -59,6 +69,10 @@ impl Instance {
             input: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
             headers: RefCell::new(Vec::new()),
+            emits: RefCell::new(Vec::new()),
+            emit_limit: Cell::new(0),
+            emit_mark: Cell::new(0),
+            emit_err: Cell::new(0),
             range_bufs: RefCell::new(Vec::new()),
             outputs: RefCell::new(Vec::new()),
             last_output: Cell::new(0),
@@ -154,6 +168,9 @@ fn begin(inst: &Instance) {
     inst.current.set(abi::NO_RECORD);
     inst.in_call.set(true);
     inst.answer_panic.set(None);
+    // A call that trapped (off wasm: panicked) left its buffer behind.
+    inst.emits.borrow_mut().clear();
+    inst.emit_limit.set(0);
 }
 
 fn end(inst: &Instance) {
@@ -185,18 +202,135 @@ where
 }
 
 /// Runs `run` on the batch the host wrote at `ptr..ptr+len`, between the
-/// instance's `begin` and `end`; a batch outside the input buffer fails.
+/// instance's `begin` and `end`, with the emit buffer on; a batch outside
+/// the input buffer fails.
 fn with_batch(ptr: usize, len: usize, run: impl FnOnce(&Instance, &[u8]) -> i32) -> i32 {
     INST.with(|inst| {
         begin(inst);
+        begin_emits(inst);
         let input = inst.input.borrow();
         let rc = match input_in(&input, ptr, len) {
             None => fail_batch(OUTSIDE_BUFFER),
             Some(buf) => run(inst, buf),
         };
+        let rc = end_emits(inst, rc);
         end(inst);
         rc
     })
+}
+
+/// The size of the emit buffer. It is one Wasm page: enough for hundreds of
+/// typical records, which share the one crossing into the host (about 75
+/// ns) until its cost per record is lost in the noise, so a larger buffer
+/// would save nothing; and small enough to stay in the processor's cache
+/// and to cost an instance little memory. An entry larger than the buffer
+/// goes to the host on its own, through `emit`.
+pub(crate) const EMIT_BUFFER_SIZE: usize = 64 << 10;
+
+/// Turns the emit buffer on for a `streamrt_process` call.
+fn begin_emits(inst: &Instance) {
+    let mut b = inst.emits.borrow_mut();
+    if b.capacity() < EMIT_BUFFER_SIZE {
+        b.reserve_exact(EMIT_BUFFER_SIZE);
+    }
+    inst.emit_limit.set(EMIT_BUFFER_SIZE);
+    inst.emit_mark.set(0);
+    inst.emit_err.set(0);
+}
+
+/// Ends a `streamrt_process` call that returns `rc`: a completed batch
+/// hands over what the buffer holds, a failed one drops it (the host undoes
+/// the batch anyway). It turns the buffer off and returns the call's
+/// result: a flush the host refused fails the batch.
+fn end_emits(inst: &Instance, mut rc: i32) -> i32 {
+    if rc == 0 {
+        let _ = flush_emits(inst);
+        let code = inst.emit_err.get();
+        if code < 0 {
+            rc = fail_batch(Error::host(abi::FUNC_EMIT_BATCH, "", code));
+        }
+    }
+    inst.emits.borrow_mut().clear();
+    inst.emit_limit.set(0);
+    rc
+}
+
+/// Hands the buffered entries to the host in one `emit_batch` call. The
+/// host refuses a buffer only for what the SDK checks itself (a handle it
+/// opened, a record index it stamped), so a refusal is a bug; it is kept
+/// to fail the batch.
+pub(crate) fn flush_emits(inst: &Instance) -> Result<()> {
+    let mut b = inst.emits.borrow_mut();
+    if b.is_empty() {
+        return Ok(());
+    }
+    inst.emit_mark.set(0);
+    let rc = unsafe { sys::emit_batch(b.as_ptr(), b.len() as i32) };
+    b.clear();
+    if rc < 0 {
+        if inst.emit_err.get() == 0 {
+            inst.emit_err.set(rc);
+        }
+        return Err(Error::host(abi::FUNC_EMIT_BATCH, "", rc));
+    }
+    Ok(())
+}
+
+/// Takes record `rec`'s entries off the tail of the emit buffer, looking
+/// from offset `from` on, so that a failed record's buffered emits never
+/// reach the host (`record_error` undoes those already handed over).
+/// Entries of `rec` followed by another record's, from a batch handler that
+/// went back to an earlier record, cannot be taken off alone: then it hands
+/// the buffer over as it is, so that the host sees the emits in the order
+/// they were made and treats the failure as it would have without the
+/// buffer.
+fn drop_emits(inst: &Instance, rec: i32, from: usize) {
+    let stranded = {
+        let mut b = inst.emits.borrow_mut();
+        let (mut tail, mut stranded) = (None, false);
+        let mut p = from;
+        while p < b.len() {
+            let e = &b[p..];
+            if i32::from_le_bytes([e[4], e[5], e[6], e[7]]) != rec {
+                stranded = stranded || tail.is_some();
+                tail = None;
+            } else if tail.is_none() {
+                tail = Some(p);
+            }
+            p += entry_len(e);
+        }
+        if let (Some(t), false) = (tail, stranded) {
+            b.truncate(t);
+        }
+        stranded
+    };
+    if stranded {
+        let _ = flush_emits(inst);
+    }
+}
+
+/// The size of the buffered entry at the start of `e`.
+fn entry_len(e: &[u8]) -> usize {
+    let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+    let mut n = abi::EMIT_FIXED_SIZE + word(24) as usize;
+    for l in [word(16), word(20)] {
+        if l != 0xFFFF_FFFF {
+            n += l as usize;
+        }
+    }
+    n
+}
+
+/// Reports that record `rec` failed with `msg`, after dropping its
+/// buffered emits; `from` is where to look for them in the buffer.
+fn fail_record(inst: &Instance, rec: i32, from: usize, msg: &str) {
+    drop_emits(inst, rec, from);
+    record_error(rec, msg);
+}
+
+/// [`fail_record`] for a batch handler's `Batch::fail`.
+pub(crate) fn fail_batch_record(rec: i32, msg: &str) {
+    INST.with(|inst| fail_record(inst, rec, 0, msg));
 }
 
 fn run_records<F, E>(inst: &Instance, buf: &[u8], handler: &mut F) -> i32
@@ -217,8 +351,9 @@ where
         };
         let rec = Record::from_raw(raw, i);
         inst.current.set(i as i32);
+        inst.emit_mark.set(inst.emits.borrow().len());
         if let Err(e) = handler(&rec) {
-            record_error(i as i32, &e.to_string());
+            fail_record(inst, i as i32, inst.emit_mark.get(), &e.to_string());
         }
         inst.current.set(abi::NO_RECORD);
         i += 1;

@@ -103,8 +103,10 @@
 //! # Memory
 //!
 //! Records borrow the batch the host wrote into guest memory, for the
-//! duration of the handler call; the borrow checker enforces it. The host
-//! copies everything passed to it before the call returns. The SDK is not
+//! duration of the handler call; the borrow checker enforces it.
+//! Everything passed to the SDK is copied before the call returns: by the
+//! host, or for [`emit()`] into the buffer in which the SDK collects a
+//! batch's emits for the host's `emit_batch` (see [`flush`]). The SDK is not
 //! thread-safe, and need not be: a Wasm instance runs one call at a time.
 //!
 //! # Testing natively
@@ -129,7 +131,7 @@ pub mod sys;
 pub mod testing;
 
 pub use crate::abi::{Code, Header, Headers};
-pub use crate::emit::{emit, emit_with, EmitOptions, Output};
+pub use crate::emit::{emit, emit_with, flush, EmitOptions, Output};
 pub use crate::error::{Error, Result};
 pub use crate::log::{log, Level};
 pub use crate::query::{Query, Response};

@@ -140,7 +140,8 @@ impl<'a> Batch<'a> {
 
     /// Reports that record `i` failed with `err`: the host drops the
     /// record's effects and applies the stage's error policy to it, and the
-    /// rest of the batch goes on. Call it when done with the record, before
+    /// rest of the batch goes on; the record's emits that the SDK still
+    /// holds in its emit buffer are dropped. Call it when done with the record, before
     /// its successors' effects: a failure reported later makes the host
     /// treat the batch as failed and run its records again one per call
     /// (which is correct, only slower).
@@ -153,7 +154,7 @@ impl<'a> Batch<'a> {
             i < self.records.len(),
             "streamrt: Batch::fail: record index out of range"
         );
-        guest::record_error(i as i32, &err.to_string());
+        guest::fail_batch_record(i as i32, &err.to_string());
     }
 }
 

@@ -55,6 +55,9 @@ extern "C" {
         hdr_len: i32,
         ts: i64,
     ) -> i32;
+    /// Emits the entries at `ptr..ptr+len` (ABI 1.2; see
+    /// [`crate::abi::append_emit`]).
+    pub fn emit_batch(ptr: *const u8, len: i32) -> i32;
     pub fn log(level: i32, msg_ptr: *const u8, msg_len: i32);
     pub fn record_error(rec: i32, msg_ptr: *const u8, msg_len: i32) -> i32;
     /// Answers the query being handled; only inside `streamrt_query`, once.
@@ -187,6 +190,13 @@ mod native {
             (Ok(key), Ok(val), Ok(Some(hdr))) => {
                 with_host(|h| h.emit(output, rec, key, val, hdr, ts))
             }
+            _ => INVALID,
+        }
+    }
+
+    pub unsafe fn emit_batch(ptr: *const u8, len: i32) -> i32 {
+        match read(ptr, len) {
+            Ok(Some(buf)) => with_host(|h| h.emit_batch(buf)),
             _ => INVALID,
         }
     }

@@ -61,6 +61,13 @@ pub trait Host {
         headers: &[u8],
         ts: i64,
     ) -> i32;
+    /// Emits the entries of an `emit_batch` buffer. This default is the
+    /// real host's: a malformed buffer is `ERR_INVALID` with nothing
+    /// emitted; otherwise each entry goes to [`Host::emit`] in order,
+    /// stopping at the first it refuses, whose code is the result.
+    fn emit_batch(&mut self, buf: &[u8]) -> i32 {
+        emit_entries(self, buf)
+    }
     fn log(&mut self, level: i32, msg: &[u8]);
     fn record_error(&mut self, rec: i32, msg: &[u8]) -> i32;
     /// A query handler's answer. Outside a query call the host refuses it,
@@ -69,6 +76,22 @@ pub trait Host {
         let _ = (status, content_type, body);
         Code::NotAllowed.raw()
     }
+}
+
+/// The host's `emit_batch` over [`Host::emit`]: checks the whole buffer,
+/// then emits entry by entry until one is refused.
+pub fn emit_entries<H: Host + ?Sized>(host: &mut H, buf: &[u8]) -> i32 {
+    let entries = match abi::decode_emits(buf) {
+        Ok(es) => es,
+        Err(_) => return Code::Invalid.raw(),
+    };
+    for e in entries {
+        let rc = host.emit(e.output, e.rec, e.key, e.value, e.headers, e.timestamp);
+        if rc < 0 {
+            return rc;
+        }
+    }
+    OK
 }
 
 thread_local! {
@@ -418,6 +441,12 @@ impl FakeHost {
         self.model.borrow().logs.clone()
     }
 
+    /// The size of every `emit_batch` buffer the guest handed over so far,
+    /// in order: the SDK's emit buffer at work.
+    pub fn emit_batches(&self) -> Vec<usize> {
+        self.model.borrow().emit_batches.clone()
+    }
+
     /// How many `store_get` and `range_next` calls said the guest's buffer
     /// was too small: the SDK's buffer growth at work.
     pub fn too_small(&self) -> (usize, usize) {
@@ -707,6 +736,7 @@ struct Model {
     failures: Vec<Failure>,
     record_errors: Vec<(i32, String)>,
     logs: Vec<(i32, String)>,
+    emit_batches: Vec<usize>,
     get_too_small: usize,
     next_too_small: usize,
 
@@ -714,8 +744,14 @@ struct Model {
     in_call: bool,
     count: usize,
     timestamps: Vec<i64>,
-    cur: i32,
-    cur_mark: (usize, usize),
+    /// Effects are attributed to records as two streams, each in record
+    /// order, as the host keeps them: writes (marks into the journal) and
+    /// emits (marks into `emitted`). A guest that buffers its emits hands
+    /// a record's over after later records' writes.
+    writes: Stream,
+    emits: Stream,
+    /// A stream went back to an earlier record: undo by record is
+    /// impossible, and the batch is replayed one record per call.
     interleaved: bool,
     failed: BTreeMap<i32, String>,
     batch_msg: String,
@@ -724,6 +760,20 @@ struct Model {
     /// and `response` takes the guest's answer.
     querying: bool,
     response: Option<Response>,
+}
+
+/// Which record's effects are at the tail of a stream, and where they start.
+#[derive(Clone, Copy)]
+struct Stream {
+    rec: i32,
+    mark: usize,
+}
+
+impl Stream {
+    const START: Stream = Stream {
+        rec: abi::NO_RECORD,
+        mark: 0,
+    };
 }
 
 struct FakeIter {
@@ -746,13 +796,14 @@ impl Default for Model {
             failures: Vec::new(),
             record_errors: Vec::new(),
             logs: Vec::new(),
+            emit_batches: Vec::new(),
             get_too_small: 0,
             next_too_small: 0,
             in_call: false,
             count: 0,
             timestamps: Vec::new(),
-            cur: abi::NO_RECORD,
-            cur_mark: (0, 0),
+            writes: Stream::START,
+            emits: Stream::START,
             interleaved: false,
             failed: BTreeMap::new(),
             batch_msg: String::new(),
@@ -791,7 +842,8 @@ impl Model {
         self.in_call = true;
         self.count = count;
         self.timestamps = recs.iter().map(|r| r.timestamp).collect();
-        self.cur = abi::NO_RECORD;
+        self.writes = Stream::START;
+        self.emits = Stream::START;
         self.interleaved = false;
         self.failed.clear();
         self.batch_msg.clear();
@@ -802,17 +854,28 @@ impl Model {
         self.iters.clear();
     }
 
-    /// Notes that record `rec` is about to cause an effect.
-    fn attribute(&mut self, rec: i32) {
-        if rec == self.cur || rec == abi::NO_RECORD {
-            return;
+    /// Notes that record `rec` is about to cause an effect in the stream
+    /// whose tail is now at `mark`. False for a record index outside the
+    /// batch.
+    fn attribute(&mut self, emit: bool, rec: i32) -> bool {
+        let (journal, emitted) = self.marks();
+        let (stream, mark) = if emit {
+            (&mut self.emits, emitted)
+        } else {
+            (&mut self.writes, journal)
+        };
+        if rec == stream.rec || rec == abi::NO_RECORD {
+            return true;
         }
-        if rec < self.cur || rec >= self.count as i32 {
+        if rec < abi::NO_RECORD || rec >= self.count as i32 {
+            return false;
+        }
+        if rec < stream.rec {
             self.interleaved = true;
-            return;
+            return true;
         }
-        self.cur = rec;
-        self.cur_mark = self.marks();
+        *stream = Stream { rec, mark };
+        true
     }
 
     fn write(
@@ -839,7 +902,9 @@ impl Model {
         if !delete && value.is_none() {
             return Code::Invalid.raw();
         }
-        self.attribute(rec);
+        if !self.attribute(false, rec) {
+            return Code::Invalid.raw();
+        }
         let s = store as usize;
         let old = if delete {
             self.stores[s].1.remove(key)
@@ -992,7 +1057,9 @@ impl Host for Model {
                 Err(_) => return Code::Invalid.raw(),
             }
         };
-        self.attribute(rec);
+        if !self.attribute(true, rec) {
+            return Code::Invalid.raw();
+        }
         let timestamp = if ts != abi::INHERIT_TIMESTAMP {
             ts
         } else if rec >= 0 {
@@ -1014,6 +1081,14 @@ impl Host for Model {
         OK
     }
 
+    fn emit_batch(&mut self, buf: &[u8]) -> i32 {
+        self.emit_batches.push(buf.len());
+        if !self.in_call || self.querying {
+            return Code::NotAllowed.raw();
+        }
+        emit_entries(self, buf)
+    }
+
     fn log(&mut self, level: i32, msg: &[u8]) {
         self.logs
             .push((level, String::from_utf8_lossy(msg).into_owned()));
@@ -1032,12 +1107,18 @@ impl Host for Model {
         if rec < 0 || rec >= self.count as i32 {
             return Code::Invalid.raw();
         }
-        if rec == self.cur && !self.interleaved {
-            let (mark, emit_mark) = self.cur_mark;
-            self.rollback(mark);
-            self.emitted.truncate(emit_mark);
-        } else if rec < self.cur {
+        // A stream whose tail is a later record holds this record's
+        // effects, if any, before that record's: they cannot be undone
+        // alone, and the batch is replayed record by record instead.
+        if self.writes.rec > rec || self.emits.rec > rec {
             self.interleaved = true;
+        } else if !self.interleaved {
+            if self.writes.rec == rec {
+                self.rollback(self.writes.mark);
+            }
+            if self.emits.rec == rec {
+                self.emitted.truncate(self.emits.mark);
+            }
         }
         self.failed.insert(rec, msg);
         OK

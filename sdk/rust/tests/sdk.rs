@@ -9,7 +9,7 @@ use std::rc::Rc;
 use streamrt::abi::{self, Batch as AbiBatch, OwnedRecord, Param, QueryRequest};
 use streamrt::testing::{self, Call, FakeHost, Host, Policy};
 use streamrt::{
-    Batch, Code, EmitOptions, Error, Output, Query, Range, Record, Response, Result, Store,
+    Batch, Code, EmitOptions, Error, Header, Output, Query, Range, Record, Response, Result, Store,
 };
 
 fn batch_of(values: &[&str]) -> Vec<OwnedRecord> {
@@ -156,8 +156,8 @@ fn a_failing_record_fails_alone_whatever_its_error_type() {
         let recs: Vec<i32> = h.emits.iter().map(|e| e.0).collect();
         assert_eq!(
             recs,
-            vec![0, 1, 2, 3],
-            "emits are attributed to their records"
+            vec![0, 2],
+            "emits are attributed to their records, and a failed record's never reach the host"
         );
     }
     check(|| Err(Error::new("bad record")), "bad record");
@@ -304,7 +304,8 @@ fn batch_handlers_attribute_effects_inside_all() {
         .iter()
         .map(|(r, v)| format!("{}:{}", r, v))
         .collect();
-    assert_eq!(emits, ["-1:before", "0:a", "1:bad", "2:c", "-1:after"]);
+    // Batch::fail drops the failed record's buffered emit.
+    assert_eq!(emits, ["-1:before", "0:a", "2:c", "-1:after"]);
     let writes: Vec<String> = h
         .writes
         .iter()
@@ -953,3 +954,333 @@ fn full_query(q: &Query) -> std::result::Result<Response, &'static str> {
     Ok(Response::text(q.path))
 }
 streamrt::export_stage!(batch: full_batch, init: full_init, query: full_query,);
+
+fn keys(host: &FakeHost) -> Vec<String> {
+    host.emitted()
+        .iter()
+        .map(|e| String::from_utf8_lossy(e.key.as_deref().unwrap_or(b"<null>")).into_owned())
+        .collect()
+}
+
+/// During a batch emits are buffered and handed over in one emit_batch call
+/// when the batch ends; outside a batch each goes to the host at once.
+#[test]
+fn emits_are_buffered_for_the_batch() {
+    let host = FakeHost::new()
+        .output("a", "ta")
+        .output("b", "tb")
+        .policy(Policy::Fail);
+    host.run_records(&batch_of(&["x", "y", "z"]), |r: &Record| -> Result<()> {
+        streamrt::emit("a", r.key, r.value)?;
+        streamrt::emit_with(
+            "b",
+            r.key,
+            None,
+            EmitOptions::new().timestamp(r.index() as i64),
+        )
+    })
+    .unwrap();
+    assert_eq!(keys(&host), ["k0", "k0", "k1", "k1", "k2", "k2"]);
+    let tb: Vec<i64> = host
+        .emitted()
+        .iter()
+        .filter(|e| e.topic == "tb")
+        .map(|e| e.timestamp)
+        .collect();
+    assert_eq!(tb, [0, 1, 2]);
+    assert_eq!(host.emit_batches().len(), 1, "one emit_batch call");
+    assert!(
+        streamrt::flush().is_ok(),
+        "nothing to flush outside a batch"
+    );
+}
+
+/// The buffer is handed over whenever the next entry would not fit, so no
+/// emit_batch call exceeds it; the records arrive once each, in order; an
+/// entry larger than the buffer goes alone, after what the buffer held.
+#[test]
+fn the_emit_buffer_is_handed_over_when_full() {
+    let host = FakeHost::new().output("out", "t").policy(Policy::Fail);
+    let value = vec![b'v'; 1000];
+    let big = vec![b'x'; 64 << 10];
+    host.run_records(&batch_of(&[""; 20]), |r: &Record| -> Result<()> {
+        for j in 0..10 {
+            let k = format!("{}.{}", r.index(), j);
+            streamrt::emit("out", Some(k.as_bytes()), Some(&value))?;
+        }
+        if r.index() == 7 {
+            let hs = [Header::null(b"h")];
+            streamrt::emit_with(
+                "out",
+                Some(b"big"),
+                Some(&big),
+                EmitOptions::new().headers(&hs),
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut want = Vec::new();
+    for i in 0..20 {
+        for j in 0..10 {
+            want.push(format!("{}.{}", i, j));
+        }
+        if i == 7 {
+            want.push("big".to_string());
+        }
+    }
+    assert_eq!(keys(&host), want);
+    let emitted = host.emitted();
+    let big_one = emitted
+        .iter()
+        .find(|e| e.key.as_deref() == Some(b"big"))
+        .unwrap();
+    assert_eq!(
+        (big_one.value.as_ref().unwrap().len(), big_one.headers.len()),
+        (64 << 10, 1)
+    );
+    let sizes = host.emit_batches();
+    assert!(sizes.iter().all(|&n| n <= 64 << 10), "{:?}", sizes);
+    let entry = abi::emit_size(Some(b"0.0"), Some(&value), &[]);
+    assert!(
+        sizes.len() >= 200 * entry / (64 << 10) && sizes.iter().sum::<usize>() >= 200 * entry,
+        "{:?}",
+        sizes
+    );
+}
+
+/// A failed record's emits never reach the host's output, wherever the
+/// buffer was handed over: the SDK drops its entries still buffered before
+/// record_error, which undoes those handed over before. The other records'
+/// emits arrive once, in order.
+#[test]
+fn a_failed_record_drops_its_buffered_emits() {
+    let host = FakeHost::new().output("out", "t").policy(Policy::Skip);
+    let value = vec![b'v'; 1000];
+    // Records 1 and 3 emit 100 entries of about 1 KB, more than the buffer
+    // holds; 1 and 4 fail.
+    host.run_records(&batch_of(&[""; 6]), |r: &Record| -> Result<()> {
+        let i = r.index();
+        for j in 0..1 + 99 * (i % 2) {
+            let k = format!("{}.{}", i, j);
+            streamrt::emit("out", Some(k.as_bytes()), Some(&value))?;
+        }
+        if i % 3 == 1 {
+            return Err(Error::new("bad"));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut want = Vec::new();
+    for i in 0..6usize {
+        if i % 3 != 1 {
+            for j in 0..1 + 99 * (i % 2) {
+                want.push(format!("{}.{}", i, j));
+            }
+        }
+    }
+    assert_eq!(keys(&host), want);
+    assert_eq!(host.failures().len(), 2);
+    assert!(host.emit_batches().len() >= 3, "{:?}", host.emit_batches());
+}
+
+/// A batch handler that fails a record after another record's emits cannot
+/// have the failed one's entries dropped alone: the SDK hands the buffer
+/// over as it is, so the host sees the emits unbuffered would have shown.
+#[test]
+fn batch_fail_after_another_record_hands_the_buffer_over() {
+    #[derive(Default)]
+    struct Order(Spy, Vec<String>);
+    impl Host for Order {
+        fn store_open(&mut self, n: &[u8]) -> i32 {
+            self.0.store_open(n)
+        }
+        fn store_get(&mut self, s: i32, k: Option<&[u8]>, b: &mut [u8]) -> i32 {
+            self.0.store_get(s, k, b)
+        }
+        fn store_put(&mut self, s: i32, r: i32, k: Option<&[u8]>, v: Option<&[u8]>) -> i32 {
+            self.0.store_put(s, r, k, v)
+        }
+        fn store_delete(&mut self, s: i32, r: i32, k: Option<&[u8]>) -> i32 {
+            self.0.store_delete(s, r, k)
+        }
+        fn store_range(&mut self, s: i32, a: Option<&[u8]>, b: Option<&[u8]>) -> i32 {
+            self.0.store_range(s, a, b)
+        }
+        fn range_next(&mut self, i: i32, b: &mut [u8]) -> i32 {
+            self.0.range_next(i, b)
+        }
+        fn range_close(&mut self, i: i32) -> i32 {
+            self.0.range_close(i)
+        }
+        fn output_open(&mut self, n: &[u8]) -> i32 {
+            self.0.output_open(n)
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn emit(
+            &mut self,
+            o: i32,
+            r: i32,
+            k: Option<&[u8]>,
+            v: Option<&[u8]>,
+            h: &[u8],
+            ts: i64,
+        ) -> i32 {
+            self.1.push(format!("emit {}", r));
+            self.0.emit(o, r, k, v, h, ts)
+        }
+        fn log(&mut self, l: i32, m: &[u8]) {
+            self.0.log(l, m)
+        }
+        fn record_error(&mut self, r: i32, m: &[u8]) -> i32 {
+            self.1.push(format!("error {}", r));
+            self.0.record_error(r, m)
+        }
+    }
+    let h = Rc::new(RefCell::new(Order::default()));
+    let call = testing::call_batch(
+        &h,
+        testing::new_generation(),
+        &encode(batch_of(&["a", "b", "c"])),
+        &mut |b: &Batch| -> Result<()> {
+            for r in b.all() {
+                streamrt::emit("out", r.key, r.value)?;
+                if r.index() == 1 {
+                    b.fail(0, "late");
+                }
+            }
+            Ok(())
+        },
+    );
+    assert_eq!(call, Call::Returned(0));
+    assert_eq!(h.borrow().1, ["emit 0", "emit 1", "error 0", "emit 2"]);
+}
+
+/// A flush the host refuses, which only an SDK bug can cause, fails the
+/// batch: the emit that flushed returns the error, and the call ends with
+/// record_error(-1) and a non-zero result.
+#[test]
+fn a_refused_flush_fails_the_batch() {
+    #[derive(Default)]
+    struct Refuse(Spy);
+    impl Host for Refuse {
+        fn store_open(&mut self, n: &[u8]) -> i32 {
+            self.0.store_open(n)
+        }
+        fn store_get(&mut self, s: i32, k: Option<&[u8]>, b: &mut [u8]) -> i32 {
+            self.0.store_get(s, k, b)
+        }
+        fn store_put(&mut self, s: i32, r: i32, k: Option<&[u8]>, v: Option<&[u8]>) -> i32 {
+            self.0.store_put(s, r, k, v)
+        }
+        fn store_delete(&mut self, s: i32, r: i32, k: Option<&[u8]>) -> i32 {
+            self.0.store_delete(s, r, k)
+        }
+        fn store_range(&mut self, s: i32, a: Option<&[u8]>, b: Option<&[u8]>) -> i32 {
+            self.0.store_range(s, a, b)
+        }
+        fn range_next(&mut self, i: i32, b: &mut [u8]) -> i32 {
+            self.0.range_next(i, b)
+        }
+        fn range_close(&mut self, i: i32) -> i32 {
+            self.0.range_close(i)
+        }
+        fn output_open(&mut self, n: &[u8]) -> i32 {
+            self.0.output_open(n)
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn emit(
+            &mut self,
+            o: i32,
+            r: i32,
+            k: Option<&[u8]>,
+            v: Option<&[u8]>,
+            h: &[u8],
+            ts: i64,
+        ) -> i32 {
+            self.0.emit(o, r, k, v, h, ts)
+        }
+        fn emit_batch(&mut self, _: &[u8]) -> i32 {
+            Code::Invalid.raw()
+        }
+        fn log(&mut self, l: i32, m: &[u8]) {
+            self.0.log(l, m)
+        }
+        fn record_error(&mut self, r: i32, m: &[u8]) -> i32 {
+            self.0.record_error(r, m)
+        }
+    }
+    const TEXT: &str = "streamrt: emit_batch: invalid argument";
+    let value = vec![b'v'; 1000];
+    for n in [1usize, 100] {
+        let h = Rc::new(RefCell::new(Refuse::default()));
+        let mut errs = Vec::new();
+        let call = testing::call_records(
+            &h,
+            testing::new_generation(),
+            &encode(batch_of(&["a", "b"])),
+            &mut |_: &Record| -> Result<()> {
+                for _ in 0..n {
+                    if let Err(e) = streamrt::emit("out", None, Some(&value)) {
+                        errs.push(e.to_string());
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            },
+        );
+        assert_eq!(call, Call::Returned(1), "n={}", n);
+        let h = h.borrow();
+        assert_eq!(h.0.errors.last(), Some(&(-1, TEXT.to_string())), "n={}", n);
+        assert!(h.0.emits.is_empty());
+        if n > 1 {
+            assert_eq!(errs.first().map(|s| s.as_str()), Some(TEXT));
+        }
+    }
+}
+
+/// In a query emits are not buffered: with an output opened by an earlier
+/// batch, the record goes to the host at once, which refuses it.
+#[test]
+fn an_emit_in_a_query_is_refused_at_once() {
+    let host = FakeHost::new().output("out", "t");
+    host.run_records(&batch_of(&["a"]), |r: &Record| -> Result<()> {
+        streamrt::emit("out", r.key, r.value)
+    })
+    .unwrap();
+    let mut code = None;
+    let (call, _) = host.query(&QueryRequest::default(), |_: &Query| -> Result<Response> {
+        code = streamrt::emit("out", None, None).unwrap_err().code();
+        Ok(Response::default())
+    });
+    assert_eq!(call, Call::Returned(0));
+    assert_eq!(code, Some(Code::NotAllowed));
+    assert_eq!(host.emitted().len(), 1);
+    assert_eq!(host.emit_batches().len(), 1, "no emit_batch in the query");
+}
+
+/// The fake host keeps writes and emits as two streams, as the host does:
+/// buffered emits reach it after later records' writes, and a failed
+/// record is still undone alone, without replaying the batch.
+#[test]
+fn the_fake_host_undoes_a_failed_record_alone_despite_buffered_emits() {
+    let host = FakeHost::new()
+        .store("s")
+        .output("out", "t")
+        .policy(Policy::Skip);
+    let mut calls = 0;
+    host.run_records(&batch_of(&["a", "bad", "c"]), |r: &Record| -> Result<()> {
+        calls += 1;
+        Store::new("s").put(r.key.unwrap(), b"1")?;
+        streamrt::emit("out", r.key, r.value)?;
+        if r.value == Some(b"bad") {
+            return Err(Error::new("bad"));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(calls, 3, "the batch was replayed");
+    assert_eq!(keys(&host), ["k0", "k2"]);
+    let stored: Vec<Vec<u8>> = host.entries("s").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(stored, [b"k0".to_vec(), b"k2".to_vec()]);
+}

@@ -22,7 +22,38 @@ struct Vector {
     headers: Vec<OwnedHeader>,
     entries: Vec<(Vec<u8>, Vec<u8>)>,
     query: OwnedQuery,
+    emits: Vec<OwnedEmit>,
     encoded: Vec<u8>,
+}
+
+/// An emits vector's entry; `list` says whether it carries a header list
+/// (its headers, or an empty one with headers=empty) rather than none.
+#[derive(Debug, Clone, Default)]
+struct OwnedEmit {
+    output: i32,
+    rec: i32,
+    ts: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<OwnedHeader>,
+    list: bool,
+}
+
+impl OwnedEmit {
+    fn header_list(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.list {
+            abi::append_headers(&mut out, self.headers.iter().map(borrow_header));
+        }
+        out
+    }
+}
+
+fn borrow_header(h: &OwnedHeader) -> Header<'_> {
+    Header {
+        key: &h.key,
+        value: h.value.as_deref(),
+    }
 }
 
 /// A query vector's request; [`OwnedQuery::request`] borrows it as the abi
@@ -114,6 +145,7 @@ fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
                 headers: Vec::new(),
                 entries: Vec::new(),
                 query: OwnedQuery::default(),
+                emits: Vec::new(),
                 encoded: Vec::new(),
             });
             continue;
@@ -166,6 +198,13 @@ fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
                 };
                 if v.kind == "headers" {
                     v.headers.push(h);
+                } else if v.kind == "emits" {
+                    let e = v
+                        .emits
+                        .last_mut()
+                        .ok_or_else(|| fail("header before any emit".into()))?;
+                    e.headers.push(h);
+                    e.list = true;
                 } else {
                     v.batch
                         .records
@@ -206,13 +245,33 @@ fn parse(text: &str, file: &str) -> Result<Vec<Vector>, String> {
                     bytes(&m["value"], false).map_err(fail)?.unwrap(),
                 ));
             }
+            "emit" => {
+                let m = kv(&fields[1..]).map_err(fail)?;
+                let num = |k: &str| -> Result<i64, String> {
+                    m.get(k)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| fail(format!("emit {}", k)))
+                };
+                v.emits.push(OwnedEmit {
+                    output: num("output")? as i32,
+                    rec: num("rec")? as i32,
+                    ts: num("ts")?,
+                    key: bytes(&m["key"], true).map_err(fail)?,
+                    value: bytes(&m["value"], true).map_err(fail)?,
+                    headers: Vec::new(),
+                    list: m.get("headers").map(|s| s.as_str()) == Some("empty"),
+                });
+            }
             "encoded" => {
                 v.encoded = bytes(fields.get(1).copied().unwrap_or(""), false)
                     .map_err(fail)?
                     .unwrap()
             }
             "end" => {
-                if !matches!(v.kind.as_str(), "batch" | "headers" | "entries" | "query") {
+                if !matches!(
+                    v.kind.as_str(),
+                    "batch" | "headers" | "entries" | "query" | "emits"
+                ) {
                     return Err(fail(format!("unknown kind {}", v.kind)));
                 }
                 out.push(cur.take().unwrap());
@@ -624,5 +683,167 @@ fn corrupted_queries_fail_without_panicking() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn emits_encode_and_decode() {
+    for v in vectors("emits") {
+        let lists: Vec<Vec<u8>> = v.emits.iter().map(OwnedEmit::header_list).collect();
+        let mut enc = Vec::new();
+        for (e, list) in v.emits.iter().zip(&lists) {
+            abi::append_emit(
+                &mut enc,
+                &abi::Emit {
+                    output: e.output,
+                    rec: e.rec,
+                    timestamp: e.ts,
+                    key: e.key.as_deref(),
+                    value: e.value.as_deref(),
+                    headers: list,
+                },
+            );
+        }
+        assert_eq!(enc, v.encoded, "{}: encode", v.at());
+        let got = abi::decode_emits(&v.encoded).unwrap_or_else(|e| panic!("{}: {}", v.at(), e));
+        assert_eq!(got.len(), v.emits.len(), "{}", v.at());
+        for ((g, e), list) in got.iter().zip(&v.emits).zip(&lists) {
+            assert_eq!(
+                (g.output, g.rec, g.timestamp, g.key, g.value, g.headers),
+                (
+                    e.output,
+                    e.rec,
+                    e.ts,
+                    e.key.as_deref(),
+                    e.value.as_deref(),
+                    list.as_slice()
+                ),
+                "{}: decode",
+                v.at()
+            );
+        }
+    }
+}
+
+/// A host that keeps every emit_batch buffer as it is given; output "oN"
+/// has handle N.
+#[derive(Default)]
+struct BatchSpy {
+    spy: HeaderSpy,
+    buffers: Vec<Vec<u8>>,
+}
+
+impl Host for BatchSpy {
+    fn store_open(&mut self, n: &[u8]) -> i32 {
+        self.spy.store_open(n)
+    }
+    fn store_get(&mut self, s: i32, k: Option<&[u8]>, b: &mut [u8]) -> i32 {
+        self.spy.store_get(s, k, b)
+    }
+    fn store_put(&mut self, s: i32, r: i32, k: Option<&[u8]>, v: Option<&[u8]>) -> i32 {
+        self.spy.store_put(s, r, k, v)
+    }
+    fn store_delete(&mut self, s: i32, r: i32, k: Option<&[u8]>) -> i32 {
+        self.spy.store_delete(s, r, k)
+    }
+    fn store_range(&mut self, s: i32, a: Option<&[u8]>, b: Option<&[u8]>) -> i32 {
+        self.spy.store_range(s, a, b)
+    }
+    fn range_next(&mut self, i: i32, b: &mut [u8]) -> i32 {
+        self.spy.range_next(i, b)
+    }
+    fn range_close(&mut self, i: i32) -> i32 {
+        self.spy.range_close(i)
+    }
+    fn output_open(&mut self, name: &[u8]) -> i32 {
+        std::str::from_utf8(&name[1..]).unwrap().parse().unwrap()
+    }
+    fn emit(
+        &mut self,
+        o: i32,
+        r: i32,
+        k: Option<&[u8]>,
+        v: Option<&[u8]>,
+        h: &[u8],
+        ts: i64,
+    ) -> i32 {
+        self.spy.emit(o, r, k, v, h, ts)
+    }
+    fn emit_batch(&mut self, buf: &[u8]) -> i32 {
+        self.buffers.push(buf.to_vec());
+        testing::emit_entries(self, buf)
+    }
+    fn log(&mut self, l: i32, m: &[u8]) {
+        self.spy.log(l, m)
+    }
+    fn record_error(&mut self, r: i32, m: &[u8]) -> i32 {
+        self.spy.record_error(r, m)
+    }
+}
+
+/// The SDK's emit buffer holds the vectors' bytes: each vector's entries,
+/// emitted by a batch handler (outside its loop for record -1, in it for
+/// the others), reach the host as one emit_batch buffer equal to the
+/// vector's encoding.
+#[test]
+fn emits_through_the_sdk() {
+    for v in vectors("emits") {
+        let records = v.emits.iter().map(|e| e.rec + 1).max().unwrap_or(0).max(0);
+        let batch = abi::encode_batch(&Batch {
+            stream_time: -1,
+            topics: vec![],
+            records: (0..records)
+                .map(|_| OwnedRecord {
+                    topic: "in".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        let spy = Rc::new(RefCell::new(BatchSpy::default()));
+        let mut next = 0;
+        let emits = &v.emits;
+        let mut emit_for = |rec: i32| -> streamrt::Result<()> {
+            while next < emits.len() && emits[next].rec == rec {
+                let e = &emits[next];
+                let hs: Vec<Header> = e.headers.iter().map(borrow_header).collect();
+                let mut opts = EmitOptions::new();
+                if e.ts != abi::INHERIT_TIMESTAMP {
+                    opts = opts.timestamp(e.ts);
+                }
+                if e.list {
+                    opts = opts.headers(&hs);
+                }
+                let name = format!("o{}", e.output);
+                streamrt::emit_with(&name, e.key.as_deref(), e.value.as_deref(), opts)?;
+                next += 1;
+            }
+            Ok(())
+        };
+        let call = testing::call_batch(
+            &spy,
+            testing::new_generation(),
+            &batch,
+            &mut |b: &streamrt::Batch| -> streamrt::Result<()> {
+                emit_for(abi::NO_RECORD)?;
+                for r in b.all() {
+                    emit_for(r.index() as i32)?;
+                }
+                emit_for(abi::NO_RECORD)
+            },
+        );
+        assert_eq!(call, Call::Returned(0), "{}", v.at());
+        assert_eq!(
+            next,
+            v.emits.len(),
+            "{}: the emits' records are out of order",
+            v.at()
+        );
+        let buffers = spy.borrow().buffers.clone();
+        let want: Vec<Vec<u8>> = if v.encoded.is_empty() {
+            vec![]
+        } else {
+            vec![v.encoded.clone()]
+        };
+        assert_eq!(buffers, want, "{}: emit_batch buffers", v.at());
     }
 }

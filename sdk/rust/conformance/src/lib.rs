@@ -9,7 +9,9 @@
 //! `tests/transcript.rs` runs the same interpreter natively on
 //! `streamrt::testing::FakeHost`.
 
-use streamrt::{sys, EmitOptions, Error, Header, Level, Query, Record, Response, Result, Store};
+use streamrt::{
+    abi, sys, EmitOptions, Error, Header, Level, Query, Record, Response, Result, Store,
+};
 
 /// The stage's handler: runs the record's script.
 pub fn handle(r: &Record) -> Result<()> {
@@ -141,6 +143,12 @@ impl<'r, 'q> Session<'r, 'q> {
             }
             Ok(())
         };
+        if args[0].starts_with("raw-") {
+            // A raw command acts on the host directly: the records the SDK
+            // holds in its emit buffer go first, so that the host sees the
+            // script's effects in the order it made them.
+            streamrt::flush()?;
+        }
         match args[0] {
             "put" => {
                 want(3)?;
@@ -259,6 +267,18 @@ impl<'r, 'q> Session<'r, 'q> {
                     opts = opts.headers(&hs);
                 }
                 streamrt::emit_with(args[1], key.as_deref(), value.as_deref(), opts)
+            }
+            "emitn" => {
+                want(4)?;
+                let prefix = bytes(args[2])?;
+                let (n, size) = (number(args[3])?, number(args[4])?);
+                for i in 0..n {
+                    let mut k = prefix.clone();
+                    k.extend_from_slice(format!("{:04}", i).as_bytes());
+                    let v = vec![b'a' + (i % 26) as u8; size];
+                    streamrt::emit(args[1], Some(&k), Some(&v))?;
+                }
+                Ok(())
             }
             "echo" => {
                 want(0)?;
@@ -395,6 +415,12 @@ impl<'r, 'q> Session<'r, 'q> {
                 let h = output_handle(args[1])?;
                 self.out_code(cmd, raw_emit(h, self.index(), &unhex(args[2])?))
             }
+            "raw-emits" => {
+                let buf = self.emit_buffer(&args[1..])?;
+                self.out_code(cmd, unsafe {
+                    sys::emit_batch(buf.as_ptr(), buf.len() as i32)
+                })
+            }
             "raw-respond" => {
                 want(3)?;
                 let status = int(args[1])?;
@@ -421,6 +447,49 @@ impl<'r, 'q> Session<'r, 'q> {
             _ if self.q.is_some() => self.run_query(cmd, &args),
             other => Err(Error::new(format!("unknown command {}", other))),
         }
+    }
+
+    /// Builds raw-emits' buffer from its SPEC arguments: O/REC or O/REC/HEX
+    /// an entry (key "k", value "v", the inherited timestamp, the header
+    /// list HEX or none), +HEX raw bytes, -N the last N bytes cut off.
+    fn emit_buffer(&self, specs: &[&str]) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        for spec in specs {
+            if let Some(h) = spec.strip_prefix('+') {
+                buf.extend_from_slice(&unhex(h)?);
+            } else if let Some(n) = spec.strip_prefix('-') {
+                let n = number(n)?;
+                if n > buf.len() {
+                    return Err(Error::new(format!(
+                        "raw-emits: cannot cut {} of {} bytes",
+                        n,
+                        buf.len()
+                    )));
+                }
+                buf.truncate(buf.len() - n);
+            } else {
+                let parts: Vec<&str> = spec.split('/').collect();
+                if parts.len() < 2 || parts.len() > 3 {
+                    return Err(Error::new(format!("raw-emits: bad entry {}", spec)));
+                }
+                let hdr = match parts.get(2) {
+                    Some(h) => unhex(h)?,
+                    None => Vec::new(),
+                };
+                abi::append_emit(
+                    &mut buf,
+                    &abi::Emit {
+                        output: output_handle(parts[0])?,
+                        rec: self.record_index(parts[1])?,
+                        timestamp: abi::INHERIT_TIMESTAMP,
+                        key: Some(b"k"),
+                        value: Some(b"v"),
+                        headers: &hdr,
+                    },
+                );
+            }
+        }
+        Ok(buf)
     }
 
     /// Runs the commands only a query has.

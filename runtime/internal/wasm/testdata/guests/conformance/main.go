@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/streamrt/streamrt/abi"
 	streamrt "github.com/streamrt/streamrt/sdk/go"
 )
 
@@ -86,6 +88,14 @@ func (s *session) run(cmd string) error {
 			return fmt.Errorf("%s: want %d arguments, got %d", args[0], n, len(args)-1)
 		}
 		return nil
+	}
+	if strings.HasPrefix(args[0], "raw-") {
+		// A raw command acts on the host directly: the records the SDK
+		// holds in its emit buffer go first, so that the host sees the
+		// script's effects in the order it made them.
+		if err := streamrt.Flush(); err != nil {
+			return err
+		}
 	}
 	switch args[0] {
 	case "put":
@@ -258,6 +268,26 @@ func (s *session) run(cmd string) error {
 			opts = append(opts, streamrt.WithHeaders(hs...))
 		}
 		return streamrt.Emit(args[1], key, value, opts...)
+	case "emitn":
+		if err := want(4); err != nil {
+			return err
+		}
+		prefix, err := bytesArg(args[2])
+		if err != nil {
+			return err
+		}
+		n, err1 := number(args[3])
+		size, err2 := number(args[4])
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		for i := range n {
+			k := fmt.Appendf(append([]byte(nil), prefix...), "%04d", i)
+			if err := streamrt.Emit(args[1], k, bytes.Repeat([]byte{byte('a' + i%26)}, size)); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "echo":
 		if err := want(0); err != nil {
 			return err
@@ -445,6 +475,12 @@ func (s *session) run(cmd string) error {
 		}
 		k, v := []byte("k"), []byte("v")
 		return s.outCode(cmd, hostEmit(h, rec, &k[0], 1, &v[0], 1, unsafe.SliceData(hdr), int32(len(hdr)), -1))
+	case "raw-emits":
+		buf, err := s.emitBuffer(args[1:])
+		if err != nil {
+			return err
+		}
+		return s.outCode(cmd, hostEmitBatch(unsafe.SliceData(buf), int32(len(buf))))
 	case "raw-respond":
 		if err := want(3); err != nil {
 			return err
@@ -606,6 +642,54 @@ func outputHandle(name string) (int32, error) {
 	return hostOutputOpen(unsafe.SliceData(b), int32(len(b))), nil
 }
 
+// emitBuffer builds raw-emits' buffer from its SPEC arguments: O/REC or
+// O/REC/HEX an entry (key "k", value "v", the inherited timestamp, the
+// header list HEX or none), +HEX raw bytes, -N the last N bytes cut off.
+func (s *session) emitBuffer(specs []string) ([]byte, error) {
+	var buf []byte
+	for _, spec := range specs {
+		switch {
+		case strings.HasPrefix(spec, "+"):
+			b, err := unhex(spec[1:])
+			if err != nil {
+				return nil, err
+			}
+			buf = append(buf, b...)
+		case strings.HasPrefix(spec, "-"):
+			n, err := number(spec[1:])
+			if err != nil {
+				return nil, err
+			}
+			if n > len(buf) {
+				return nil, fmt.Errorf("raw-emits: cannot cut %d of %d bytes", n, len(buf))
+			}
+			buf = buf[:len(buf)-n]
+		default:
+			parts := strings.Split(spec, "/")
+			if len(parts) < 2 || len(parts) > 3 {
+				return nil, fmt.Errorf("raw-emits: bad entry %s", spec)
+			}
+			h, err := outputHandle(parts[0])
+			if err != nil {
+				return nil, err
+			}
+			rec, err := s.recordIndex(parts[1])
+			if err != nil {
+				return nil, err
+			}
+			var hdr []byte
+			if len(parts) == 3 {
+				if hdr, err = unhex(parts[2]); err != nil {
+					return nil, err
+				}
+			}
+			buf = abi.AppendEmit(buf, &abi.Emit{Output: h, Rec: rec, Timestamp: abi.InheritTimestamp,
+				Key: []byte("k"), Value: []byte("v"), Headers: hdr})
+		}
+	}
+	return buf, nil
+}
+
 // recordIndex is a REC argument: "cur" is the record's own index (-1, no
 // record, in a query).
 func (s *session) recordIndex(a string) (int32, error) {
@@ -751,6 +835,9 @@ func hostOutputOpen(name *byte, nameLen int32) int32
 
 //go:wasmimport streamrt_v1 emit
 func hostEmit(output, rec int32, key *byte, keyLen int32, val *byte, valLen int32, hdr *byte, hdrLen int32, ts int64) int32
+
+//go:wasmimport streamrt_v1 emit_batch
+func hostEmitBatch(buf *byte, bufLen int32) int32
 
 //go:wasmimport streamrt_v1 record_error
 func hostRecordError(rec int32, msg *byte, msgLen int32) int32
