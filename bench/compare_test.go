@@ -28,7 +28,7 @@ import (
 	"github.com/streamrt/streamrt/internal/testkafka"
 )
 
-// Knobs of BenchmarkCompare (go test -bench Compare ./bench/ -args
+// Knobs of BenchmarkCompare (go test -bench '^BenchmarkCompare$' ./bench/ -args
 // -streamrt.compare-records=100000).
 var (
 	cmpRecords = flag.Int("streamrt.compare-records", 1_000_000, "records in each workload's input topic")

@@ -29,7 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Knobs of BenchmarkEndToEnd, for sweeps (go test -bench EndToEnd -args
+// Knobs of BenchmarkEndToEnd, for sweeps (go test -bench '^BenchmarkEndToEnd$' -args
 // -streamrt.e2e-commit-interval=1s); the defaults are the configuration's.
 var (
 	e2eRecords        = flag.Int("streamrt.e2e-records", 500_000, "records each end-to-end benchmark run moves")

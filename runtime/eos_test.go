@@ -13,8 +13,8 @@ import (
 
 // Under exactly_once, outputs, changelog records and input offsets commit in
 // one transaction per cycle: a read_committed reader sees every count once,
-// a restart repeats nothing, and a restore from the changelog after losing
-// the state directory gives the same values.
+// and a restart repeats nothing. (A restore from the changelog after losing
+// the state directory is TestExactlyOnceRestoreSkipsAbortedTransactions'.)
 func TestExactlyOnceCounts(t *testing.T) {
 	brokers := testkafka.Brokers(t)
 	appName, in, out := names(t)

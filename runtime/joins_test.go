@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/partition"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -76,6 +78,20 @@ stages:
 	gotInner := values(readExactly(t, brokers, inner, 2))
 	if wantInner := []string{"u1=home|alice", "u1=cart|alice-2"}; !containsInOrder(gotInner, wantInner) {
 		t.Fatalf("inner join output %v, want %v", gotInner, wantInner)
+	}
+	// Three puts and a tombstone are materialised. A record without a key
+	// is skipped and not counted: it goes first on u3's partition, so it
+	// was read once u3 is in the table.
+	p := partition.For([]byte("u3"), 4)
+	manual := testkafka.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := manual.ProduceSync(ctxTimeout(t, 30*time.Second),
+		&kgo.Record{Topic: users, Partition: p, Value: []byte("nobody")},
+		&kgo.Record{Topic: users, Partition: p, Key: []byte("u3"), Value: []byte("carol")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	user("u3", 200)
+	if n := apptest.Metric(a.http, "streamrt_table_records_total", "table", "users"); n != 4 {
+		t.Errorf("streamrt_table_records_total{table=users} = %v, want 4", n)
 	}
 }
 

@@ -1,12 +1,14 @@
 package runtime_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/partition"
+	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
 // restoredRecords reads streamrt_restored_records_total for a store.
@@ -138,7 +142,9 @@ func TestRestoreFromChangelog(t *testing.T) {
 
 // A task that moves to an instance joining the group is restored there from
 // the changelog before it processes or answers anything, and the instance
-// it left drops its copy.
+// it left drops its copy. A transaction left open on the changelog holds
+// the new owner's restores at its first record until it is aborted, so
+// that the test can ask both instances while the moved tasks restore.
 func TestMovedTaskIsRestoredOnItsNewOwner(t *testing.T) {
 	brokers := testkafka.Brokers(t)
 	appName, in, out := names(t)
@@ -153,46 +159,101 @@ func TestMovedTaskIsRestoredOnItsNewOwner(t *testing.T) {
 	if got := testkafka.ReadAll(t, brokers, out, 200, 60*time.Second); len(got) != 200 {
 		t.Fatalf("%d outputs, want 200", len(got))
 	}
+	counts(t, a, keys, 5)
+	open := beginChangelogTxn(t, brokers)
+	for _, k := range keys {
+		open.put(appName+"-counts-changelog", k, "999")
+	}
 
 	spec.stateDir = filepath.Join(t.TempDir(), "b")
 	b := startApp(t, spec)
-	waitFor(t, 60*time.Second, "the partitions to split between both instances, restored", func() bool {
-		if code, _ := b.get("/readyz"); code != 200 {
-			return false
-		}
-		owners := map[*app]bool{}
+	// owners maps each key to the instance the group's map names.
+	owners := func() map[string]*app {
+		got := map[string]*app{}
 		for _, k := range keys {
-			n := 0
+			md := apptest.Get(a.http, "/v1/metadata/stores/counts/keys/"+k)
+			var meta struct{ Active *struct{ Address string } }
+			if json.Unmarshal([]byte(md.Body), &meta) != nil || meta.Active == nil {
+				return nil
+			}
 			for _, x := range []*app{a, b} {
-				// Both answer, one by forwarding to the other: count the
-				// instance that answers from its own state.
-				if code, by := servedBy(x, "/v1/stores/counts/keys/"+k); code == 200 && by == x.http {
-					n++
-					owners[x] = true
+				if meta.Active.Address == x.http {
+					got[k] = x
 				}
 			}
-			if n != 1 {
-				return false
+		}
+		return got
+	}
+	var moved []string
+	waitFor(t, 60*time.Second, "the partitions to split between both instances, b's restoring", func() bool {
+		code, body := b.get("/readyz")
+		own := owners()
+		moved = moved[:0]
+		for k, x := range own {
+			if x == b {
+				moved = append(moved, k)
 			}
 		}
-		return len(owners) == 2
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "restoring") && len(own) == len(keys) && len(moved) > 0 && len(moved) < len(keys)
 	})
-	if restoredRecords(t, b, "counts") == 0 {
-		t.Fatal("the new owner served keys without restoring anything")
+	// While b restores, neither instance answers for the moved keys: a
+	// no longer owns them, and b has not restored them.
+	for _, k := range moved {
+		for _, x := range []*app{a, b} {
+			if code, body := x.get("/v1/stores/counts/keys/" + k); code != http.StatusServiceUnavailable {
+				t.Errorf("%s asked of %s while its new owner restores: %d %q, want 503", k, x.http, code, body)
+			}
+		}
+	}
+	open.abort()
+	b.waitReady()
+	// Each key is answered, from either instance, by its owner's state:
+	// the restored count, not the aborted one.
+	for _, k := range keys {
+		owner := a
+		if slices.Contains(moved, k) {
+			owner = b
+		}
+		for _, x := range []*app{a, b} {
+			if got := apptest.Get(x.http, "/v1/stores/counts/keys/"+k); got.Code != 200 || got.Body != "5" || got.ServedBy != owner.http {
+				t.Errorf("%s asked of %s once restored: %d %q served by %s, want 200 \"5\" from %s", k, x.http, got.Code, got.Body, got.ServedBy, owner.http)
+			}
+		}
+	}
+	if n := restoredRecords(t, b, "counts"); n < len(moved) {
+		t.Fatalf("the new owner restored %d changelog records for its %d keys", n, len(moved))
 	}
 	produce(t, brokers, in, clicks(keys, 5)...)
 	waitFor(t, 60*time.Second, "every key counted to 10 on its owner", func() bool {
 		for _, k := range keys {
-			ok := false
-			for _, x := range []*app{a, b} {
-				if code, body := x.get("/v1/stores/counts/keys/" + k); code == 200 && body == "10" {
-					ok = true
-				}
-			}
-			if !ok {
+			if _, body := a.get("/v1/stores/counts/keys/" + k); body != "10" {
 				return false
 			}
 		}
 		return true
 	})
+
+	// The old owner's state directory holds the partitions it kept, and
+	// nothing of those it gave away.
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(filepath.Join(a.stateDir, "state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, k := range keys {
+		ks, err := db.Keyspace("counts", partition.For([]byte(k), 4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, found, err := db.Get(ks, []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept := !slices.Contains(moved, k); found != kept {
+			t.Errorf("%s in the old owner's state: %v, want %v (moved to the new owner: %v)", k, found, kept, !kept)
+		}
+	}
 }

@@ -51,7 +51,7 @@ type appSpec struct {
 	module   string
 	stores   []string
 	policy   string
-	extra    string // more stage keys, YAML-indented by 4 spaces
+	extra    string // more keys: the stage's, YAML-indented by 4 spaces, or the app's, not indented
 	stateDir string
 	watch    bool
 	in, out  string

@@ -18,6 +18,8 @@ import (
 // A module changed on disk while records flow is swapped in between
 // batches: every record is processed exactly once, by one version or the
 // other, and on each partition the old version's outputs all come first.
+// The stage's query handler follows the swap: a route answered by the old
+// version is answered by the new one once the swap is logged.
 func TestWatchSwapsModuleWithoutLossOrRepeat(t *testing.T) {
 	brokers := testkafka.Brokers(t)
 	appName, in, out := names(t)
@@ -26,8 +28,12 @@ func TestWatchSwapsModuleWithoutLossOrRepeat(t *testing.T) {
 	if err := os.WriteFile(module, v1, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: module, watch: true})
+	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: module, watch: true,
+		extra: "query:\n  routes:\n    - {path: /version, stage: main}\n"})
 	a.waitReady()
+	if code, body := a.get("/version"); code != 200 || body != "v1" {
+		t.Fatalf("/version before the swap: %d %q, want v1", code, body)
+	}
 
 	cl := testkafka.Client(t, brokers)
 	n := 0
@@ -63,6 +69,10 @@ func TestWatchSwapsModuleWithoutLossOrRepeat(t *testing.T) {
 		}
 		produceSome(20)
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The query handlers are swapped before the swap is logged.
+	if code, body := a.get("/version"); code != 200 || body != "v2" {
+		t.Errorf("/version once the swap is logged: %d %q, want v2", code, body)
 	}
 	outs := testkafka.Client(t, brokers, kgo.ConsumeTopics(out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	for v2 := false; !v2; {

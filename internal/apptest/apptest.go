@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -189,6 +190,9 @@ type Answer struct {
 	Code int
 	Type string // the Content-Type header
 	Body string
+	// ServedBy is the X-Streamrt-Served-By header: the instance whose
+	// state answered, the one asked or the owner it forwarded to.
+	ServedBy string
 }
 
 var client = &http.Client{Timeout: RequestTimeout}
@@ -212,7 +216,51 @@ func Get(addr, path string, header ...string) Answer {
 	if err != nil {
 		return Answer{Body: err.Error()}
 	}
-	return Answer{Code: resp.StatusCode, Type: resp.Header.Get("Content-Type"), Body: string(b)}
+	return Answer{Code: resp.StatusCode, Type: resp.Header.Get("Content-Type"), Body: string(b), ServedBy: resp.Header.Get("X-Streamrt-Served-By")}
+}
+
+// Metric is the package function Metric, asked of this instance.
+func (a *App) Metric(name string, labels ...string) float64 { return Metric(a.Addr, name, labels...) }
+
+// Metric reads /metrics at addr and returns the sum of the samples of the
+// metric name whose labels include every name and value pair in labels
+// ("stage", "enrich"): with no labels, the sum over every label set. It
+// returns 0 when no sample matches and -1 when /metrics does not answer.
+func Metric(addr, name string, labels ...string) float64 {
+	got := Get(addr, "/metrics")
+	if got.Code != http.StatusOK {
+		return -1
+	}
+	var sum float64
+	for line := range strings.Lines(got.Body) {
+		rest, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), name)
+		if !ok {
+			continue
+		}
+		var set string
+		if strings.HasPrefix(rest, "{") {
+			end := strings.LastIndex(rest, "} ")
+			if end < 0 {
+				continue
+			}
+			set, rest = rest[:end+1], rest[end+1:]
+		}
+		value, ok := strings.CutPrefix(rest, " ")
+		if !ok {
+			continue // another metric whose name starts with name
+		}
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			pair := labels[i] + "=" + strconv.Quote(labels[i+1])
+			if !strings.Contains(set, "{"+pair) && !strings.Contains(set, ","+pair) {
+				match = false
+			}
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil && match {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // WaitFor polls cond until it holds, failing the test after timeout with

@@ -24,6 +24,7 @@ type stageOpts struct {
 	policy   config.ErrorPolicy
 	memory   int64
 	deadline time.Duration
+	wall     time.Duration // the deadline's wall-clock cap; 0: ten times the deadline
 	batch    int
 	// A stage reading tables: its inputs, outputs and tables replace the
 	// defaults, and it has no stores.
@@ -58,7 +59,7 @@ func newTestTask(t *testing.T, o stageOpts) *task {
 	if err != nil {
 		t.Fatal(err)
 	}
-	we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: o.memory, Deadline: o.deadline})
+	we, err := wasm.NewEngine(ctx, wasm.Config{Cache: cache, MemoryLimit: o.memory, Deadline: o.deadline, WallLimit: o.wall})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +129,15 @@ func get(t *testing.T, tk *task, store, key string) (string, bool) {
 
 // Every kind of guest failure, one record each, among good records in one
 // batch: the good ones are processed once, each bad one is dead-lettered
-// with its error, and the bad ones' effects are gone.
+// with its error and the kind of failure, the bad ones' effects are gone,
+// and the metrics count each failure by kind and policy, and each instance
+// a trap or the deadline replaced.
 func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
-	// The deadline must leave the oom record time to exhaust its memory,
-	// which grows slowly under the race detector: hence a small limit.
-	tk := newTestTask(t, stageOpts{guest: "faulty", policy: config.PolicyDeadLetter, deadline: 3 * time.Second, memory: 16 << 20})
+	// The deadline counts the CPU time a guest uses, so that the oom record
+	// has time to exhaust its small memory however busy the machine is;
+	// the wall-clock cap is generous, so that a starved guest is not
+	// stopped by it instead (its errors would say so).
+	tk := newTestTask(t, stageOpts{guest: "faulty", policy: config.PolicyDeadLetter, deadline: 3 * time.Second, wall: 10 * time.Minute, memory: 16 << 20})
 	recs := records("a", "ok1", "b", "fail", "c", "panic", "d", "ok2", "e", "loop", "f", "oom", "g", "exit", "h", "ok3")
 	if err := tk.process(recs); err != nil {
 		t.Fatal(err)
@@ -144,8 +149,8 @@ func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
 		{"dlq", "b", "record", "bad record"},
 		{"dlq", "c", "record", "panic: "},
 		{"out-topic", "d", "", ""},
-		{"dlq", "e", "deadline", "stopped after 3s"},
-		{"dlq", "f", "trap", ""},
+		{"dlq", "e", "deadline", "stopped after 3s of CPU time"},
+		{"dlq", "f", "trap", "out of memory"},
 		{"dlq", "g", "trap", "exited with code 3"},
 		{"out-topic", "h", "", ""},
 	}
@@ -198,6 +203,55 @@ func TestDeadLetterIsolatesEveryKindOfFailure(t *testing.T) {
 	if tk.cycle.next["in"] != 8 {
 		t.Errorf("next offset %d, want 8", tk.cycle.next["in"])
 	}
+	// The batch was stopped by the deadline at e, then each record ran
+	// alone: e, f and g each broke their instance too.
+	m := tk.env.metrics
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"streamrt_guest_errors_total", []string{"stage", "s", "kind", "record", "policy", "dead_letter"}, 2},
+		{"streamrt_guest_errors_total", []string{"stage", "s", "kind", "deadline", "policy", "dead_letter"}, 1},
+		{"streamrt_guest_errors_total", []string{"stage", "s", "kind", "trap", "policy", "dead_letter"}, 2},
+		{"streamrt_guest_errors_total", nil, 5},
+		{"streamrt_instance_restarts_total", []string{"stage", "s"}, 4},
+	} {
+		if got := metricValue(t, m, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
+
+// metricValue gathers m's registry and returns the sum of the samples of
+// the counter or gauge name whose labels include every name and value
+// pair in labels.
+func metricValue(t *testing.T, m *metrics.Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	samples:
+		for _, s := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range s.GetLabel() {
+					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}
+				if !found {
+					continue samples
+				}
+			}
+			sum += s.GetCounter().GetValue() + s.GetGauge().GetValue()
+		}
+	}
+	return sum
 }
 
 // A record whose handler writes and emits and then fails is undone without
@@ -230,6 +284,9 @@ func TestFailPolicyStopsTheTask(t *testing.T) {
 	}
 	if te.Offset != 1 || te.Topic != "in" || !strings.Contains(te.Reason, "bad record") {
 		t.Fatalf("TaskError %+v does not name offset 1 and the reason", te)
+	}
+	if got := metricValue(t, tk.env.metrics, "streamrt_guest_errors_total", "stage", "s", "kind", "record", "policy", "fail"); got != 1 {
+		t.Errorf("streamrt_guest_errors_total{kind=record,policy=fail} = %v, want 1", got)
 	}
 }
 

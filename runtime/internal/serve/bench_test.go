@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -35,16 +36,21 @@ func (e *fixedEngine) Readiness() probe.Readiness    { return probe.Readiness{Re
 func (e *fixedEngine) Assignment() assign.Assignment { return e.a }
 
 const (
-	benchKeys       = 1_000_000
 	benchPartitions = 4
 	benchTopic      = "clicks"
+)
+
+// The benchmarks' sizes; CI's smoke run of every benchmark makes them small.
+var (
+	benchKeys      = flag.Int("streamrt.lookup-keys", 1_000_000, "keys of the store the lookup benchmarks read")
+	lookupDuration = flag.Duration("streamrt.lookup-duration", 3*time.Second, "how long BenchmarkKeyLookups sends at each rate")
 )
 
 func benchKey(i int) string { return fmt.Sprintf("key-%07d", i) }
 
 // lookupPair is two instances on loopback, each holding the partitions it
-// owns of a 1,000,000-key store in Pebble on disk: A owns 0 and 1, B 2
-// and 3.
+// owns of a store of -streamrt.lookup-keys keys (1,000,000 by default) in
+// Pebble on disk: A owns 0 and 1, B 2 and 3.
 type lookupPair struct {
 	a, b     string // addresses
 	shutdown func()
@@ -127,7 +133,7 @@ func fill(dbs []*state.DB, members []assign.Member) error {
 		}
 	}
 	txns := []*state.Txn{dbs[0].NewTxn(), dbs[1].NewTxn()}
-	for i := range benchKeys {
+	for i := range *benchKeys {
 		k := benchKey(i)
 		p := partition.For([]byte(k), benchPartitions)
 		db := dbs[owner[p]]
@@ -166,6 +172,7 @@ const lookupServerEnv = "STREAMRT_LOOKUP_SERVER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(lookupServerEnv) != "" {
+		flag.Parse()
 		p, err := newLookupPair()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -182,7 +189,7 @@ func TestMain(m *testing.M) {
 // startLookupProcess starts a lookup pair in a child process, which ends
 // with the benchmark.
 func startLookupProcess(b *testing.B) *lookupPair {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-streamrt.lookup-keys="+strconv.Itoa(*benchKeys))
 	cmd.Env = append(os.Environ(), lookupServerEnv+"=1")
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -228,7 +235,7 @@ func runLookups(p *lookupPair, rate int, d time.Duration) lookupRun {
 	rng := rand.New(rand.NewPCG(1, uint64(rate)))
 	keys := make([]string, n)
 	for i := range keys {
-		keys[i] = benchKey(rng.IntN(benchKeys))
+		keys[i] = benchKey(rng.IntN(*benchKeys))
 	}
 	type result struct {
 		lat, lag  time.Duration
@@ -287,7 +294,7 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // BenchmarkKeyLookups measures key lookups against a 1,000,000-key store
-// split over two instances, from an open-loop load generator on loopback
+// (-streamrt.lookup-keys) split over two instances, from an open-loop load generator on loopback
 // at fixed rates: p50 and p99 of local lookups (the key's partition is on
 // the instance asked) and of forwarded ones (it is on the other). Targets:
 // p99 ≤ 1 ms local and ≤ 2 ms forwarded at 5,000 requests/s; the sweep
@@ -297,7 +304,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // production, so that the generator's garbage collection and scheduling
 // are not the servers'; they still share the machine's cores with it.
 //
-//	go test -run '^$' -bench KeyLookups -benchtime 1x ./runtime/internal/serve/
+//	go test -run '^$' -bench '^BenchmarkKeyLookups$' -benchtime 1x ./runtime/internal/serve/
 func BenchmarkKeyLookups(b *testing.B) {
 	p := startLookupProcess(b)
 	// Warm connections, Pebble's caches and the page cache.
@@ -305,7 +312,7 @@ func BenchmarkKeyLookups(b *testing.B) {
 	for _, rate := range []int{5000, 10000, 20000} {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 			for range b.N {
-				run := runLookups(p, rate, 3*time.Second)
+				run := runLookups(p, rate, *lookupDuration)
 				all := append(slices.Clone(run.local), run.forwarded...)
 				b.ReportMetric(ms(percentile(run.local, 0.50)), "p50-local-ms")
 				b.ReportMetric(ms(percentile(run.local, 0.99)), "p99-local-ms")
@@ -327,7 +334,7 @@ func BenchmarkKeyLookups(b *testing.B) {
 // included: a figure that the other processes on the machine disturb far
 // less than latencies.
 //
-//	go test -run '^$' -bench LookupCPU ./runtime/internal/serve/
+//	go test -run '^$' -bench '^BenchmarkLookupCPU$' ./runtime/internal/serve/
 func BenchmarkLookupCPU(b *testing.B) {
 	p := startLookupPair(b)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
@@ -335,7 +342,7 @@ func BenchmarkLookupCPU(b *testing.B) {
 	// Keys by where A finds them: its own partitions, or B's.
 	var local, remote []string
 	for i := 0; len(local) < 1000 || len(remote) < 1000; i++ {
-		k := benchKey(i * 997 % benchKeys)
+		k := benchKey(i * 997 % *benchKeys)
 		if partition.For([]byte(k), benchPartitions) < 2 {
 			local = append(local, k)
 		} else {

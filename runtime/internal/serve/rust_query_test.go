@@ -58,7 +58,10 @@ func (b *syncBuffer) String() string {
 func TestRustQueryHandler(t *testing.T) {
 	ctx := context.Background()
 	bin := guesttest.BuildRust(t, guesttest.RustDir("testdata/queries"))
-	qe, err := wasm.NewEngine(ctx, wasm.Config{MemoryLimit: 64 << 20, Deadline: 300 * time.Millisecond})
+	// The deadline counts CPU time, which only the looping route uses up;
+	// the wall-clock cap is generous, so that a busy machine that starves
+	// a handler of CPU does not stop it.
+	qe, err := wasm.NewEngine(ctx, wasm.Config{MemoryLimit: 64 << 20, Deadline: 300 * time.Millisecond, WallLimit: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func BenchmarkDBGet(b *testing.B) {
 // 4 MiB: 250,000 11-byte keys with 8-byte values) that came in no key
 // order, as a changelog of a live store does.
 //
-//	go test -run '^$' -bench LoadSort ./runtime/internal/state/
+//	go test -run '^$' -bench '^BenchmarkLoadSort$' ./runtime/internal/state/
 func BenchmarkLoadSort(b *testing.B) {
 	const n = 250_000
 	var src loadBuf
