@@ -1,0 +1,9 @@
+// A test guest: emits every record unchanged (key, value, headers,
+// timestamp inherited) to output "out". The AssemblyScript twin of the Go
+// and Rust identity guests, for the host's tests and benchmarks.
+import { EmitOptions, Output, Record, handleRecord } from "streamrt";
+export * from "streamrt/assembly/exports";
+
+const out = new Output("out");
+
+handleRecord((r: Record): Error | null => out.emitWith(r.key, r.value, EmitOptions.recordHeaders(r)));
