@@ -42,7 +42,7 @@ export class Query {
       const k = unescapeQuery(eq < 0 ? part : part.substring(0, eq));
       const v = unescapeQuery(eq < 0 ? "" : part.substring(eq + 1));
       if (k === null || v === null) continue;
-      out.push(new Param(k!, v!));
+      out.push(new Param(k, v));
     }
     return out;
   }

@@ -68,6 +68,7 @@ export class Store {
       scratch = heap.alloc(n);
       scratchCap = n;
     }
+    return unreachable();
   }
 
   /** Sets key to value, for the record being handled. */
@@ -138,9 +139,10 @@ export class Range {
 
   constructor(private store: string, private iter: i32) {
     this.call = call;
-    this.buf = spare.length > 0 ? spare.pop() : new ArrayBuffer(4096);
-    this.key = newView(this.buf);
-    this.value = newView(this.buf);
+    const buf = spare.length > 0 ? spare.pop() : new ArrayBuffer(4096);
+    this.buf = buf;
+    this.key = newView(buf);
+    this.value = newView(buf);
   }
 
   static failed(err: Error): Range {
