@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -60,5 +61,20 @@ func TestASIdentityGuest(t *testing.T) {
 	}
 	if mem := inst.MemorySize(); mem > 4<<20 {
 		t.Errorf("the identity guest uses %d bytes of memory", mem)
+	}
+}
+
+// An AssemblyScript module built for another ABI version is refused at
+// load, with both versions named.
+func TestASModuleForAnotherABIVersionIsRefused(t *testing.T) {
+	bin := guesttest.BuildAS(t, guesttest.ASDir("testdata/abiv2"))
+	e := newEngine(t, Config{})
+	_, err := e.Compile(context.Background(), "abiv2.wasm", bin)
+	if !errors.Is(err, ErrInvalidModule) {
+		t.Fatalf("got %v, want an ErrInvalidModule", err)
+	}
+	const want = "module abiv2.wasm: was built for host ABI v2 (imports streamrt_v2), this host speaks ABI v1 (streamrt_v1)"
+	if err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
 	}
 }

@@ -104,6 +104,7 @@ export function process(ptr: usize, len: i32): i32 {
   const err = endEmits(rc);
   if (err < 0) rc = failBatch(new HostError("emit_batch", "", err).message);
   endCall();
+  collect();
   return rc;
 }
 
@@ -159,6 +160,7 @@ export function query(ptr: usize, len: i32): i32 {
     }
   }
   endCall();
+  collect();
   return 0;
 }
 
@@ -169,6 +171,24 @@ export function init(): i32 {
     return 1;
   }
   return 0;
+}
+
+// Memory pages after the last collection.
+let collectedAt: i32 = 0;
+
+/**
+ * Frees what calls allocated and no longer use, once garbage has made the
+ * memory grow since the last collection (so a stage whose garbage fits in
+ * the free memory does not pay for a collection every call). The SDK
+ * builds with AssemblyScript's minimal runtime, which collects only when
+ * asked and sees only globals: the end of a guest call, when no frame
+ * holds a reference, is when it is safe.
+ */
+function collect(): void {
+  if (memory.size() > collectedAt) {
+    __collect();
+    collectedAt = memory.size();
+  }
 }
 
 let aborting = false;

@@ -6,9 +6,25 @@ import { HostError } from "./errors";
 import { newView, repoint } from "./bytes";
 import { call, current } from "./state";
 
-// Store.get's buffer, grown as values need, reused by every get.
-let scratch: usize = heap.alloc(4096);
+// The buffer store_get writes into, grown as values need, reused by every
+// get; peek's results are views of it.
+let scratchBuf: ArrayBuffer = new ArrayBuffer(4096);
+let scratch: usize = changetype<usize>(scratchBuf);
 let scratchCap: i32 = 4096;
+let scratchView: Uint8Array = newView(scratchBuf);
+
+/** Reads key into scratch: its length, or a negative code (NOT_FOUND when absent). */
+function readInto(h: i32, key: Uint8Array): i32 {
+  for (;;) {
+    const n = sys.store_get(h, key.dataStart, key.byteLength, scratch, scratchCap);
+    if (n <= scratchCap) return n;
+    scratchBuf = new ArrayBuffer(n);
+    scratch = changetype<usize>(scratchBuf);
+    scratchCap = n;
+    scratchView = newView(scratchBuf);
+  }
+  return unreachable();
+}
 
 /** What Store.lookup found: the value (null when absent) or the error. */
 export class Lookup {
@@ -46,29 +62,35 @@ export class Store {
    * throws, which fails the record (see lookup for one that returns it).
    */
   get(key: Uint8Array): Uint8Array | null {
-    const l = this.lookup(key);
-    if (l.error !== null) throw l.error!;
-    return l.value;
+    const v = this.peek(key);
+    return v === null ? null : v.slice();
   }
 
-  /** The value of key, or its absence, or the host's error; never throws. */
+  /**
+   * get without the copy: the value as a view of the SDK's read buffer,
+   * valid until the next get, peek or lookup of any store. Nothing is
+   * allocated once the buffer is large enough.
+   */
+  peek(key: Uint8Array): Uint8Array | null {
+    const h = this.open();
+    if (h < 0) throw new HostError("store_open", this.name, h);
+    const n = readInto(h, key);
+    if (n == Code.NOT_FOUND) return null;
+    if (n < 0) throw new HostError("store_get", this.name, n);
+    repoint(scratchView, scratch, n);
+    return scratchView;
+  }
+
+  /** The value of key (a new array), or its absence, or the host's error; never throws. */
   lookup(key: Uint8Array): Lookup {
     const h = this.open();
     if (h < 0) return new Lookup(null, new HostError("store_open", this.name, h));
-    for (;;) {
-      const n = sys.store_get(h, key.dataStart, key.byteLength, scratch, scratchCap);
-      if (n == Code.NOT_FOUND) return new Lookup(null, null);
-      if (n < 0) return new Lookup(null, new HostError("store_get", this.name, n));
-      if (n <= scratchCap) {
-        const v = new Uint8Array(n);
-        memory.copy(v.dataStart, scratch, n);
-        return new Lookup(v, null);
-      }
-      heap.free(scratch);
-      scratch = heap.alloc(n);
-      scratchCap = n;
-    }
-    return unreachable();
+    const n = readInto(h, key);
+    if (n == Code.NOT_FOUND) return new Lookup(null, null);
+    if (n < 0) return new Lookup(null, new HostError("store_get", this.name, n));
+    const v = new Uint8Array(n);
+    memory.copy(v.dataStart, scratch, n);
+    return new Lookup(v, null);
   }
 
   /** Sets key to value, for the record being handled. */

@@ -7,7 +7,7 @@
 // against each.
 import {
   EmitOptions, Header, Level, Query, Record, Response, Store,
-  emit, emitWith, flush, handleQuery, handleRecord, log, panic, streamTime, str, utf8,
+  emit, emitWith, flush, handleQuery, handleRecord, log, streamTime, str, utf8,
 } from "streamrt";
 import * as sys from "streamrt/assembly/sys";
 export * from "streamrt/assembly/exports";
@@ -444,10 +444,7 @@ class Session {
       return null;
     }
     if (name == "fail") return fail(text(args, 1));
-    if (name == "panic") {
-      panic(text(args, 1));
-      return null;
-    }
+    if (name == "panic") throw new Error(text(args, 1));
     if (name == "raw-store") return this.outCode(cmd, storeHandle(args[1]));
     if (name == "raw-output") return this.outCode(cmd, outputHandle(args[1]));
     if (name == "raw-get") {
