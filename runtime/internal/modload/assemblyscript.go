@@ -99,12 +99,19 @@ func loadAssemblyScript(ctx context.Context, dir, cacheDir string, log *slog.Log
 	if err := npmInstall(ctx, npm, dir, log); err != nil {
 		return nil, err
 	}
-	asc := filepath.Join(dir, "node_modules", "assemblyscript", "bin", "asc.js")
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", dir, err)
+	}
+	asc := filepath.Join(abs, "node_modules", "assemblyscript", "bin", "asc.js")
 	if _, err := os.Stat(asc); err != nil {
 		return nil, fmt.Errorf("module %s: the project does not install the AssemblyScript compiler (add \"assemblyscript\" to its devDependencies, pinned to one version): %w", dir, err)
 	}
 	log.Info("building AssemblyScript guest module", "dir", dir)
-	tmp := fmt.Sprintf("%s.%d-%d.tmp", out, os.Getpid(), time.Now().UnixNano())
+	tmp, err := filepath.Abs(fmt.Sprintf("%s.%d-%d.tmp", out, os.Getpid(), time.Now().UnixNano()))
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", dir, err)
+	}
 	cmd := exec.CommandContext(ctx, node, asc, "--config", "asconfig.json", "--target", "release", "--outFile", tmp, "--noColors")
 	cmd.Dir = dir
 	var output bytes.Buffer
