@@ -48,7 +48,7 @@ export class Output {
     const h = this.open();
     if (h < 0) return new HostError("output_open", this.name, h);
     const rc = emitRaw(h, current, key, value, 0, 0, INHERIT_TIMESTAMP);
-    return rc < 0 ? new HostError("emit_batch", "", rc) : null;
+    return rc < 0 ? emitError(this.name, rc) : null;
   }
 
   /** Emits with headers and a timestamp (see EmitOptions). */
@@ -68,8 +68,13 @@ export class Output {
       hp = hdrBuf;
     }
     const rc = emitRaw(h, current, key, value, hp, hl, opts.timestamp);
-    return rc < 0 ? new HostError(emitLimit > 0 ? "emit_batch" : "emit", this.name, rc) : null;
+    return rc < 0 ? emitError(this.name, rc) : null;
   }
+}
+
+/** The error of an emit the host refused: inside a batch, the flush of the buffer; outside one, the emit itself. */
+function emitError(output: string, rc: i32): HostError {
+  return emitLimit > 0 ? new HostError("emit_batch", "", rc) : new HostError("emit", output, rc);
 }
 
 /** What emitWith takes besides the key and value. */

@@ -3,7 +3,7 @@
 
 import { FLAG_KEY, FLAG_VALUE, NULL_LENGTH, RECORD_FIXED_SIZE } from "./abi";
 import { copyOf, newView, repoint } from "./bytes";
-import { current, setCurrent, streamTime } from "./state";
+import { setCurrent, streamTime } from "./state";
 
 /** A record header. A null value is distinct from an empty one. */
 export class Header {
