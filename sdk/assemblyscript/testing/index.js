@@ -1,9 +1,11 @@
 // FakeHost runs a stage module built with this SDK under Node, standing in
-// for the streamrt host: stores in memory (tables read-only), outputs mapped
-// to topics, the undo of a failed record's effects, the replay of a batch
-// that trapped or failed one record per call, and the stage's error policy.
-// It is for a stage's unit tests (node --test); the host's own conformance
-// suite (abi/testdata/conformance) is what holds the SDK to the ABI.
+// for the streamrt host: stores in memory (one partition of each, tables
+// read-only), outputs mapped to topics, the undo of a failed record's
+// effects, the replay of a batch that trapped or failed one record per
+// call, and the stage's error policy. It is for a stage's unit tests (node
+// --test). The SDK's tests/transcript.test.js runs the conformance
+// transcript (abi/testdata/conformance) on it, as the host's tests run it on
+// the real host, so the two answer alike.
 
 import { readFileSync } from "node:fs";
 import {
@@ -46,7 +48,10 @@ export class FakeHost {
 
   /** Declares a store the stage reads and writes. */
   store(name) { this.stores.set(name, { readOnly: false, data: new Map() }); return this; }
-  /** Declares a table: a store the stage may only read. */
+  /**
+   * Declares a table: a store the stage may only read, and that a query
+   * routed to no partition may read (as the host's global tables).
+   */
   table(name) { this.stores.set(name, { readOnly: true, data: new Map() }); return this; }
   /** Declares an output and the topic it writes to. */
   output(name, topic = name) { this.outputs.set(name, topic); return this; }
@@ -175,6 +180,8 @@ export class FakeHost {
       const name = names()[h];
       return name === undefined ? null : { name, ...host.stores.get(name) };
     };
+    // A query routed to no partition reads tables only.
+    const unrouted = (c, s) => c.kind === "query" && c.partition === -1 && !s.readOnly;
     const validRec = (c, rec) => rec === NO_RECORD || (rec >= 0 && rec < c.records.length);
     const dataOf = (c, name) => (c.kind === "batch" ? c.work.get(name) : host.stores.get(name).data);
     const write = (h, rec, key, value, del) => {
@@ -209,6 +216,7 @@ export class FakeHost {
         const c = cur();
         const s = storeOf(h);
         if (!s) return Code.UNKNOWN_STORE;
+        if (unrouted(c, s)) return Code.NOT_ALLOWED;
         const key = read(kp, kl);
         if (key === null) return Code.INVALID;
         const v = dataOf(c, s.name).get(bin(key));
@@ -222,6 +230,7 @@ export class FakeHost {
         const c = cur();
         const s = storeOf(h);
         if (!s) return Code.UNKNOWN_STORE;
+        if (unrouted(c, s)) return Code.NOT_ALLOWED;
         const start = read(sp, sl), end = read(ep, el);
         const lo = start === null ? null : bin(start), hi = end === null ? null : bin(end);
         const entries = [...dataOf(c, s.name).entries()]
