@@ -95,3 +95,56 @@ func TestASThrowFollowsErrorPolicy(t *testing.T) {
 		})
 	}
 }
+
+// An AssemblyScript batch handler (sdk/assemblyscript/testdata/batch) on
+// the real host: Batch.fail fails one record, undoing its effects; a
+// returned error fails the batch, whose records the host then runs one per
+// call; effects after Batch.release belong to the batch as a whole.
+func TestASBatchHandler(t *testing.T) {
+	bin := guesttest.BuildAS(t, guesttest.ASDir("testdata/batch"))
+	stage := transcriptStage{inputs: []string{"in"}, stores: []string{"seen"}, outputs: map[string]string{"out": "out-topic"}, dlq: "dlq"}
+	for _, tc := range []struct {
+		words, emitted, dead, reason, kind string
+	}{
+		{"x,fail,y", "a=x,c=y,batch=3", "b", "record 1 failed", "record"},
+		{"x,boom,y", "a=x,batch=1,c=y,batch=1", "b", "boom at record 0", "batch"},
+	} {
+		t.Run(tc.words, func(t *testing.T) {
+			tk, _ := newConformanceTask(t, "assemblyscript-batch", bin, stage, config.PolicyDeadLetter)
+			var in []*kgo.Record
+			for i, w := range strings.Split(tc.words, ",") {
+				in = append(in, &kgo.Record{Topic: "in", Offset: int64(i), Key: []byte{'a' + byte(i)}, Value: []byte(w), Timestamp: time.UnixMilli(1_700_000_000_000)})
+			}
+			if err := tk.process(in); err != nil {
+				t.Fatal(err)
+			}
+			var out, dead []string
+			for _, r := range tk.cycle.outputs {
+				if r.Topic == "dlq" {
+					dead = append(dead, string(r.Key))
+					// A failed batch's message is the guest's, then what
+					// the host saw in parentheses.
+					if got := header(r, "streamrt.error"); got != tc.reason && !strings.HasPrefix(got, tc.reason+" (") {
+						t.Errorf("dead letter error %q, want %q", got, tc.reason)
+					}
+					if got := header(r, "streamrt.error.kind"); got != tc.kind {
+						t.Errorf("dead letter kind %q, want %q", got, tc.kind)
+					}
+				} else {
+					out = append(out, string(r.Key)+"="+string(r.Value))
+				}
+			}
+			if got := strings.Join(out, ","); got != tc.emitted {
+				t.Errorf("emitted %s, want %s", got, tc.emitted)
+			}
+			if got := strings.Join(dead, ","); got != tc.dead {
+				t.Errorf("dead letters %s, want %s", got, tc.dead)
+			}
+			for k, want := range map[string]bool{"a": true, "b": false, "c": true} {
+				if _, ok := get(t, tk, "seen", k); ok != want {
+					t.Errorf("store key %s present %v, want %v", k, ok, want)
+				}
+			}
+		})
+	}
+}
