@@ -11,6 +11,8 @@ export let streamTime: i64 = -1;
 export let call: u32 = 0;
 /** Whether a streamrt_query call is running. */
 export let inQuery: bool = false;
+/** Whether a guest call (streamrt_process or streamrt_query) is running. */
+export let inCall: bool = false;
 
 export function setCurrent(rec: i32): void {
   current = rec;
@@ -24,9 +26,11 @@ export function beginCall(query: bool): void {
   call++;
   current = NO_RECORD;
   inQuery = query;
+  inCall = true;
 }
 
 export function endCall(): void {
   current = NO_RECORD;
   inQuery = false;
+  inCall = false;
 }
