@@ -175,10 +175,15 @@ func queryStores(topo *config.Topology) []serve.Store {
 // is a Rust crate on a machine without cargo.
 var ErrNoCargo = modload.ErrNoCargo
 
+// ErrNoNode is wrapped by LoadModule's error, and Run's, for a module that
+// is an AssemblyScript project on a machine without node and npm.
+var ErrNoNode = modload.ErrNoNode
+
 // LoadModule returns the Wasm bytes of a stage's module as the
 // configuration names it (stages[].module): a .wasm file as it is, or a Go
 // guest package or Rust crate directory built for Wasm with the machine's
-// toolchain. Builds are cached under cacheDir by the content hash of their
+// toolchain, or an AssemblyScript project directory built with the compiler
+// its lock file pins. Builds are cached under cacheDir by the content hash of their
 // sources, as Run caches them.
 func LoadModule(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte, error) {
 	if log == nil {

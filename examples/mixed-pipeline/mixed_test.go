@@ -1,5 +1,6 @@
 // The mixed-pipeline app run in-process from streamrt.yaml as written: a
-// Go stage normalises page views into a topic that a Rust stage counts. It
+// Go stage normalises page views into a topic that a Rust stage counts, and
+// an AssemblyScript stage announces the pages the counts make popular. It
 // runs against the embedded kfake broker, or the cluster
 // STREAMRT_TEST_BROKERS names.
 package mixedpipeline_test
@@ -18,10 +19,12 @@ import (
 )
 
 func TestMixedPipeline(t *testing.T) {
-	// Build both stages into the shared cache the runtime reads (the Rust
-	// one skips the test on a machine without cargo, unless CI=true).
+	// Build the stages into the shared cache the runtime reads (the Rust
+	// one skips the test on a machine without cargo, the AssemblyScript one
+	// on a machine without node and npm, unless CI=true).
 	apptest.BuildModule(t, "count")
 	apptest.BuildModule(t, "normalize")
+	apptest.BuildModule(t, "popular")
 	brokers := testkafka.Brokers(t)
 	app := apptest.Start(t, "streamrt.yaml", apptest.Options{Brokers: brokers})
 
@@ -52,6 +55,17 @@ func TestMixedPipeline(t *testing.T) {
 	if counts := testkafka.ReadKey(t, brokers, "page-view-counts", intro, 3, time.Minute); strings.Join(counts, ",") != "1,2,3" {
 		t.Errorf("page-view-counts for %s: %v, want 1,2,3", intro, counts)
 	}
+	// The AssemblyScript stage announced each page once, when its count
+	// reached 2, and remembers the count it announced.
+	app.WaitValue(t, time.Minute, "popular", intro, "2")
+	app.WaitValue(t, time.Minute, "popular", blog, "2")
+	if got := testkafka.ReadKey(t, brokers, "popular-pages", intro, 1, time.Minute); strings.Join(got, ",") != "2" {
+		t.Errorf("popular-pages for %s: %v, want 2", intro, got)
+	}
+	if got := app.Store("popular", run+"/never-viewed"); got.Code != 404 {
+		t.Errorf("popular for a page without views: %+v, want 404", got)
+	}
+
 	// The view that was not a path failed in the Go stage only.
 	dead := testkafka.ReadUntil(t, brokers, "mixed-pipeline-normalize-dlq", time.Minute, func(r *kgo.Record) bool { return strings.HasSuffix(string(r.Value), run) })
 	if dead == nil {

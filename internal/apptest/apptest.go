@@ -363,14 +363,15 @@ func CacheDir() string {
 	return filepath.Join(dir, "streamrt", "test-guests")
 }
 
-// BuildModule builds the stage module at dir (a Go guest package or a Rust
-// crate) into CacheDir, where the apps of tests find it already built. A
-// Rust crate on a machine without cargo skips the test, or fails it when
-// CI=true, so that CI cannot pass without the Rust half.
+// BuildModule builds the stage module at dir (a Go guest package, a Rust
+// crate or an AssemblyScript project) into CacheDir, where the apps of
+// tests find it already built. A Rust crate on a machine without cargo, or
+// an AssemblyScript project on one without node and npm, skips the test, or
+// fails it when CI=true, so that CI cannot pass without them.
 func BuildModule(t testing.TB, dir string) []byte {
 	t.Helper()
 	b, err := runtime.LoadModule(context.Background(), dir, CacheDir(), slog.New(slog.DiscardHandler))
-	if errors.Is(err, runtime.ErrNoCargo) && os.Getenv("CI") != "true" {
+	if (errors.Is(err, runtime.ErrNoCargo) || errors.Is(err, runtime.ErrNoNode)) && os.Getenv("CI") != "true" {
 		t.Skipf("skipping: %v (CI=true makes this a failure)", err)
 	}
 	if err != nil {

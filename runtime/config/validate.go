@@ -207,7 +207,8 @@ func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {
 }
 
 // checkModule checks that path is a .wasm file, a directory holding a Go
-// package or a Rust crate, or a module's content address, and says why not.
+// package, a Rust crate or an AssemblyScript project, or a module's content
+// address, and says why not.
 func checkModule(path string) (string, error) {
 	if hash, ok := strings.CutPrefix(path, ModulePrefix); ok {
 		if !moduleHash.MatchString(hash) {
@@ -228,6 +229,9 @@ func checkModule(path string) (string, error) {
 	if _, err := os.Stat(filepath.Join(path, "Cargo.toml")); err == nil {
 		return "", nil // a Rust crate
 	}
+	if _, err := os.Stat(filepath.Join(path, "package.json")); err == nil {
+		return "", nil // an AssemblyScript project
+	}
 	gofiles, err := filepath.Glob(filepath.Join(path, "*.go"))
 	if err != nil {
 		return "", nil
@@ -237,7 +241,7 @@ func checkModule(path string) (string, error) {
 			return "", nil
 		}
 	}
-	return fmt.Sprintf("directory %s holds no Go package (no .go files) and no Rust crate (no Cargo.toml); want a .wasm file, a Go guest package or a Rust crate directory", path), nil
+	return fmt.Sprintf("directory %s holds no Go package (no .go files), no Rust crate (no Cargo.toml) and no AssemblyScript project (no package.json); want a .wasm file, a Go guest package, a Rust crate or an AssemblyScript project directory", path), nil
 }
 
 // ModulePrefix starts a module named by its content address, the hex

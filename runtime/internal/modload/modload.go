@@ -1,9 +1,11 @@
 // Package modload turns a stage's configured module into Wasm bytes: a .wasm
 // file is read as it is; a Go guest package directory is built with the local
 // Go toolchain for wasip1 in c-shared (reactor) mode, and a Rust crate
-// directory (one with a Cargo.toml) with cargo for wasm32-unknown-unknown;
-// builds are cached by the content hash of the sources, so a restart does not
-// rebuild.
+// directory (one with a Cargo.toml) with cargo for wasm32-unknown-unknown,
+// and an AssemblyScript project directory (a package.json with an
+// asconfig.json) with the compiler version its package-lock.json pins,
+// installed by npm; builds are cached by the content hash of the sources, so
+// a restart does not rebuild.
 // Watch polls a module's source and hands over each new version, for live
 // swaps during development.
 package modload
@@ -28,7 +30,7 @@ import (
 )
 
 // Load returns the Wasm bytes of the module at path, building it first when
-// path is a Go package or Rust crate directory. Builds are cached under
+// path is a Go package, Rust crate or AssemblyScript project directory. Builds are cached under
 // cacheDir.
 func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte, error) {
 	fi, err := os.Stat(path)
@@ -44,6 +46,9 @@ func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte,
 	}
 	if IsRustCrate(path) {
 		return loadRust(ctx, path, cacheDir, log)
+	}
+	if IsAssemblyScriptProject(path) {
+		return loadAssemblyScript(ctx, path, cacheDir, log)
 	}
 	sum, err := Fingerprint(path)
 	if err != nil {
@@ -85,7 +90,9 @@ func Load(ctx context.Context, path, cacheDir string, log *slog.Logger) ([]byte,
 // the file, or of every file in a package directory (subdirectories, which
 // are other packages, excluded). The Go version is part of it, since a new
 // toolchain builds different code. A Rust crate's covers its sources, its
-// path dependencies and the rustc version (see rustFingerprint).
+// path dependencies and the rustc version (see rustFingerprint), an
+// AssemblyScript project's its sources, its lock file and its file:
+// dependencies (see asFingerprint).
 func Fingerprint(path string) (string, error) {
 	h := sha256.New()
 	fi, err := os.Stat(path)
@@ -102,6 +109,9 @@ func Fingerprint(path string) (string, error) {
 	}
 	if IsRustCrate(path) {
 		return rustFingerprint(path)
+	}
+	if IsAssemblyScriptProject(path) {
+		return asFingerprint(path)
 	}
 	fmt.Fprintf(h, "go %s\ndir %s\n", goVersion(), path)
 	if err := hashPackageDir(h, path); err != nil {

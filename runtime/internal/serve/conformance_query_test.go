@@ -49,6 +49,7 @@ func TestConformanceQueries(t *testing.T) {
 	}{
 		{"go", func(t *testing.T) []byte { return guesttest.Build(t, "conformance") }},
 		{"rust", func(t *testing.T) []byte { return guesttest.BuildRust(t, guesttest.RustDir("conformance")) }},
+		{"assemblyscript", func(t *testing.T) []byte { return guesttest.BuildAS(t, guesttest.ASDir("conformance")) }},
 	}
 	for _, g := range guests {
 		t.Run(g.name, func(t *testing.T) {

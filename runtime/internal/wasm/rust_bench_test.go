@@ -10,9 +10,10 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 )
 
-// The Rust guests beside their Go twins, in the same run and on the same
-// batch: sdk/rust/testdata/identity and testdata/guests/identity each emit
-// every record unchanged. (Store get+put per pair, through a task and
+// The Rust and AssemblyScript guests beside their Go twins, in the same run
+// and on the same batch: sdk/rust/testdata/identity,
+// sdk/assemblyscript/testdata/identity and testdata/guests/identity each
+// emit every record unchanged. (Store get+put per pair, through a task and
 // Pebble, is BenchmarkRustStoreGetPut in package engine.)
 
 type benchGuest struct {
@@ -23,6 +24,7 @@ type benchGuest struct {
 var identityGuests = []benchGuest{
 	{"go", func(b *testing.B) []byte { return guesttest.Build(b, "identity") }},
 	{"rust", func(b *testing.B) []byte { return guesttest.BuildRust(b, guesttest.RustDir("testdata/identity")) }},
+	{"assemblyscript", func(b *testing.B) []byte { return guesttest.BuildAS(b, guesttest.ASDir("testdata/identity")) }},
 }
 
 // BenchmarkRustGuestIdentity measures the per-record cost of calling an
