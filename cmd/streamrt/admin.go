@@ -90,8 +90,9 @@ func (c *adminClient) call(ctx context.Context, method, path string, body io.Rea
 
 func cmdDeploy(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("deploy", "deploy -c FILE [flags]", `Deploy the app described by FILE to a cluster of servers: build its stages'
-modules as run does (Go packages, Rust crates, .wasm files), upload those the
-cluster lacks by content hash, then write the app's new version. Every server
+modules as run does (Go packages, Rust crates, AssemblyScript projects, .wasm
+files), upload those the cluster lacks by content hash, then write the app's
+new version. Every server
 converges on it: a new app starts, a new module swaps in at each task's next
 cycle once every instance has it, a changed configuration restarts the app.
 
