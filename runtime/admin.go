@@ -266,8 +266,8 @@ func (h *host) checkSpec(spec *control.Spec) (int, error) {
 	for _, sc := range cfg.Stages {
 		hash, _ := config.ModuleHash(sc.Module)
 		spec.Modules[sc.Name] = hash
-		if !h.ctl.HasModule(hash) {
-			missing = append(missing, fmt.Sprintf("stage %q: module %s", sc.Name, hash))
+		if err := h.ctl.ModuleError(hash); err != nil {
+			missing = append(missing, fmt.Sprintf("stage %q: %v", sc.Name, err))
 		}
 	}
 	if len(missing) > 0 {

@@ -294,10 +294,18 @@ func (h *host) step(ctx context.Context) {
 		case spec.Version > hs.spec.Version && spec.Version != hs.refused:
 			if modulesOnly(hs.spec, spec) {
 				h.swap(ctx, hs, spec)
-			} else {
-				h.stopApp(hs, "restarting for version "+fmt.Sprint(spec.Version))
-				h.start(ctx, spec)
+				break
 			}
+			// A new configuration restarts the app: a version that cannot
+			// start is refused before the running one stops.
+			if err := h.check(ctx, spec); err != nil {
+				hs.refused, hs.reason = spec.Version, err.Error()
+				hs.log.Error("version refused; still running the previous one", "version", spec.Version, "running", hs.spec.Version, "err", err)
+				h.report(ctx, hs, control.StateRunning)
+				break
+			}
+			h.stopApp(hs, "restarting for version "+fmt.Sprint(spec.Version))
+			h.start(ctx, spec)
 		}
 	}
 }
@@ -683,6 +691,33 @@ func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 		hs.log.Info("version swapped in", "version", spec.Version)
 		h.report(ctx, hs, control.StateRunning)
 	}
+}
+
+// check reports why a version could not start: its configuration does not
+// parse, or a stage's module is missing or fails to compile, validate or
+// initialise.
+func (h *host) check(ctx context.Context, spec control.Spec) error {
+	cfg, err := h.appConfig(spec)
+	if err != nil {
+		return err
+	}
+	for _, sc := range cfg.Stages {
+		hash, _ := config.ModuleHash(sc.Module)
+		b, err := h.ctl.Module(ctx, hash, moduleWait)
+		if err != nil {
+			return fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: h.cache, MemoryLimit: sc.MemoryLimit, Deadline: sc.BatchDeadline})
+		if err != nil {
+			return fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+		_, err = we.Compile(ctx, sc.Module, b)
+		we.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+	}
+	return nil
 }
 
 // prepare compiles a version's modules for a running app.

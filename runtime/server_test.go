@@ -21,6 +21,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/control"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const adminToken = "admin-s3cret"
@@ -516,4 +517,120 @@ func (s *testServer) waitGetApp(t *testing.T, app, key, value string) {
 		}
 		return nil
 	})
+}
+
+// A module whose chunk is missing from the modules topic (an upload cut
+// short, a record lost) is refused with the chunk named: by deploy, and by
+// every instance when a version naming it reaches the apps topic anyway.
+// The running version serves on, and an upload made whole again deploys.
+func TestServerRefusesAModuleMissingAChunk(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 4)
+	a := startServer(t, brokers, ctl, "a")
+	b := startServer(t, brokers, ctl, "b")
+	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
+	yaml := fmt.Sprintf(`app: %s
+partitions: 4
+commit_interval: 50ms
+stages:
+  - name: main
+    module: "{{main}}"
+    inputs: [%s]
+    outputs: {out: %s}
+`, appName, in, out)
+	ver := a.deploy(t, yaml, map[string][]byte{"main": v1})
+	waitVersion(t, appName, ver, a, b)
+
+	// v2's chunks but the first, then its manifest, as an upload would
+	// write them.
+	const chunk = 512 << 10
+	if len(v2) <= chunk {
+		t.Fatalf("the tagv2 guest is %d bytes: the test needs a module of two chunks or more", len(v2))
+	}
+	hash := control.Hash(v2)
+	cl := testkafka.Client(t, brokers)
+	var recs []*kgo.Record
+	n := 0
+	for off := 0; off < len(v2); off += chunk {
+		if n > 0 {
+			recs = append(recs, &kgo.Record{Topic: ctl.ModulesTopic, Key: []byte(hash + "#" + strconv.Itoa(n)), Value: v2[off:min(off+chunk, len(v2))]})
+		}
+		n++
+	}
+	recs = append(recs, &kgo.Record{Topic: ctl.ModulesTopic, Key: []byte(hash), Value: mustJSON(map[string]int{"size": len(v2), "chunks": n})})
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	yaml2 := strings.ReplaceAll(yaml, "{{main}}", config.ModulePrefix+hash)
+	want := fmt.Sprintf("lacks chunk 0 of %d", n)
+	apptest.WaitCheck(t, time.Minute, "deploy to refuse the module missing its first chunk", func() error {
+		code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/versions", mustJSON(map[string]string{"config": yaml2}), adminToken)
+		if code != http.StatusConflict || !strings.Contains(fmt.Sprint(ans["error"]), want) {
+			return fmt.Errorf("%d %v", code, ans)
+		}
+		return nil
+	})
+
+	// The same version written to the apps topic past deploy's check: as a
+	// swap (only the module changes), then as a restart (the configuration
+	// changes too).
+	log, err := control.Open(context.Background(), control.Topics{Apps: ctl.AppsTopic, Modules: ctl.ModulesTopic, Status: ctl.StatusTopic}, 1, slog.New(slog.NewTextHandler(io.Discard, nil)), kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	if err := log.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := log.App(appName)
+	for _, config := range []string{yaml2, strings.Replace(yaml2, "commit_interval: 50ms", "commit_interval: 60ms", 1)} {
+		next := head
+		next.Version++
+		next.Config = config
+		next.Modules = map[string]string{"main": hash}
+		if err := log.PutSpec(context.Background(), next, 10); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []*testServer{a, b} {
+			apptest.WaitCheck(t, time.Minute, fmt.Sprintf("version %d, missing a chunk, to be refused on %s", next.Version, s.addr), func() error {
+				code, ans := s.admin(t, http.MethodGet, "/v1/admin/apps/"+appName, nil, adminToken)
+				js, _ := json.Marshal(ans["instances"])
+				if code != 200 || strings.Count(string(js), fmt.Sprintf(`"failed":%d`, next.Version)) != 2 || !strings.Contains(string(js), want) {
+					return fmt.Errorf("%d instances %s", code, js)
+				}
+				return nil
+			})
+		}
+		head = next
+	}
+	produce(t, brokers, in, phase([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "p1")...)
+	got := testkafka.ReadAll(t, brokers, out, 40, time.Minute)
+	if len(got) != 40 {
+		t.Fatalf("%d outputs of 40 inputs while the app should run version 1 on", len(got))
+	}
+	for _, r := range got {
+		if string(r.Value) != "v1:p1" || testkafka.Header(r, "streamrt.module.version") != control.Hash(v1) {
+			t.Fatalf("after the refused versions, output %q with module %q", r.Value, testkafka.Header(r, "streamrt.module.version"))
+		}
+	}
+
+	// Uploaded again whole, the module deploys.
+	ver = b.deploy(t, yaml, map[string][]byte{"main": v2})
+	waitVersion(t, appName, ver, a, b)
+	produce(t, brokers, in, phase([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "p2")...)
+	n2 := 0
+	for _, r := range testkafka.ReadAll(t, brokers, out, 80, time.Minute) {
+		if strings.HasSuffix(string(r.Value), ":p2") {
+			n2++
+			if string(r.Value) != "v2:p2" {
+				t.Fatalf("after the whole upload, output %q", r.Value)
+			}
+		}
+	}
+	if n2 != 40 {
+		t.Fatalf("%d outputs of the last phase's 40 inputs", n2)
+	}
 }

@@ -431,49 +431,62 @@ func (l *Log) Statuses(app string) map[string]Status {
 
 // HasModule reports whether the modules topic holds the module whole.
 func (l *Log) HasModule(hash string) bool {
-	_, err := l.module(hash)
+	_, _, err := l.module(hash)
 	return err == nil
 }
 
-// Module returns a module's bytes, waiting up to wait for chunks that are
-// not read yet (a module is written before the spec that names it, but in
-// another topic). The bytes are checked against the hash.
+// Module returns a module's bytes, waiting up to wait for a manifest not
+// read yet (a module is written before the spec that names it, but in
+// another topic). A manifest read without all its chunks is an error at
+// once: the modules topic has one partition and chunks are written before
+// their manifest, so a chunk missing then is missing for good. The bytes
+// are checked against the hash.
 func (l *Log) Module(ctx context.Context, hash string, wait time.Duration) ([]byte, error) {
 	deadline := time.After(wait)
 	for {
-		b, err := l.module(hash)
+		b, manifested, err := l.module(hash)
 		if err == nil {
 			return b, nil
+		}
+		if manifested {
+			return nil, fmt.Errorf("%w: %w", ErrMissingModule, err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-deadline:
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrMissingModule, err)
 		case <-l.Changed():
 		}
 	}
 }
 
-func (l *Log) module(hash string) ([]byte, error) {
+// ModuleError says why the modules topic does not hold a module whole
+// (what is missing, without ErrMissingModule), or nil when it does.
+func (l *Log) ModuleError(hash string) error {
+	_, _, err := l.module(hash)
+	return err
+}
+
+func (l *Log) module(hash string) (b []byte, manifested bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, ok := l.manifest[hash]
 	if !ok {
-		return nil, fmt.Errorf("%w: no manifest for %s", ErrMissingModule, hash)
+		return nil, false, fmt.Errorf("no manifest for module %s", hash)
 	}
-	b := make([]byte, 0, m.Size)
+	b = make([]byte, 0, m.Size)
 	for i := range m.Chunks {
 		c, ok := l.chunks[hash][i]
 		if !ok {
-			return nil, fmt.Errorf("%w: module %s lacks chunk %d of %d", ErrMissingModule, hash, i, m.Chunks)
+			return nil, true, fmt.Errorf("module %s lacks chunk %d of %d in the modules topic (upload it again)", hash, i, m.Chunks)
 		}
 		b = append(b, c...)
 	}
 	if sum := Hash(b); sum != hash || len(b) != m.Size {
-		return nil, fmt.Errorf("%w: module %s: its chunks make %d bytes hashing to %s", ErrMissingModule, hash, len(b), sum)
+		return nil, true, fmt.Errorf("module %s: its chunks make %d bytes hashing to %s (upload it again)", hash, len(b), sum)
 	}
-	return b, nil
+	return b, true, nil
 }
 
 // Hash is the content address of module bytes: the hex sha256.
