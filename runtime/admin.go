@@ -320,11 +320,27 @@ func (h *host) rollback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		// The version before the one in force that ran something else.
-		for i := len(versions) - 1; i >= 0; i-- {
-			if versions[i].Version < cur.Version && !versions[i].Deleted && versions[i].Config != cur.Config {
-				target = &versions[i]
+		// The version the instances still run when the one in force was
+		// refused or has not been taken up; otherwise the version before
+		// the one in force that ran something else.
+		var running int64
+		for _, st := range h.ctl.Statuses(name) {
+			if st.Version == cur.Version {
+				running = 0
 				break
+			}
+			if st.State != control.StateFailed && st.Version < cur.Version {
+				running = max(running, st.Version)
+			}
+		}
+		for _, match := range []func(control.Spec) bool{
+			func(v control.Spec) bool { return v.Version == running },
+			func(v control.Spec) bool { return v.Config != cur.Config },
+		} {
+			for i := len(versions) - 1; i >= 0 && target == nil; i-- {
+				if v := versions[i]; !v.Deleted && v.Version < cur.Version && match(v) {
+					target = &versions[i]
+				}
 			}
 		}
 		if target == nil {
@@ -403,13 +419,28 @@ func (h *host) deleteApp(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := map[string]any{"app": name, "deleted": true}
 	if purge {
-		deleted, err := h.purgeKafka(r.Context(), cur)
-		answer["purged"] = deleted
-		if err != nil {
-			answer["purge_error"] = err.Error()
-			writeJSON(w, http.StatusAccepted, answer)
-			return
+		// Every generation the app has: the one serving, and one being
+		// rebuilt beside it.
+		gens := []control.Spec{cur}
+		if cur.Serving != cur.Generation {
+			serving := h.latestOf(name, cur.Serving)
+			if serving.Version == 0 {
+				serving = cur
+				serving.Generation = cur.Serving
+			}
+			gens = append(gens, serving)
 		}
+		var purged []string
+		for _, g := range gens {
+			deleted, err := h.purgeKafka(r.Context(), g)
+			purged = append(purged, deleted...)
+			if err != nil {
+				answer["purged"], answer["purge_error"] = purged, err.Error()
+				writeJSON(w, http.StatusAccepted, answer)
+				return
+			}
+		}
+		answer["purged"] = purged
 	}
 	writeJSON(w, http.StatusOK, answer)
 }

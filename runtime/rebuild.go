@@ -304,7 +304,7 @@ func (h *host) rebuild(ctx context.Context, hs *hosted, spec control.Spec) {
 		hs.log.Info("rebuilding", "generation", spec.Generation, "version", spec.Version)
 	}
 	h.report(ctx, hs, control.StateRebuilding)
-	if _, lag, _, _ := hs.build.fence.progress(); lag <= flipLag && h.designated(spec.App) && h.fenceRead(hs.build) && h.allBuilt(hs, spec.Generation) {
+	if _, lag, _, _ := hs.build.fence.progress(); lag <= flipLag && h.designated(hs) && h.fenceRead(hs.build) && h.allBuilt(hs, spec.Generation) {
 		flip := spec
 		from := hs.spec.Generation
 		flip.Version, flip.Serving, flip.FlippedFrom, flip.DeployedAt = spec.Version+1, spec.Generation, &from, time.Now().UTC()
@@ -472,7 +472,7 @@ func (h *host) flip(ctx context.Context, hs *hosted, spec control.Spec) {
 	}
 	hs.log.Info("flipped to the rebuilt generation", "generation", spec.Serving, "version", spec.Version)
 	h.report(ctx, hs, control.StateRunning)
-	if h.designated(spec.App) {
+	if h.designated(hs) {
 		go h.dropGeneration(oldSpec, hs.log)
 	}
 }
@@ -502,10 +502,28 @@ func (h *host) dropGeneration(spec control.Spec, log *slog.Logger) {
 
 // designated reports whether this instance is the one that writes an app's
 // flip and deletes its retired generations: the first by name among the
-// instances that report on the app.
-func (h *host) designated(app string) bool {
+// instances that report on the app and are members of its groups, so that
+// one which left for good hands the task on.
+func (h *host) designated(hs *hosted) bool {
+	live := map[string]bool{}
+	for _, g := range []*generation{hs.generation, hs.build} {
+		if g == nil {
+			continue
+		}
+		if a := g.app.eng.Assignment(); a.Valid() {
+			for _, m := range a.Members() {
+				live[m.Addr] = true
+			}
+		}
+	}
+	if len(live) > 0 && !live[h.advertise] {
+		return false
+	}
 	first := h.instance
-	for id := range h.ctl.Statuses(app) {
+	for id, st := range h.ctl.Statuses(hs.spec.App) {
+		if len(live) > 0 && !live[st.Address] {
+			continue
+		}
 		if id < first {
 			first = id
 		}

@@ -264,7 +264,7 @@ func (h *host) step(ctx context.Context) {
 			if err := os.RemoveAll(filepath.Join(h.cfg.StateDir, "apps", name, fmt.Sprintf("g%d", b.spec.Generation))); err != nil {
 				hs.log.Warn("removing the cancelled generation's state failed", "err", err)
 			}
-			if h.designated(name) {
+			if h.designated(hs) {
 				go h.dropGeneration(b.spec, hs.log)
 			}
 		}
@@ -413,7 +413,7 @@ func (h *host) finishFlip(ctx context.Context, hs *hosted) {
 	hs.fence, hs.stopFence = nil, nil
 	hs.log.Info("the flip is finished", "generation", hs.spec.Generation)
 	h.report(ctx, hs, control.StateRunning)
-	if from := hs.spec.FlippedFrom; from != nil && h.designated(hs.spec.App) {
+	if from := hs.spec.FlippedFrom; from != nil && h.designated(hs) {
 		if old := h.latestOf(hs.spec.App, *from); old.Version != 0 {
 			go h.dropGeneration(old, hs.log)
 		}

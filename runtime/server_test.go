@@ -617,6 +617,13 @@ stages:
 		}
 	}
 
+	// A rollback from refused versions goes back to the version that runs.
+	code, ans := a.admin(t, http.MethodPost, "/v1/admin/apps/"+appName+"/rollback", nil, adminToken)
+	if code != http.StatusCreated || !strings.Contains(fmt.Sprint(ans), fmt.Sprintf("rollback from version %d to version %d", head.Version, ver)) {
+		t.Fatalf("rollback after two refused versions: %d %v", code, ans)
+	}
+	waitVersion(t, appName, head.Version+1, a, b)
+
 	// Uploaded again whole, the module deploys.
 	ver = b.deploy(t, yaml, map[string][]byte{"main": v2})
 	waitVersion(t, appName, ver, a, b)
