@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,14 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP, err)
 	}
 	defer ln.Close()
+	serveLn := ln
+	if cfg.HTTPTLS.Enabled() {
+		tc, err := cfg.HTTPTLS.ServerConfig()
+		if err != nil {
+			return fmt.Errorf("http_tls.%w", err)
+		}
+		serveLn = tls.NewListener(ln, tc)
+	}
 	advertise := advertiseAddr(cfg.Advertise, ln.Addr())
 	instance := cfg.InstanceID
 	if instance == "" {
@@ -112,8 +121,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]*generation{}, kicks: make(chan chan struct{})}
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
-	defer serveHTTP(srv, func() error { return srv.Serve(ln) }, log)()
-	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps)
+	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, log)()
+	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps,
+		"tls", cfg.HTTPTLS.Enabled(), "client_certificates", cfg.HTTPTLS.RequireClientCert())
 	h.reconcile(ctx)
 	h.stopAll()
 	return nil
@@ -529,8 +539,12 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 		Stages []struct {
 			Module any `yaml:"module"`
 		} `yaml:"stages"`
+		HTTPTLS any `yaml:"http_tls"`
 	}
 	if yaml.Unmarshal([]byte(spec.Config), &doc) == nil {
+		if doc.HTTPTLS != nil {
+			return nil, fmt.Errorf("%w: http_tls: a deployed app is served by the server's listener; set http_tls in the server's configuration", config.ErrInvalid)
+		}
 		for i, st := range doc.Stages {
 			if m, ok := st.Module.(string); ok && !strings.HasPrefix(m, config.ModulePrefix) {
 				return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, m)
@@ -556,6 +570,8 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 	}
 	// The server's cluster, and how it connects to it, are every app's.
 	cfg.Kafka = sc.Kafka
+	// The server's listener is the apps': they forward over its TLS.
+	cfg.HTTPTLS = sc.HTTPTLS
 	for i, st := range cfg.Stages {
 		if _, ok := config.ModuleHash(st.Module); !ok {
 			return nil, fmt.Errorf("%w: stages[%d].module: a deployed app names its modules by content address (%sHEX), got %q", config.ErrInvalid, i, config.ModulePrefix, st.Module)

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/internal/testtls"
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/control"
@@ -33,6 +35,10 @@ type testServer struct {
 	cancel   context.CancelFunc
 	done     chan error
 	stateDir string
+	// scheme and client reach the server: https with its CA when it has
+	// http_tls.
+	scheme string
+	client *http.Client
 }
 
 // serverTopics are control topics of the test's own, so that tests on a
@@ -44,10 +50,18 @@ func serverTopics(t testing.TB) config.Control {
 
 // startServer runs a server instance until the test ends.
 func startServer(t *testing.T, brokers []string, ctl config.Control, name string) *testServer {
+	return startServerWith(t, brokers, ctl, name, config.HTTPTLS{}, nil)
+}
+
+// startServerWith runs a server with http_tls, reached by client.
+func startServerWith(t *testing.T, brokers []string, ctl config.Control, name string, tlsc config.HTTPTLS, client *http.Client) *testServer {
 	t.Helper()
-	s := &testServer{addr: freeAddr(t), log: &syncBuffer{}, done: make(chan error, 1), stateDir: filepath.Join(t.TempDir(), name)}
+	s := &testServer{addr: freeAddr(t), log: &syncBuffer{}, done: make(chan error, 1), stateDir: filepath.Join(t.TempDir(), name), scheme: "http", client: http.DefaultClient}
+	if tlsc.Enabled() {
+		s.scheme, s.client = "https", client
+	}
 	cfg := &config.Server{Brokers: brokers, HTTP: s.addr, StateDir: s.stateDir, CacheDir: guesttest.CacheDir(), InstanceID: name,
-		AdminTokens: []string{adminToken}, Control: ctl}
+		AdminTokens: []string{adminToken}, Control: ctl, HTTPTLS: tlsc}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(s.log, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo})).With("server", name)
 	srv, err := runtime.NewServer(cfg, runtime.ServerOptions{Logger: logger})
 	if err != nil {
@@ -57,8 +71,19 @@ func startServer(t *testing.T, brokers []string, ctl config.Control, name string
 	s.cancel = cancel
 	go func() { s.done <- srv.Run(ctx) }()
 	t.Cleanup(func() { s.stop(t) })
-	apptest.WaitFor(t, 60*time.Second, "server "+name+" to answer", func() bool { return apptest.Get(s.addr, "/healthz").Code == 200 })
+	apptest.WaitFor(t, 60*time.Second, "server "+name+" to answer", func() bool { code, _ := s.get("/healthz"); return code == 200 })
 	return s
+}
+
+// get answers a GET of path on s: the status code and body, or 0 and why.
+func (s *testServer) get(path string) (int, string) {
+	resp, err := s.client.Get(s.scheme + "://" + s.addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func (s *testServer) stop(t *testing.T) {
@@ -80,14 +105,14 @@ func (s *testServer) stop(t *testing.T) {
 // admin calls the admin API of s and decodes its JSON answer.
 func (s *testServer) admin(t *testing.T, method, path string, body []byte, token string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.addr+path, bytes.NewReader(body))
+	req, err := http.NewRequest(method, s.scheme+"://"+s.addr+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +169,8 @@ func waitVersion(t *testing.T, app string, v int64, servers ...*testServer) {
 					Reason  string
 				}
 			}
-			ans := apptest.Get(s.addr, "/readyz")
-			if err := json.Unmarshal([]byte(ans.Body), &ready); err != nil {
+			_, body := s.get("/readyz")
+			if err := json.Unmarshal([]byte(body), &ready); err != nil {
 				return err
 			}
 			st := ready.Apps[app]
@@ -640,4 +665,72 @@ stages:
 	if n2 != 40 {
 		t.Fatalf("%d outputs of the last phase's 40 inputs", n2)
 	}
+}
+
+// With http_tls in the server's configuration, two servers serve the admin
+// API and the apps' APIs over HTTPS only, and the apps forward queries to
+// each other over it, each verifying the other against the CA and
+// presenting its certificate. A deployed app may not bring its own
+// http_tls: the server's listener serves it.
+func TestServerHTTPS(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, 4)
+	dir := t.TempDir()
+	ca := testtls.NewCA(t, "servers CA")
+	leaf := ca.Issue(t, testtls.Options{CommonName: "server"})
+	caFile := testtls.Write(t, dir, "ca.pem", ca.PEM)
+	tlsc := config.HTTPTLS{CertFile: testtls.Write(t, dir, "server.pem", leaf.CertPEM), KeyFile: testtls.Write(t, dir, "server.key", leaf.KeyPEM), ClientCAFile: caFile, CAFile: caFile}
+	client := ca.Issue(t, testtls.Options{CommonName: "an operator"})
+	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}}}}
+	a := startServerWith(t, brokers, ctl, "a", tlsc, https)
+	b := startServerWith(t, brokers, ctl, "b", tlsc, https)
+
+	if resp, err := http.Get("http://" + a.addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP to an HTTPS server: %d, want 400", resp.StatusCode)
+		}
+	}
+	yaml := fmt.Sprintf(`app: %s
+partitions: 4
+commit_interval: 50ms
+stages:
+  - name: main
+    module: "{{main}}"
+    inputs: [%s]
+    stores: [counts]
+    outputs: {out: %s}
+`, appName, in, out)
+	code, ans := a.deployCode(t, yaml+"http_tls:\n  cert_file: /nowhere.pem\n", map[string][]byte{"main": guesttest.Build(t, "counter")}, false)
+	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(ans["error"]), "set http_tls in the server's configuration") {
+		t.Errorf("a deployed app with its own http_tls: %d %v", code, ans)
+	}
+	ver := a.deploy(t, yaml, map[string][]byte{"main": guesttest.Build(t, "counter")})
+	waitVersion(t, appName, ver, a, b)
+	keys := make([]string, 16)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("page-%d", i)
+	}
+	produce(t, brokers, in, clicks(keys, 1)...)
+	apptest.WaitCheck(t, time.Minute, "every key from a over HTTPS, some forwarded to b", func() error {
+		served := map[string]bool{}
+		for _, k := range keys {
+			resp, err := https.Get("https://" + a.addr + "/apps/" + appName + "/v1/stores/counts/keys/" + k)
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != "1" {
+				return fmt.Errorf("key %s: %d %s", k, resp.StatusCode, body)
+			}
+			served[resp.Header.Get("X-Streamrt-Served-By")] = true
+		}
+		if !served[a.addr] || !served[b.addr] {
+			return fmt.Errorf("served by %v, want both %s and %s", served, a.addr, b.addr)
+		}
+		return nil
+	})
 }

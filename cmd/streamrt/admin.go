@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,12 +35,18 @@ type adminClient struct {
 type adminFlags struct {
 	server    string
 	tokenFile string
+	// httpTLS reaches a server with http_tls: the CA that signed its
+	// certificate, and a client certificate where it asks for one.
+	httpTLS config.HTTPTLS
 }
 
 func (a *adminFlags) define(f *flags) {
 	f.StringVar(&a.server, "server", "http://"+config.DefaultServerHTTP, "base `URL` of any server instance")
 	f.alias("s", "server")
 	f.StringVar(&a.tokenFile, "token-file", "", "read the admin token from `FILE` (default $STREAMRT_ADMIN_TOKEN)")
+	f.StringVar(&a.httpTLS.CAFile, "cacert", "", "trust the CAs in the PEM `FILE` for a server that serves HTTPS")
+	f.StringVar(&a.httpTLS.CertFile, "cert", "", "present the client certificate in the PEM `FILE` (with --key)")
+	f.StringVar(&a.httpTLS.KeyFile, "key", "", "the client certificate's private key, a PEM `FILE`")
 }
 
 func (a *adminFlags) client() (*adminClient, error) {
@@ -51,11 +58,21 @@ func (a *adminFlags) client() (*adminClient, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
+	useTLS := a.httpTLS.CAFile != "" || a.httpTLS.CertFile != "" || a.httpTLS.KeyFile != ""
 	base := strings.TrimRight(a.server, "/")
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		base = map[bool]string{false: "http://", true: "https://"}[useTLS] + base
 	}
-	return &adminClient{base: base, token: token, http: &http.Client{Timeout: adminTimeout}}, nil
+	cl := &http.Client{Timeout: adminTimeout}
+	if useTLS {
+		tc, err := a.httpTLS.ClientConfig()
+		if err != nil {
+			// Name the flag, not the configuration key, at fault.
+			return nil, errors.New(strings.NewReplacer("ca_file", "--cacert", "cert_file", "--cert", "key_file", "--key").Replace(err.Error()))
+		}
+		cl.Transport = &http.Transport{TLSClientConfig: tc}
+	}
+	return &adminClient{base: base, token: token, http: cl}, nil
 }
 
 // call sends a request and decodes a JSON answer into out (unless nil); an

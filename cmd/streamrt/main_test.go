@@ -499,3 +499,44 @@ func TestKafkaConfigFile(t *testing.T) {
 		}
 	}
 }
+
+// The admin commands reach a server that serves HTTPS with --cacert, and
+// present a client certificate with --cert and --key.
+func TestAdminTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testtls.NewCA(t, "server CA")
+	leaf, client := ca.Issue(t, testtls.Options{}), ca.Issue(t, testtls.Options{CommonName: "operator"})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TLS.VerifiedChains) == 0 || r.Header.Get("Authorization") != "Bearer s3cret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "a client certificate and the admin token are required"}`))
+			return
+		}
+		w.Write([]byte(`{"apps": [{"app": "clicks", "version": 3, "instances": [{"instance": "a", "version": 3, "state": "running"}]}]}`))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	defer srv.Close()
+	t.Setenv("STREAMRT_ADMIN_TOKEN", "s3cret")
+	caFile := testtls.Write(t, dir, "ca.pem", ca.PEM)
+	certFile, keyFile := testtls.Write(t, dir, "op.pem", client.CertPEM), testtls.Write(t, dir, "op.key", client.KeyPEM)
+	hostPort := strings.TrimPrefix(srv.URL, "https://")
+	for _, tt := range []struct {
+		name         string
+		args         []string
+		code         int
+		stdout, errs string
+	}{
+		{"client certificate", []string{"apps", "-s", hostPort, "--cacert", caFile, "--cert", certFile, "--key", keyFile}, 0, "clicks", ""},
+		{"no client certificate", []string{"apps", "-s", srv.URL, "--cacert", caFile}, 1, "", "a client certificate and the admin token are required (401 Unauthorized)"},
+		{"untrusted", []string{"apps", "-s", srv.URL}, 1, "", "x509: certificate signed by unknown authority"},
+		{"missing CA file", []string{"apps", "-s", srv.URL, "--cacert", filepath.Join(dir, "nope.pem")}, 1, "", "--cacert: cannot read " + filepath.Join(dir, "nope.pem")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := cli(t, context.Background(), "", tt.args...)
+			if code != tt.code || !strings.Contains(stdout, tt.stdout) || !strings.Contains(stderr, tt.errs) {
+				t.Errorf("exit %d, stdout %q, stderr %q\nwant %d, %q, %q", code, stdout, stderr, tt.code, tt.stdout, tt.errs)
+			}
+		})
+	}
+}

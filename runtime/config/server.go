@@ -48,6 +48,10 @@ type Server struct {
 	// Kafka says how the server's Kafka clients connect, as an app's
 	// kafka section does.
 	Kafka Kafka `koanf:"kafka"`
+	// HTTPTLS serves the server's HTTP (the apps' APIs, the admin API and
+	// the probes) over HTTPS, as an app's http_tls section does; every app
+	// the server hosts forwards queries over it.
+	HTTPTLS HTTPTLS `koanf:"http_tls"`
 
 	name    string
 	sources map[string]string
@@ -77,7 +81,7 @@ const (
 )
 
 var (
-	serverKeys  = []string{"brokers", "http", "advertise", "state_dir", "cache_dir", "instance_id", "admin_tokens", "replication_factor", "versions_kept", "control", "kafka"}
+	serverKeys  = []string{"brokers", "http", "advertise", "state_dir", "cache_dir", "instance_id", "admin_tokens", "replication_factor", "versions_kept", "control", "kafka", "http_tls"}
 	controlKeys = []string{"apps_topic", "modules_topic", "status_topic"}
 	// serverSettable are the keys the environment and flags can set.
 	serverSettable = func() map[string]bool {
@@ -85,6 +89,7 @@ var (
 			"brokers": true, "http": true, "advertise": true, "state_dir": true, "cache_dir": true,
 			"instance_id": true, "admin_tokens": true, "replication_factor": true, "versions_kept": true,
 			"control.apps_topic": true, "control.modules_topic": true, "control.status_topic": true,
+			"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,
 		}
 		kafkaSettable("kafka", m)
 		return m
@@ -139,6 +144,8 @@ func ParseServer(data []byte, file string, environ []string, overrides map[strin
 	s.Control.StatusTopic = d.str(cm, "control", "status_topic", "")
 	km, _ := d.mapping(m, "", "kafka")
 	d.kafka(km, "kafka", &s.Kafka)
+	hm, _ := d.mapping(m, "", "http_tls")
+	d.httpTLS(hm, "http_tls", &s.HTTPTLS)
 	s.given = d.given
 	s.EnsureDefaults()
 	s.resolve()
@@ -196,6 +203,7 @@ func (s *Server) resolve() {
 		*dir = absPath(b, *dir)
 	}
 	resolveKafka(&s.Kafka, "kafka", base, s.sources)
+	resolveHTTPTLS(&s.HTTPTLS, "http_tls", base, s.sources)
 }
 
 // Validate checks every value and returns all problems found.
@@ -239,6 +247,7 @@ func (s *Server) validate(p *problems) {
 	if s.VersionsKept < 1 || s.VersionsKept > MaxVersionsKept {
 		p.add("versions_kept", fmt.Sprintf("must be from 1 to %d, got %d", MaxVersionsKept, s.VersionsKept))
 	}
+	validateHTTPTLS(p, "http_tls", &s.HTTPTLS)
 	validateKafka(p, "kafka", &s.Kafka)
 	topics := map[string]string{}
 	for _, kt := range [][2]string{{"control.apps_topic", s.Control.AppsTopic}, {"control.modules_topic", s.Control.ModulesTopic}, {"control.status_topic", s.Control.StatusTopic}} {
