@@ -194,16 +194,7 @@ func TestServerDeploysSwapsRollsBackAndDeletes(t *testing.T) {
 	a := startServer(t, brokers, ctl, "a")
 	b := startServer(t, brokers, ctl, "b")
 	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
-	yaml := fmt.Sprintf(`app: %s
-partitions: 4
-guarantee: exactly_once
-commit_interval: 50ms
-stages:
-  - name: main
-    module: "{{main}}"
-    inputs: [%s]
-    outputs: {out: %s}
-`, appName, in, out)
+	yaml := deployedApp(appName, in, out, true, "")
 
 	ver := a.deploy(t, yaml, map[string][]byte{"main": v1})
 	waitVersion(t, appName, ver, a, b)
@@ -269,15 +260,7 @@ func TestServerRefusesBadVersionsAndRunsCanaries(t *testing.T) {
 	a := startServer(t, brokers, ctl, "a")
 	b := startServer(t, brokers, ctl, "b")
 	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
-	yaml := fmt.Sprintf(`app: %s
-partitions: 4
-commit_interval: 50ms
-stages:
-  - name: main
-    module: "{{main}}"
-    inputs: [%s]
-    outputs: {out: %s}
-`, appName, in, out)
+	yaml := deployedApp(appName, in, out, false, "")
 
 	// Bad requests.
 	for _, tc := range []struct {
@@ -408,6 +391,20 @@ func (s *testServer) deployCodeCanary(t *testing.T, yaml string, modules map[str
 	return s.admin(t, http.MethodPost, "/v1/admin/apps/"+app+"/versions", mustJSON(map[string]any{"config": yaml, "canary": canary}), adminToken)
 }
 
+// deployedApp is the YAML of a one-stage app whose module is {{main}}, with
+// exactly_once and a store when asked.
+func deployedApp(app, in, out string, exactlyOnce bool, store string) string {
+	y := "app: " + app + "\npartitions: 4\n"
+	if exactlyOnce {
+		y += "guarantee: exactly_once\n"
+	}
+	y += "commit_interval: 50ms\nstages:\n  - name: main\n    module: \"{{main}}\"\n    inputs: [" + in + "]\n"
+	if store != "" {
+		y += "    stores: [" + store + "]\n"
+	}
+	return y + "    outputs: {out: " + out + "}\n"
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -430,17 +427,7 @@ func TestServerRebuildFlipsWithoutAFailedQuery(t *testing.T) {
 	a := startServer(t, brokers, ctl, "a")
 	b := startServer(t, brokers, ctl, "b")
 	counter := guesttest.Build(t, "counter")
-	yaml := fmt.Sprintf(`app: %s
-partitions: 4
-guarantee: exactly_once
-commit_interval: 50ms
-stages:
-  - name: main
-    module: "{{main}}"
-    inputs: [%s]
-    stores: [counts]
-    outputs: {out: %s}
-`, appName, in, out)
+	yaml := deployedApp(appName, in, out, true, "counts")
 	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
 	ver := a.deploy(t, yaml, map[string][]byte{"main": counter})
 	waitVersion(t, appName, ver, a, b)
@@ -556,15 +543,7 @@ func TestServerRefusesAModuleMissingAChunk(t *testing.T) {
 	a := startServer(t, brokers, ctl, "a")
 	b := startServer(t, brokers, ctl, "b")
 	v1, v2 := guesttest.Build(t, "tagv1"), guesttest.Build(t, "tagv2")
-	yaml := fmt.Sprintf(`app: %s
-partitions: 4
-commit_interval: 50ms
-stages:
-  - name: main
-    module: "{{main}}"
-    inputs: [%s]
-    outputs: {out: %s}
-`, appName, in, out)
+	yaml := deployedApp(appName, in, out, false, "")
 	ver := a.deploy(t, yaml, map[string][]byte{"main": v1})
 	waitVersion(t, appName, ver, a, b)
 
@@ -693,16 +672,7 @@ func TestServerHTTPS(t *testing.T) {
 			t.Errorf("plain HTTP to an HTTPS server: %d, want 400", resp.StatusCode)
 		}
 	}
-	yaml := fmt.Sprintf(`app: %s
-partitions: 4
-commit_interval: 50ms
-stages:
-  - name: main
-    module: "{{main}}"
-    inputs: [%s]
-    stores: [counts]
-    outputs: {out: %s}
-`, appName, in, out)
+	yaml := deployedApp(appName, in, out, false, "counts")
 	code, ans := a.deployCode(t, yaml+"http_tls:\n  cert_file: /nowhere.pem\n", map[string][]byte{"main": guesttest.Build(t, "counter")}, false)
 	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(ans["error"]), "set http_tls in the server's configuration") {
 		t.Errorf("a deployed app with its own http_tls: %d %v", code, ans)

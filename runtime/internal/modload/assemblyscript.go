@@ -248,16 +248,8 @@ func hashNodePackage(h hash.Hash, dir string, seen map[string]bool) error {
 	if err != nil {
 		return err
 	}
-	sort.Strings(files)
-	fmt.Fprintf(h, "package %s\n", dir)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, f)
-		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(b))
-		h.Write(b)
+	if err := hashFiles(h, "package", dir, files); err != nil {
+		return err
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
 	if err != nil {

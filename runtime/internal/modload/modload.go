@@ -159,6 +159,23 @@ func hashPackageDir(h hash.Hash, dir string) error {
 	return nil
 }
 
+// hashFiles hashes a project of kind in dir: its path, then each of files
+// (paths below dir) by its relative name, size and contents, in name order.
+func hashFiles(h hash.Hash, kind, dir string, files []string) error {
+	sort.Strings(files)
+	fmt.Fprintf(h, "%s %s\n", kind, dir)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, f)
+		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(b))
+		h.Write(b)
+	}
+	return nil
+}
+
 // depsMemo caches localDeps by the hash of the guest's own files: listing
 // packages runs the go command, too slow for every poll of Watch, and the
 // imports change only when those files do.

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -223,16 +222,8 @@ func hashCrate(h hash.Hash, dir string, seen map[string]bool) error {
 	if err != nil {
 		return err
 	}
-	sort.Strings(files)
-	fmt.Fprintf(h, "crate %s\n", dir)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, f)
-		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(b))
-		h.Write(b)
+	if err := hashFiles(h, "crate", dir, files); err != nil {
+		return err
 	}
 	manifest, err := os.ReadFile(filepath.Join(dir, "Cargo.toml"))
 	if err != nil {
