@@ -296,25 +296,38 @@ func TestServerRefusesBadVersionsAndRunsCanaries(t *testing.T) {
 
 	// A module that compiles but lacks the ABI's exports: every instance
 	// refuses it, and the app runs version 1 on.
-	empty := []byte("\x00asm\x01\x00\x00\x00")
-	bad := a.deploy(t, yaml, map[string][]byte{"main": empty})
-	for _, s := range []*testServer{a, b} {
-		apptest.WaitCheck(t, time.Minute, "the bad version to be refused on "+s.addr, func() error {
-			code, ans := s.admin(t, http.MethodGet, "/v1/admin/apps/"+appName, nil, adminToken)
-			if code != 200 {
-				return fmt.Errorf("%d %v", code, ans)
-			}
-			js, _ := json.Marshal(ans["instances"])
-			if n := strings.Count(string(js), fmt.Sprintf(`"failed":%d`, bad)); n != 2 || !strings.Contains(string(js), "does not export its memory") {
-				return fmt.Errorf("instances %s", js)
-			}
-			return nil
-		})
+	// A module that compiles but lacks the ABI's exports, and one whose
+	// initialisation traps: every instance refuses each, and the app runs
+	// version 1 on.
+	for _, bad := range []struct {
+		module []byte
+		why    string
+	}{
+		{[]byte("\x00asm\x01\x00\x00\x00"), "does not export its memory"},
+		{guesttest.Build(t, "initfail"), "initfail: refuses to start"},
+	} {
+		v := a.deploy(t, yaml, map[string][]byte{"main": bad.module})
+		for _, s := range []*testServer{a, b} {
+			apptest.WaitCheck(t, time.Minute, fmt.Sprintf("version %d to be refused on %s", v, s.addr), func() error {
+				code, ans := s.admin(t, http.MethodGet, "/v1/admin/apps/"+appName, nil, adminToken)
+				if code != 200 {
+					return fmt.Errorf("%d %v", code, ans)
+				}
+				js, _ := json.Marshal(ans["instances"])
+				if n := strings.Count(string(js), fmt.Sprintf(`"failed":%d`, v)); n != 2 || !strings.Contains(string(js), bad.why) {
+					return fmt.Errorf("instances %s", js)
+				}
+				return nil
+			})
+		}
 	}
 	// Each phase's inputs carry its own value, so that outputs, which
 	// arrive in no set order across partitions, can be told apart.
 	produce(t, brokers, in, phase([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, "p1")...)
 	got := testkafka.ReadAll(t, brokers, out, 40, time.Minute)
+	if len(got) != 40 {
+		t.Fatalf("%d outputs of 40 inputs after the refused versions", len(got))
+	}
 	for _, r := range got {
 		if !strings.HasPrefix(string(r.Value), "v1:") || testkafka.Header(r, "streamrt.module.version") != control.Hash(v1) {
 			t.Fatalf("after the refused version, output %q with module %q", r.Value, testkafka.Header(r, "streamrt.module.version"))
