@@ -61,7 +61,7 @@ func (h *host) appAPI(w http.ResponseWriter, r *http.Request) {
 		g.serving.RLock()
 		if !g.closed {
 			defer g.serving.RUnlock()
-			if _, gen, ok := splitGenKey(name); ok && gen != g.spec.Generation {
+			if _, gen, ok := splitGenKey(name); ok && gen != g.num {
 				// Forwarded to a generation retired here: the serving one
 				// places partitions its own way, and may forward once more.
 				r.Header.Del(serve.HeaderForwarded)
@@ -92,7 +92,7 @@ func (h *host) lookupRoute(name string) *generation {
 	if !ok {
 		return nil
 	}
-	if g := h.routes[base]; g != nil && g.spec.Generation > gen {
+	if g := h.routes[base]; g != nil && g.num > gen {
 		return g
 	}
 	return nil

@@ -177,8 +177,11 @@ type hosted struct {
 
 // generation is one generation of an app running on this server.
 type generation struct {
-	spec control.Spec // the version it runs
-	app  *app
+	spec control.Spec // the version it runs; the reconciler's alone
+	// num is the generation's number, which never changes: what the HTTP
+	// side reads.
+	num int
+	app *app
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -492,7 +495,7 @@ func (h *host) startGen(ctx context.Context, spec control.Spec, f *fence, log *s
 		a.eng.SetFence(f)
 	}
 	actx, cancel := context.WithCancel(context.Background())
-	g := &generation{spec: spec, app: a, cancel: cancel, done: make(chan struct{}), fence: f}
+	g := &generation{spec: spec, num: spec.Generation, app: a, cancel: cancel, done: make(chan struct{}), fence: f}
 	go func() {
 		defer close(g.done)
 		g.err = a.Run(actx)

@@ -241,7 +241,7 @@ func (s *Server) getRange(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusInternalServerError, err.Error())
 	}
 	if failed != nil {
-		return s.unavailable(w, &unavailable{fmt.Sprintf("store %q: %v", st.Name, failed)})
+		return s.unavailable(w, &unavailable{reason: fmt.Sprintf("store %q: %v", st.Name, failed)})
 	}
 	answers = append(answers, here)
 

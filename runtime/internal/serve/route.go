@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/streamrt/streamrt/runtime/internal/partition"
 	"github.com/streamrt/streamrt/runtime/internal/state"
@@ -21,7 +22,11 @@ type placement struct {
 
 // unavailable is a 503 answer: the key's partition has no instance that can
 // answer now, and the caller should retry.
-type unavailable struct{ reason string }
+type unavailable struct {
+	reason string
+	// rebalancing: the group is moving partitions, which ends by itself.
+	rebalancing bool
+}
 
 func (u *unavailable) Error() string { return u.reason }
 
@@ -30,7 +35,26 @@ func (u *unavailable) Error() string { return u.reason }
 // owner the group's assignment names. A request that asks for stale=true is
 // answered from local state, marked stale, when there is no owner to ask
 // and this instance holds a copy of the partition.
+//
+// While the group rebalances (no assignment yet, or the partition has no
+// owner), it waits up to rebalanceWait for one, so that a query around a
+// rebalance or a generation's flip is answered rather than refused.
 func (s *Server) place(r *http.Request, st Store, key string) (placement, error) {
+	deadline := time.Now().Add(rebalanceWait)
+	for {
+		pl, err := s.placeOnce(r, st, key)
+		var u *unavailable
+		if err == nil || !errors.As(err, &u) || !u.rebalancing || time.Now().After(deadline) || r.Context().Err() != nil {
+			return pl, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rebalanceWait bounds how long a query waits out a rebalance.
+const rebalanceWait = 2 * time.Second
+
+func (s *Server) placeOnce(r *http.Request, st Store, key string) (placement, error) {
 	if st.Global {
 		return placement{p: 0}, nil
 	}
@@ -58,16 +82,16 @@ func (s *Server) owner(r *http.Request, st Store, p int32) (string, error) {
 	addr, _ := a.Owner(st.Topic, p)
 	switch {
 	case !a.Valid():
-		return "", &unavailable{"this instance has not received the group's assignment yet"}
+		return "", &unavailable{reason: "this instance has not received the group's assignment yet", rebalancing: true}
 	case !ok:
-		return "", &unavailable{fmt.Sprintf("partition %d of store %q has no owner: a rebalance is in progress", p, st.Name)}
+		return "", &unavailable{reason: fmt.Sprintf("partition %d of store %q has no owner: a rebalance is in progress", p, st.Name), rebalancing: true}
 	case id == self.ID:
-		return "", &unavailable{fmt.Sprintf("partition %d of store %q is assigned to this instance and still restoring", p, st.Name)}
+		return "", &unavailable{reason: fmt.Sprintf("partition %d of store %q is assigned to this instance and still restoring", p, st.Name)}
 	case r.Header.Get(HeaderForwarded) != "":
-		return "", &unavailable{fmt.Sprintf("forwarded here by %s, but partition %d of store %q is owned by %s: ownership moved while the request was in flight",
+		return "", &unavailable{reason: fmt.Sprintf("forwarded here by %s, but partition %d of store %q is owned by %s: ownership moved while the request was in flight",
 			r.Header.Get(HeaderForwarded), p, st.Name, addr)}
 	case addr == "":
-		return "", &unavailable{fmt.Sprintf("the owner of partition %d of store %q advertises no query address", p, st.Name)}
+		return "", &unavailable{reason: fmt.Sprintf("the owner of partition %d of store %q advertises no query address", p, st.Name)}
 	}
 	return addr, nil
 }
@@ -96,7 +120,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, st Store, key 
 	if s.staleCopy(r, st, pl.p) {
 		return s.answerHere(w, placement{p: pl.p, stale: true}, answer)
 	}
-	return s.unavailable(w, &unavailable{fmt.Sprintf("the owner of partition %d of store %q, %s, did not answer: %v", pl.p, st.Name, pl.owner, err)})
+	return s.unavailable(w, &unavailable{reason: fmt.Sprintf("the owner of partition %d of store %q, %s, did not answer: %v", pl.p, st.Name, pl.owner, err)})
 }
 
 func (s *Server) answerHere(w http.ResponseWriter, pl placement, answer func(p int32) int) int {
