@@ -515,14 +515,9 @@ func (h *host) open(ctx context.Context, spec control.Spec, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	modules := map[string][]byte{}
-	for _, sc := range cfg.Stages {
-		hash, _ := config.ModuleHash(sc.Module)
-		b, err := h.ctl.Module(ctx, hash, moduleWait)
-		if err != nil {
-			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
-		}
-		modules[sc.Name] = b
+	modules, err := h.modules(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(genKey(spec.App, spec.Generation)), gate: h.gate})
 }
@@ -712,6 +707,20 @@ func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 	}
 }
 
+// modules reads each stage's module from the modules topic, by stage.
+func (h *host) modules(ctx context.Context, cfg *config.Config) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, sc := range cfg.Stages {
+		hash, _ := config.ModuleHash(sc.Module)
+		b, err := h.ctl.Module(ctx, hash, moduleWait)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
+		}
+		out[sc.Name] = b
+	}
+	return out, nil
+}
+
 // check reports why a version could not start: its configuration does not
 // parse, or a stage's module is missing or fails to compile, validate or
 // initialise.
@@ -720,17 +729,16 @@ func (h *host) check(ctx context.Context, spec control.Spec) error {
 	if err != nil {
 		return err
 	}
+	modules, err := h.modules(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	for _, sc := range cfg.Stages {
-		hash, _ := config.ModuleHash(sc.Module)
-		b, err := h.ctl.Module(ctx, hash, moduleWait)
-		if err != nil {
-			return fmt.Errorf("stage %q: %w", sc.Name, err)
-		}
 		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: h.cache, MemoryLimit: sc.MemoryLimit, Deadline: sc.BatchDeadline})
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", sc.Name, err)
 		}
-		_, err = we.Compile(ctx, sc.Module, b)
+		_, err = we.Compile(ctx, sc.Module, modules[sc.Name])
 		we.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", sc.Name, err)
@@ -749,14 +757,13 @@ func (h *host) prepareApp(ctx context.Context, a *app, spec control.Spec) (*prep
 	if err != nil {
 		return nil, err
 	}
+	raw, err := h.modules(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	modules := map[string]source{}
 	for _, sc := range cfg.Stages {
-		hash, _ := config.ModuleHash(sc.Module)
-		b, err := h.ctl.Module(ctx, hash, moduleWait)
-		if err != nil {
-			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
-		}
-		modules[sc.Name] = source{sc.Module, b}
+		modules[sc.Name] = source{sc.Module, raw[sc.Name]}
 	}
 	return a.prepare(ctx, modules, int32(spec.Canary))
 }

@@ -430,10 +430,7 @@ func (l *Log) Statuses(app string) map[string]Status {
 }
 
 // HasModule reports whether the modules topic holds the module whole.
-func (l *Log) HasModule(hash string) bool {
-	_, _, err := l.module(hash)
-	return err == nil
-}
+func (l *Log) HasModule(hash string) bool { return l.ModuleError(hash) == nil }
 
 // Module returns a module's bytes, waiting up to wait for a manifest not
 // read yet (a module is written before the spec that names it, but in
