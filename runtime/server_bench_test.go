@@ -71,8 +71,11 @@ const (
 //   - pause-p50-ms, pause-p99-ms, pause-max-ms: the gaps where the module
 //     changed, over every partition of every swap (swaps-measured);
 //   - commit-gap-p50-ms, commit-gap-p99-ms, commit-gap-max-ms: the gaps
-//     between two transactions of one module, the pause of every cycle's
-//     commit, which a swap happens at;
+//     between two transactions of one module while no deploy is under way,
+//     the pause of every cycle's commit, which a swap happens at;
+//   - deploying-commit-gap-p50-ms, -p99-ms, -max-ms: the same gaps while a
+//     deploy is under way (from its answer to the last server running the
+//     version: the servers compile the new module meanwhile);
 //   - ms/commit: the mean time of a commit cycle, from the servers' own
 //     streamrt_commit_seconds (the engine processes nothing meanwhile);
 //   - input-gap-ms: the mean time between two inputs of one partition, the
@@ -110,6 +113,7 @@ func benchSwap(b *testing.B, guest []byte) {
 		r := serverSwap(b, brokers, guest)
 		all.pauses = append(all.pauses, r.pauses...)
 		all.commits = append(all.commits, r.commits...)
+		all.busy = append(all.busy, r.busy...)
 		all.deploys = append(all.deploys, r.deploys...)
 		all.lost += r.lost
 		all.repeated += r.repeated
@@ -122,6 +126,7 @@ func benchSwap(b *testing.B, guest []byte) {
 	if all.appendTimes {
 		reportPercentiles(b, "pause", all.pauses)
 		reportPercentiles(b, "commit-gap", all.commits)
+		reportPercentiles(b, "deploying-commit-gap", all.busy)
 		b.ReportMetric(float64(len(all.pauses)), "swaps-measured")
 	} else {
 		b.Logf("the broker kept the producers' timestamps on the LogAppendTime output topic (kfake does): pauses not measured")
@@ -144,7 +149,8 @@ func benchSwap(b *testing.B, guest []byte) {
 // swapResult is what one run of BenchmarkServerSwap saw.
 type swapResult struct {
 	pauses      []time.Duration // per partition and swap
-	commits     []time.Duration // gaps between two transactions of one module
+	commits     []time.Duration // gaps between two transactions of one module, no deploy under way
+	busy        []time.Duration // the same while a deploy was under way
 	deploys     []time.Duration // deploy answered to every server running the version
 	inputGap    time.Duration   // mean time between two inputs of a partition
 	lost        int
@@ -182,44 +188,47 @@ stages:
 	prod := produceSteady(b, brokers, in, swapPartitions, *serverSwapRate)
 	c.sleep(b, swapWarmup)
 	warm := time.Now()
-	var r swapResult
+	var deploys []window
 	for i := 1; i <= *serverSwaps; i++ {
 		v, at := c.deploy(b, i%benchServers, app, yaml, map[string][]byte{"main": withNonce(guest, fmt.Sprintf("%s-%d", app, i))}, false)
-		r.deploys = append(r.deploys, slices.Max(c.waitRunning(b, app, v, at).running))
+		took := slices.Max(c.waitRunning(b, app, v, at).running)
+		deploys = append(deploys, window{at, at.Add(took)})
 		c.sleep(b, swapSettle)
 	}
 	produced, span := prod.stop(b)
-	for _, n := range produced {
-		r.inputs += int(n)
-	}
-	r.inputGap = span * time.Duration(swapPartitions) / time.Duration(max(r.inputs, 1))
-
 	adm := kadm.NewClient(testkafka.Client(b, brokers))
 	c.waitFor(b, "the app to commit every input", 100*time.Millisecond, func() bool { return groupLag(adm, app, in) == 0 })
+	r := swapGaps(b, readCommittedAll(b, brokers, out, int(sum(produced))), produced, warm, deploys)
+	for _, d := range deploys {
+		r.deploys = append(r.deploys, d.end.Sub(d.start))
+	}
+	r.inputs = int(sum(produced))
+	r.inputGap = span * time.Duration(swapPartitions) / time.Duration(max(r.inputs, 1))
+
 	for _, s := range c.servers {
 		commit, commits, _ := scrapeMetrics(b, s.addr+"/apps/"+app)
 		r.commitTime += commit
 		r.commitCycles += commits
 	}
-	outs := readCommittedAll(b, brokers, out, r.inputs)
-	r.pauses, r.commits, r.lost, r.repeated, r.appendTimes = swapGaps(b, outs, produced, warm)
 	return r
 }
 
 // swapGaps measures, per input partition, the gaps between consecutive
 // outputs (in input order) that fall between two transactions and end after
-// from: where the module changed (pauses) and the others (commits). It also
-// counts the inputs without an output and the repeated outputs. Each
+// from: where the module changed (pauses), and the others while one of the
+// deploys was under way (busy) or not (commits). It also counts the inputs
+// without an output and the repeated outputs. Each
 // output's value is its input's, "PARTITION/SEQUENCE", and it is in the
 // output partition of that number. Two outputs of one transaction have
 // consecutive offsets; between two transactions lies at least the first
 // one's commit marker.
-func swapGaps(b *testing.B, outs []*kgo.Record, produced []int64, from time.Time) (pauses, commits []time.Duration, lost, repeated int, appendTimes bool) {
+func swapGaps(b *testing.B, outs []*kgo.Record, produced []int64, from time.Time, deploys []window) swapResult {
+	var res swapResult
 	byPartition := make([][]*kgo.Record, len(produced))
 	for p, n := range produced {
 		byPartition[p] = make([]*kgo.Record, n)
 	}
-	appendTimes = len(outs) > 0
+	res.appendTimes = len(outs) > 0
 	for _, r := range outs {
 		ps, ss, ok := strings.Cut(string(r.Value), "/")
 		p, err1 := strconv.Atoi(ps)
@@ -231,12 +240,12 @@ func swapGaps(b *testing.B, outs []*kgo.Record, produced []int64, from time.Time
 			b.Fatalf("the output of input %s is in partition %d: outputs are not partitioned by key as Kafka's clients do", r.Value, r.Partition)
 		}
 		if byPartition[p][seq] != nil {
-			repeated++
+			res.repeated++
 			continue
 		}
 		byPartition[p][seq] = r
 		if r.Attrs.TimestampType() != 1 {
-			appendTimes = false
+			res.appendTimes = false
 		}
 	}
 	version := func(r *kgo.Record) string { return testkafka.Header(r, "streamrt.module.version") }
@@ -244,7 +253,7 @@ func swapGaps(b *testing.B, outs []*kgo.Record, produced []int64, from time.Time
 		var prev *kgo.Record
 		for _, r := range outs {
 			if r == nil {
-				lost++
+				res.lost++
 				continue
 			}
 			if prev != nil {
@@ -252,9 +261,11 @@ func swapGaps(b *testing.B, outs []*kgo.Record, produced []int64, from time.Time
 				switch {
 				case r.Timestamp.Before(from):
 				case version(r) != version(prev):
-					pauses = append(pauses, gap)
+					res.pauses = append(res.pauses, gap)
+				case r.Offset > prev.Offset+1 && within(deploys, r.Timestamp):
+					res.busy = append(res.busy, gap)
 				case r.Offset > prev.Offset+1:
-					commits = append(commits, gap)
+					res.commits = append(res.commits, gap)
 				}
 				if gap >= time.Second {
 					b.Logf("partition %d: no output for %v before %s (offset %d, module %.12s)", r.Partition, gap, r.Timestamp.Format("15:04:05.000"), r.Offset, version(r))
@@ -263,7 +274,28 @@ func swapGaps(b *testing.B, outs []*kgo.Record, produced []int64, from time.Time
 			prev = r
 		}
 	}
-	return pauses, commits, lost, repeated, appendTimes
+	return res
+}
+
+// window is a span of time: a deploy from its answer to the last server
+// running it.
+type window struct{ start, end time.Time }
+
+func within(ws []window, t time.Time) bool {
+	for _, w := range ws {
+		if !t.Before(w.start) && !t.After(w.end) {
+			return true
+		}
+	}
+	return false
+}
+
+func sum(ns []int64) int64 {
+	var s int64
+	for _, n := range ns {
+		s += n
+	}
+	return s
 }
 
 // keyFor returns a key that Kafka's clients place in partition p of n, and
