@@ -2,8 +2,8 @@ package runtime
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,16 +30,30 @@ func (h *host) mux() http.Handler {
 	})
 	m.HandleFunc("GET /readyz", h.ready)
 	m.HandleFunc("/apps/{app}/", h.appAPI)
-	admin := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authorize(fn)) }
-	admin("HEAD /v1/admin/modules/{hash}", h.hasModule)
-	admin("GET /v1/admin/modules/{hash}", h.hasModule)
-	admin("PUT /v1/admin/modules/{hash}", h.putModule)
-	admin("GET /v1/admin/apps", h.listApps)
-	admin("GET /v1/admin/apps/{app}", h.getApp)
-	admin("POST /v1/admin/apps/{app}/versions", h.deploy)
-	admin("POST /v1/admin/apps/{app}/rollback", h.rollback)
-	admin("POST /v1/admin/apps/{app}/promote", h.promote)
-	admin("DELETE /v1/admin/apps/{app}", h.deleteApp)
+	// Who may call what: the platform's admin tokens anything; a tenant's
+	// deploy token its own apps, modules, audit and quotas; a tenant's
+	// query token none of the admin API.
+	platform := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authorize(platformOnly, fn)) }
+	deployer := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authorize(deployers, fn)) }
+	app := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authorizeApp(fn)) }
+	deployer("HEAD /v1/admin/modules/{hash}", h.hasModule)
+	deployer("GET /v1/admin/modules/{hash}", h.hasModule)
+	deployer("PUT /v1/admin/modules/{hash}", h.putModule)
+	deployer("GET /v1/admin/apps", h.listApps)
+	app("GET /v1/admin/apps/{app}", h.getApp)
+	app("POST /v1/admin/apps/{app}/versions", h.deploy)
+	app("POST /v1/admin/apps/{app}/rollback", h.rollback)
+	app("POST /v1/admin/apps/{app}/promote", h.promote)
+	app("DELETE /v1/admin/apps/{app}", h.deleteApp)
+	deployer("GET /v1/admin/tenants", h.listTenants)
+	platform("PUT /v1/admin/tenants/{tenant}", h.putTenant)
+	platform("DELETE /v1/admin/tenants/{tenant}", h.deleteTenant)
+	platform("POST /v1/admin/tenants/{tenant}/tokens", h.makeToken)
+	platform("DELETE /v1/admin/tenants/{tenant}/tokens/{id}", h.revokeToken)
+	deployer("GET /v1/admin/audit", h.listAudit)
+	// The server's own metrics name every tenant: a scraper presents an
+	// admin token (Prometheus: authorization.credentials).
+	platform("GET /metrics", h.metricsHandler().ServeHTTP)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (apps are under /apps/NAME/)", r.Method, r.URL.Path))
 	})
@@ -51,6 +65,9 @@ func (h *host) mux() http.Handler {
 // by the generation that serves now, whose state is as new or newer.
 func (h *host) appAPI(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("app")
+	if !h.authorizeQuery(w, r, baseApp(name)) {
+		return
+	}
 	// A generation found here may close before it answers, when its routes
 	// have just moved: look again, which finds the one that replaced it.
 	for range 3 {
@@ -119,17 +136,25 @@ func splitGenKey(key string) (app string, gen int, ok bool) {
 	return key[:i], n, true
 }
 
-func (h *host) ready(w http.ResponseWriter, _ *http.Request) {
+// ready answers that the server serves; with an admin token, also what it
+// runs of each app (the apps' names are not for every prober to read).
+func (h *host) ready(w http.ResponseWriter, r *http.Request) {
 	type appState struct {
 		Version int64  `json:"version"`
 		State   string `json:"state"`
 		Reason  string `json:"reason,omitempty"`
 	}
+	answer := map[string]any{"ready": true, "instance": h.instance}
+	if p, code, _ := h.authenticate(r); code != 0 || !p.admin() {
+		writeJSON(w, http.StatusOK, answer)
+		return
+	}
 	apps := map[string]appState{}
 	for name, st := range h.ownStatuses() {
 		apps[name] = appState{Version: st.Version, State: st.State, Reason: st.Reason}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "instance": h.instance, "apps": apps})
+	answer["apps"] = apps
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // ownStatuses is this instance's status of each app, as last written.
@@ -141,34 +166,6 @@ func (h *host) ownStatuses() map[string]control.Status {
 		}
 	}
 	return out
-}
-
-// authorize refuses a request without one of the admin tokens; with none
-// configured, the admin API is closed.
-func (h *host) authorize(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(h.cfg.AdminTokens) == 0 {
-			writeError(w, http.StatusForbidden, "the admin API is closed: the server has no admin_tokens")
-			return
-		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		valid := false
-		for _, t := range h.cfg.AdminTokens {
-			if ok && subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
-				valid = true
-			}
-		}
-		if !valid {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="streamrt-admin"`)
-			why := "missing admin token (Authorization: Bearer <token>)"
-			if ok {
-				why = "invalid admin token"
-			}
-			writeError(w, http.StatusUnauthorized, why)
-			return
-		}
-		next(w, r)
-	})
 }
 
 func (h *host) hasModule(w http.ResponseWriter, r *http.Request) {
@@ -233,7 +230,7 @@ func (h *host) deploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("app %q is rebuilding generation %d: wait for its flip, or roll back to cancel it", name, prev.Generation))
 		return
 	}
-	spec := control.Spec{App: name, Version: prev.Version + 1, Config: req.Config, Generation: prev.Serving, Serving: prev.Serving, Canary: req.Canary,
+	spec := control.Spec{App: name, Version: prev.Version + 1, Tenant: h.tenantOf(name), Config: req.Config, Generation: prev.Serving, Serving: prev.Serving, Canary: req.Canary,
 		FlippedFrom: prev.FlippedFrom, DeployedBy: req.DeployedBy, DeployedAt: time.Now().UTC()}
 	if req.Rebuild && exists && !prev.Deleted {
 		spec.Generation = h.nextGeneration(name, prev)
@@ -247,6 +244,11 @@ func (h *host) deploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	detail := fmt.Sprintf("generation %d", spec.Generation)
+	if spec.Canary > 0 {
+		detail += fmt.Sprintf(", canary on %d partitions", spec.Canary)
+	}
+	h.audit(r, control.Event{Action: "deploy", Tenant: spec.Tenant, App: name, Version: spec.Version, From: prev.Version, Detail: detail})
 	writeJSON(w, http.StatusCreated, map[string]any{"app": name, "version": spec.Version, "generation": spec.Generation})
 }
 
@@ -257,6 +259,13 @@ func (h *host) checkSpec(spec *control.Spec) (int, error) {
 	cfg, err := parseAppSpec(h.cfg, *spec, h.advertise)
 	if err != nil {
 		return http.StatusBadRequest, err
+	}
+	if spec.Tenant != "" {
+		if err := h.checkTenant(*spec, cfg); errors.Is(err, errForbidden) {
+			return http.StatusForbidden, err
+		} else if err != nil {
+			return http.StatusBadRequest, err
+		}
 	}
 	if spec.Canary < 0 || spec.Canary > int(cfg.Partitions) {
 		return http.StatusBadRequest, fmt.Errorf("canary: must be from 0 to the app's %d partitions, got %d", cfg.Partitions, spec.Canary)
@@ -368,6 +377,7 @@ func (h *host) rollback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	h.audit(r, control.Event{Action: "rollback", Tenant: spec.Tenant, App: name, Version: spec.Version, From: cur.Version, Detail: spec.Note})
 	writeJSON(w, http.StatusCreated, map[string]any{"app": name, "version": spec.Version, "note": spec.Note})
 }
 
@@ -394,6 +404,7 @@ func (h *host) promote(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	h.audit(r, control.Event{Action: "promote", Tenant: spec.Tenant, App: name, Version: spec.Version, From: cur.Version, Detail: spec.Note})
 	writeJSON(w, http.StatusCreated, map[string]any{"app": name, "version": spec.Version, "note": spec.Note})
 }
 
@@ -412,11 +423,12 @@ func (h *host) deleteApp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no app %q", name))
 		return
 	}
-	spec := control.Spec{App: name, Version: cur.Version + 1, Generation: cur.Generation, Serving: cur.Generation, Deleted: true, Purge: purge, DeployedAt: time.Now().UTC(), Config: cur.Config}
+	spec := control.Spec{App: name, Version: cur.Version + 1, Tenant: cur.Tenant, Generation: cur.Generation, Serving: cur.Generation, Deleted: true, Purge: purge, DeployedAt: time.Now().UTC(), Config: cur.Config}
 	if err := h.ctl.PutSpec(r.Context(), spec, h.cfg.VersionsKept); err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	h.audit(r, control.Event{Action: "delete", Tenant: cur.Tenant, App: name, Version: spec.Version, From: cur.Version, Detail: map[bool]string{true: "purge"}[purge]})
 	answer := map[string]any{"app": name, "deleted": true}
 	if purge {
 		// Every generation the app has: the one serving, and one being
@@ -468,6 +480,7 @@ func (h *host) purgeKafka(ctx context.Context, spec control.Spec) ([]string, err
 // appInfo is an app as GET /v1/admin/apps lists it.
 type appInfo struct {
 	App        string           `json:"app"`
+	Tenant     string           `json:"tenant,omitempty"`
 	Version    int64            `json:"version"`
 	Generation int              `json:"generation"`
 	Serving    int              `json:"serving"`
@@ -490,7 +503,7 @@ type versionInfo struct {
 }
 
 func (h *host) info(spec control.Spec, withVersions bool) appInfo {
-	ai := appInfo{App: spec.App, Version: spec.Version, Generation: spec.Generation, Serving: spec.Serving, Canary: spec.Canary, DeployedBy: spec.DeployedBy, DeployedAt: spec.DeployedAt, Note: spec.Note, Instances: []control.Status{}}
+	ai := appInfo{App: spec.App, Tenant: spec.Tenant, Version: spec.Version, Generation: spec.Generation, Serving: spec.Serving, Canary: spec.Canary, DeployedBy: spec.DeployedBy, DeployedAt: spec.DeployedAt, Note: spec.Note, Instances: []control.Status{}}
 	for _, st := range h.ctl.Statuses(spec.App) {
 		ai.Instances = append(ai.Instances, st)
 	}
@@ -503,10 +516,13 @@ func (h *host) info(spec control.Spec, withVersions bool) appInfo {
 	return ai
 }
 
-func (h *host) listApps(w http.ResponseWriter, _ *http.Request) {
+// listApps lists every app to the platform, and a tenant's own to its
+// deploy token.
+func (h *host) listApps(w http.ResponseWriter, r *http.Request) {
+	p := requestPrincipal(r)
 	var out []appInfo
 	for _, spec := range h.ctl.Apps() {
-		if !spec.Deleted {
+		if !spec.Deleted && p.mayManage(spec.App) {
 			out = append(out, h.info(spec, false))
 		}
 	}

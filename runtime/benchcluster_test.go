@@ -54,8 +54,8 @@ type benchServer struct {
 func startBenchCluster(b *testing.B, brokers []string, warm ...[]byte) *benchCluster {
 	b.Helper()
 	base := testkafka.Name(b, "ctl")
-	ctl := config.Control{AppsTopic: base + "-apps", ModulesTopic: base + "-modules", StatusTopic: base + "-status"}
-	deleteTopics(b, brokers, ctl.AppsTopic, ctl.ModulesTopic, ctl.StatusTopic)
+	ctl := config.Control{AppsTopic: base + "-apps", ModulesTopic: base + "-modules", StatusTopic: base + "-status", TenantsTopic: base + "-tenants", AuditTopic: base + "-audit"}
+	deleteTopics(b, brokers, ctl.AppsTopic, ctl.ModulesTopic, ctl.StatusTopic, ctl.TenantsTopic, ctl.AuditTopic)
 	c := &benchCluster{}
 	for i := range benchServers {
 		dir := b.TempDir()
@@ -222,7 +222,7 @@ func (c *benchCluster) waitRunning(b *testing.B, app string, v int64, start time
 	r := rollout{prepared: make([]time.Duration, len(c.servers)), running: make([]time.Duration, len(c.servers))}
 	c.waitFor(b, fmt.Sprintf("every server to run %s version %d", app, v), 5*time.Millisecond, func() bool {
 		done := true
-		for i, s := range c.servers {
+		for i := range c.servers {
 			if r.running[i] != 0 {
 				continue
 			}
@@ -233,7 +233,7 @@ func (c *benchCluster) waitRunning(b *testing.B, app string, v int64, start time
 					State   string `json:"state"`
 				} `json:"apps"`
 			}
-			if json.Unmarshal([]byte(apptest.Get(s.addr, "/readyz").Body), &ready) != nil {
+			if _, err := c.admin(b, i, http.MethodGet, "/readyz", nil, &ready); err != nil {
 				continue
 			}
 			st := ready.Apps[app]

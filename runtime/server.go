@@ -100,7 +100,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	topics := control.Topics{Apps: cfg.Control.AppsTopic, Modules: cfg.Control.ModulesTopic, Status: cfg.Control.StatusTopic}
+	topics := controlTopics(cfg.Control)
 	ctl, err := control.Open(ctx, topics, cfg.ReplicationFactor, log, append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, security...)...)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -120,6 +120,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]*generation{}, kicks: make(chan chan struct{})}
+	h.metrics = newServerMetrics(h)
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps,
@@ -150,6 +151,8 @@ type host struct {
 	// name. The reconciler changes it under rmu, never while it compiles.
 	rmu    sync.RWMutex
 	routes map[string]*generation
+
+	metrics *serverMetrics
 
 	// kicks asks the reconciler for a step now, closing the channel sent
 	// once the step is done.
@@ -576,6 +579,10 @@ func parseAppSpec(sc *config.Server, spec control.Spec, advertise string) (*conf
 		}
 	}
 	return cfg, nil
+}
+
+func controlTopics(c config.Control) control.Topics {
+	return control.Topics{Apps: c.AppsTopic, Modules: c.ModulesTopic, Status: c.StatusTopic, Tenants: c.TenantsTopic, Audit: c.AuditTopic}
 }
 
 func appPrefix(app string) string { return "/apps/" + app }

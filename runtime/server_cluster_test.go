@@ -169,10 +169,12 @@ state_dir: %s
 instance_id: %s
 admin_tokens: [%s]
 control:
-  apps_topic: ctl-%s-apps
-  modules_topic: ctl-%s-modules
-  status_topic: ctl-%s-status
-`, strings.Join(brokers, ", "), s.http, s.stateDir, s.name, clusterToken, name, name, name)
+  apps_topic: ctl-%[6]s-apps
+  modules_topic: ctl-%[6]s-modules
+  status_topic: ctl-%[6]s-status
+  tenants_topic: ctl-%[6]s-tenants
+  audit_topic: ctl-%[6]s-audit
+`, strings.Join(brokers, ", "), s.http, s.stateDir, s.name, clusterToken, name)
 		if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 			t.Fatal(err)
 		}

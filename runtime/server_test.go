@@ -45,7 +45,7 @@ type testServer struct {
 // shared real cluster do not see each other's apps.
 func serverTopics(t testing.TB) config.Control {
 	base := testkafka.Name(t, "ctl")
-	return config.Control{AppsTopic: base + "-apps", ModulesTopic: base + "-modules", StatusTopic: base + "-status"}
+	return config.Control{AppsTopic: base + "-apps", ModulesTopic: base + "-modules", StatusTopic: base + "-status", TenantsTopic: base + "-tenants", AuditTopic: base + "-audit"}
 }
 
 // startServer runs a server instance until the test ends.
@@ -73,6 +73,20 @@ func startServerWith(t *testing.T, brokers []string, ctl config.Control, name st
 	t.Cleanup(func() { s.stop(t) })
 	apptest.WaitFor(t, 60*time.Second, "server "+name+" to answer", func() bool { code, _ := s.get("/healthz"); return code == 200 })
 	return s
+}
+
+// readyz is s's /readyz as the platform reads it: with what it runs of
+// each app.
+func (s *testServer) readyz() string {
+	req, _ := http.NewRequest(http.MethodGet, s.scheme+"://"+s.addr+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // get answers a GET of path on s: the status code and body, or 0 and why.
@@ -169,8 +183,7 @@ func waitVersion(t *testing.T, app string, v int64, servers ...*testServer) {
 					Reason  string
 				}
 			}
-			_, body := s.get("/readyz")
-			if err := json.Unmarshal([]byte(body), &ready); err != nil {
+			if err := json.Unmarshal([]byte(s.readyz()), &ready); err != nil {
 				return err
 			}
 			st := ready.Apps[app]
@@ -270,8 +283,8 @@ func TestServerRefusesBadVersionsAndRunsCanaries(t *testing.T) {
 		code         int
 		want         string
 	}{
-		{http.MethodGet, "/v1/admin/apps", nil, "", 401, "missing admin token"},
-		{http.MethodGet, "/v1/admin/apps", nil, "wrong", 401, "invalid admin token"},
+		{http.MethodGet, "/v1/admin/apps", nil, "", 401, "missing token"},
+		{http.MethodGet, "/v1/admin/apps", nil, "wrong", 401, "invalid token"},
 		{http.MethodPut, "/v1/admin/modules/" + control.Hash(v1), v2, adminToken, 400, "the body hashes to"},
 		{http.MethodPut, "/v1/admin/modules/" + control.Hash([]byte("not wasm")), []byte("not wasm"), adminToken, 400, "not a WebAssembly module"},
 		{http.MethodPost, "/v1/admin/apps/" + appName + "/versions", []byte(`{"config": "app: [oops"}`), adminToken, 400, "invalid YAML"},
@@ -482,7 +495,7 @@ func TestServerRebuildFlipsWithoutAFailedQuery(t *testing.T) {
 		}
 		done := true
 		for _, s := range []*testServer{a, b} {
-			json.Unmarshal([]byte(apptest.Get(s.addr, "/readyz").Body), &ready)
+			json.Unmarshal([]byte(s.readyz()), &ready)
 			if ready.Apps[appName].Version <= rebuildVersion {
 				done = false
 			}
@@ -594,7 +607,7 @@ func TestServerRefusesAModuleMissingAChunk(t *testing.T) {
 	// The same version written to the apps topic past deploy's check: as a
 	// swap (only the module changes), then as a restart (the configuration
 	// changes too).
-	log, err := control.Open(context.Background(), control.Topics{Apps: ctl.AppsTopic, Modules: ctl.ModulesTopic, Status: ctl.StatusTopic}, 1, slog.New(slog.NewTextHandler(io.Discard, nil)), kgo.SeedBrokers(brokers...))
+	log, err := control.Open(context.Background(), control.Topics{Apps: ctl.AppsTopic, Modules: ctl.ModulesTopic, Status: ctl.StatusTopic, Tenants: ctl.TenantsTopic, Audit: ctl.AuditTopic}, 1, slog.New(slog.NewTextHandler(io.Discard, nil)), kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}

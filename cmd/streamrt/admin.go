@@ -43,7 +43,7 @@ type adminFlags struct {
 func (a *adminFlags) define(f *flags) {
 	f.StringVar(&a.server, "server", "http://"+config.DefaultServerHTTP, "base `URL` of any server instance")
 	f.alias("s", "server")
-	f.StringVar(&a.tokenFile, "token-file", "", "read the admin token from `FILE` (default $STREAMRT_ADMIN_TOKEN)")
+	f.StringVar(&a.tokenFile, "token-file", "", "read the admin token, or a tenant's deploy token, from `FILE` (default $STREAMRT_ADMIN_TOKEN)")
 	f.StringVar(&a.httpTLS.CAFile, "cacert", "", "trust the CAs in the PEM `FILE` for a server that serves HTTPS")
 	f.StringVar(&a.httpTLS.CertFile, "cert", "", "present the client certificate in the PEM `FILE` (with --key)")
 	f.StringVar(&a.httpTLS.KeyFile, "key", "", "the client certificate's private key, a PEM `FILE`")
@@ -113,7 +113,8 @@ new version. Every server
 converges on it: a new app starts, a new module swaps in at each task's next
 cycle once every instance has it, a changed configuration restarts the app.
 
-The admin token comes from $STREAMRT_ADMIN_TOKEN or --token-file.`)
+The token (an admin token, or the deploy token of the tenant that owns the
+app) comes from $STREAMRT_ADMIN_TOKEN or --token-file.`)
 	file := f.String("config", "", "the app's YAML config `FILE` (required)")
 	f.alias("c", "config")
 	var af adminFlags
@@ -258,6 +259,7 @@ func deployer() string {
 // appsAnswer is GET /v1/admin/apps's answer, and one app's.
 type appInfo struct {
 	App        string    `json:"app"`
+	Tenant     string    `json:"tenant"`
 	Version    int64     `json:"version"`
 	Generation int       `json:"generation"`
 	Serving    int       `json:"serving"`
@@ -292,8 +294,9 @@ type appInfo struct {
 
 func cmdApps(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("apps", "apps [flags] [APP]", `List the apps deployed to a cluster: each one's version in force and what every
-instance runs of it (running, swapping, failed with its reason). With APP,
-that app and its kept versions.`)
+instance runs of it (running, swapping, failed with its reason), then the
+quotas of the tenants they belong to and what their apps use. With APP, that
+app and its kept versions. With a tenant's deploy token, that tenant's apps.`)
 	var af adminFlags
 	af.define(f)
 	if code, ok := f.parse(args, stdout, stderr); !ok {
@@ -360,6 +363,26 @@ that app and its kept versions.`)
 		}
 	}
 	tw.Flush()
+	// The quotas of the tenants whose apps are listed, and what they use.
+	tenants := map[string]bool{}
+	for _, a := range apps {
+		if a.Tenant != "" {
+			tenants[a.Tenant] = true
+		}
+	}
+	if len(tenants) > 0 {
+		var all struct{ Tenants []tenantInfo }
+		if _, err := c.call(ctx, http.MethodGet, "/v1/admin/tenants", nil, &all); err == nil {
+			var shown []tenantInfo
+			for _, t := range all.Tenants {
+				if tenants[t.Name] {
+					shown = append(shown, t)
+				}
+			}
+			fmt.Fprintln(stdout)
+			printTenants(stdout, shown)
+		}
+	}
 	if f.NArg() == 1 && len(apps) == 1 && len(apps[0].Versions) > 0 {
 		fmt.Fprintln(stdout)
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

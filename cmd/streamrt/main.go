@@ -62,6 +62,8 @@ var commands = []command{
 	{"rollback", "make an earlier version of an app the one in force", cmdRollback},
 	{"promote", "run an app's canary version on every partition", cmdPromote},
 	{"delete", "delete an app from a cluster", cmdDelete},
+	{"tenants", "manage the teams whose apps share a cluster: grants, quotas, tokens", cmdTenants},
+	{"audit", "print the changes made to a cluster: deploys, rollbacks, tenants", cmdAudit},
 	{"produce", "write stdin lines (key<TAB>value) as records to a topic", cmdProduce},
 	{"consume", "print a topic's records as key<TAB>value lines", cmdConsume},
 	{"query", "read one key from a store of a running app", cmdQuery},

@@ -377,7 +377,7 @@ func (d decoder) byteSize(m map[string]any, path, key string, def int64) int64 {
 	case int64:
 		n = t
 	case string:
-		n, err = parseByteSize(t)
+		n, err = ParseByteSize(t)
 	default:
 		err = errors.New("not a size")
 	}
@@ -395,9 +395,9 @@ var byteUnits = map[string]int64{
 	"KB": 1e3, "kB": 1e3, "MB": 1e6, "GB": 1e9,
 }
 
-// parseByteSize parses a whole number of bytes with an optional unit:
+// ParseByteSize parses a whole number of bytes with an optional unit:
 // "64MiB", "512 KB", "1048576".
-func parseByteSize(s string) (int64, error) {
+func ParseByteSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
 	if i < 0 {
@@ -420,8 +420,8 @@ func parseByteSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// formatByteSize renders n in the largest binary unit that divides it.
-func formatByteSize(n int64) string {
+// FormatByteSize renders n in the largest binary unit that divides it.
+func FormatByteSize(n int64) string {
 	switch {
 	case n != 0 && n%(1<<30) == 0:
 		return fmt.Sprintf("%dGiB", n>>30)

@@ -68,6 +68,11 @@ type Control struct {
 	// StatusTopic holds what each instance runs of each app, and why not
 	// when it cannot.
 	StatusTopic string `koanf:"status_topic"`
+	// TenantsTopic holds the tenants: their topic grants, quotas and
+	// hashed tokens.
+	TenantsTopic string `koanf:"tenants_topic"`
+	// AuditTopic records every change made through the admin API.
+	AuditTopic string `koanf:"audit_topic"`
 }
 
 // Defaults of a server's keys.
@@ -76,19 +81,22 @@ const (
 	DefaultAppsTopic    = "_streamrt-apps"
 	DefaultModulesTopic = "_streamrt-modules"
 	DefaultStatusTopic  = "_streamrt-status"
+	DefaultTenantsTopic = "_streamrt-tenants"
+	DefaultAuditTopic   = "_streamrt-audit"
 	DefaultVersionsKept = 10
 	MaxVersionsKept     = 1000
 )
 
 var (
 	serverKeys  = []string{"brokers", "http", "advertise", "state_dir", "cache_dir", "instance_id", "admin_tokens", "replication_factor", "versions_kept", "control", "kafka", "http_tls"}
-	controlKeys = []string{"apps_topic", "modules_topic", "status_topic"}
+	controlKeys = []string{"apps_topic", "modules_topic", "status_topic", "tenants_topic", "audit_topic"}
 	// serverSettable are the keys the environment and flags can set.
 	serverSettable = func() map[string]bool {
 		m := map[string]bool{
 			"brokers": true, "http": true, "advertise": true, "state_dir": true, "cache_dir": true,
 			"instance_id": true, "admin_tokens": true, "replication_factor": true, "versions_kept": true,
 			"control.apps_topic": true, "control.modules_topic": true, "control.status_topic": true,
+			"control.tenants_topic": true, "control.audit_topic": true,
 			"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,
 		}
 		kafkaSettable("kafka", m)
@@ -142,6 +150,8 @@ func ParseServer(data []byte, file string, environ []string, overrides map[strin
 	s.Control.AppsTopic = d.str(cm, "control", "apps_topic", "")
 	s.Control.ModulesTopic = d.str(cm, "control", "modules_topic", "")
 	s.Control.StatusTopic = d.str(cm, "control", "status_topic", "")
+	s.Control.TenantsTopic = d.str(cm, "control", "tenants_topic", "")
+	s.Control.AuditTopic = d.str(cm, "control", "audit_topic", "")
 	km, _ := d.mapping(m, "", "kafka")
 	d.kafka(km, "kafka", &s.Kafka)
 	hm, _ := d.mapping(m, "", "http_tls")
@@ -182,6 +192,12 @@ func (s *Server) EnsureDefaults() {
 	}
 	if s.Control.StatusTopic == "" && unset("control.status_topic") {
 		s.Control.StatusTopic = DefaultStatusTopic
+	}
+	if s.Control.TenantsTopic == "" && unset("control.tenants_topic") {
+		s.Control.TenantsTopic = DefaultTenantsTopic
+	}
+	if s.Control.AuditTopic == "" && unset("control.audit_topic") {
+		s.Control.AuditTopic = DefaultAuditTopic
 	}
 }
 
@@ -250,7 +266,8 @@ func (s *Server) validate(p *problems) {
 	validateHTTPTLS(p, "http_tls", &s.HTTPTLS)
 	validateKafka(p, "kafka", &s.Kafka)
 	topics := map[string]string{}
-	for _, kt := range [][2]string{{"control.apps_topic", s.Control.AppsTopic}, {"control.modules_topic", s.Control.ModulesTopic}, {"control.status_topic", s.Control.StatusTopic}} {
+	for _, kt := range [][2]string{{"control.apps_topic", s.Control.AppsTopic}, {"control.modules_topic", s.Control.ModulesTopic}, {"control.status_topic", s.Control.StatusTopic},
+		{"control.tenants_topic", s.Control.TenantsTopic}, {"control.audit_topic", s.Control.AuditTopic}} {
 		key, t := kt[0], kt[1]
 		if why := validTopic(t); why != "" {
 			p.add(key, why)

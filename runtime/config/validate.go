@@ -197,7 +197,7 @@ func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {
 	}
 	if s.MemoryLimit < MinMemoryLimit || s.MemoryLimit > MaxMemoryLimit {
 		p.add(path+".memory_limit", fmt.Sprintf("must be between %s and %s, got %s",
-			formatByteSize(MinMemoryLimit), formatByteSize(MaxMemoryLimit), formatByteSize(s.MemoryLimit)))
+			FormatByteSize(MinMemoryLimit), FormatByteSize(MaxMemoryLimit), FormatByteSize(s.MemoryLimit)))
 	}
 	// Zero turns the deadline off: guest code runs faster without wazero's
 	// termination checks, but a guest that never returns stalls its task.
@@ -277,6 +277,17 @@ func validName(s string) string {
 }
 
 // validTopic checks a Kafka topic name; it returns why the name is refused.
+// ValidTopicName says why s is not a valid Kafka topic name, or "".
+func ValidTopicName(s string) string { return validTopic(s) }
+
+// ValidTopicPrefix says why s cannot start topic names, or "".
+func ValidTopicPrefix(s string) string {
+	if s == "" {
+		return "a prefix must not be empty"
+	}
+	return validTopic(s)
+}
+
 func validTopic(s string) string {
 	switch {
 	case s == "":

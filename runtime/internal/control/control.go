@@ -10,6 +10,10 @@
 //     fit the broker's message size: key HASH is a manifest, HASH#I chunk I.
 //   - The status topic holds what each instance runs of each app (Status),
 //     keyed APP/INSTANCE.
+//   - The tenants topic holds each tenant (Tenant) by name: its topic
+//     grants, quotas and hashed tokens.
+//   - The audit topic, not compacted, records every change made through
+//     the admin API (Event).
 //
 // A Log is one instance's view of them and its way to write them.
 package control
@@ -34,12 +38,20 @@ import (
 )
 
 // Topics names the control topics.
-type Topics struct{ Apps, Modules, Status string }
+type Topics struct{ Apps, Modules, Status, Tenants, Audit string }
+
+// compacted are the topics that keep the latest record per key.
+func (t Topics) compacted() []string { return []string{t.Apps, t.Modules, t.Status, t.Tenants} }
+
+func (t Topics) all() []string { return append(t.compacted(), t.Audit) }
 
 // Spec is one version of an app, as deployed.
 type Spec struct {
 	App     string `json:"app"`
 	Version int64  `json:"version"`
+	// Tenant owns the app, which is named TENANT.NAME; empty for an app of
+	// the platform's own.
+	Tenant string `json:"tenant,omitempty"`
 	// Config is the app's YAML; each stage's module is the content address
 	// ("sha256:HEX") of bytes in the modules topic.
 	Config string `json:"config"`
@@ -144,8 +156,10 @@ type Log struct {
 	manifest map[string]manifest          // hash → its manifest
 	chunks   map[string]map[int][]byte    // hash → chunk index → bytes
 	status   map[string]map[string]Status // app → instance → status
-	pos      map[string]map[int32]int64   // topic → partition → next offset read
-	changed  chan struct{}                // closed and replaced at every change
+	tenants  map[string]Tenant
+	audit    []Event                    // the newest maxEvents, oldest first
+	pos      map[string]map[int32]int64 // topic → partition → next offset read
+	changed  chan struct{}              // closed and replaced at every change
 }
 
 type manifest struct {
@@ -158,9 +172,8 @@ type manifest struct {
 // them from the start. opts are the Kafka client's options (brokers,
 // security). It returns once the topics are read to the end they had.
 func Open(ctx context.Context, topics Topics, replication int16, log *slog.Logger, opts ...kgo.Opt) (*Log, error) {
-	all := []string{topics.Apps, topics.Modules, topics.Status}
 	cl, err := kgo.NewClient(append(opts,
-		kgo.ConsumeTopics(all...),
+		kgo.ConsumeTopics(topics.all()...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.ProducerLinger(0),
@@ -174,9 +187,16 @@ func Open(ctx context.Context, topics Topics, replication int16, log *slog.Logge
 		heads: map[string]Spec{}, versions: map[string]map[int64]Spec{},
 		manifest: map[string]manifest{}, chunks: map[string]map[int][]byte{},
 		status: map[string]map[string]Status{}, pos: map[string]map[int32]int64{},
+		tenants: map[string]Tenant{},
 		changed: make(chan struct{}),
 	}
-	if err := l.createTopics(ctx, all, replication); err != nil {
+	compact, keep := "compact", "-1"
+	if err := l.createTopics(ctx, topics.compacted(), replication, map[string]*string{"cleanup.policy": &compact}); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	// The audit trail is kept whole: every record is a distinct event.
+	if err := l.createTopics(ctx, []string{topics.Audit}, replication, map[string]*string{"retention.ms": &keep, "retention.bytes": &keep}); err != nil {
 		cl.Close()
 		return nil, err
 	}
@@ -187,10 +207,9 @@ func Open(ctx context.Context, topics Topics, replication int16, log *slog.Logge
 	return l, nil
 }
 
-func (l *Log) createTopics(ctx context.Context, topics []string, replication int16) error {
-	compact := "compact"
+func (l *Log) createTopics(ctx context.Context, topics []string, replication int16, configs map[string]*string) error {
 	for attempt := 0; ; attempt++ {
-		resp, err := l.adm.CreateTopics(ctx, 1, replication, map[string]*string{"cleanup.policy": &compact}, topics...)
+		resp, err := l.adm.CreateTopics(ctx, 1, replication, configs, topics...)
 		if err == nil {
 			for _, r := range resp.Sorted() {
 				if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
@@ -237,7 +256,7 @@ func (l *Log) Sync(ctx context.Context) error {
 	// Topics created moments ago may be missing from metadata for a
 	// little while.
 	for attempt := 0; ; attempt++ {
-		ends, err = l.adm.ListEndOffsets(ctx, l.topics.Apps, l.topics.Modules, l.topics.Status)
+		ends, err = l.adm.ListEndOffsets(ctx, l.topics.all()...)
 		if err == nil {
 			err = ends.Error()
 		}
@@ -376,6 +395,10 @@ func (l *Log) apply(r *kgo.Record) error {
 			l.status[app] = map[string]Status{}
 		}
 		l.status[app][instance] = st
+	case l.topics.Tenants:
+		return l.applyTenant(key, r.Value)
+	case l.topics.Audit:
+		return l.applyEvent(r.Value)
 	}
 	return nil
 }
