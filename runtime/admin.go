@@ -520,7 +520,7 @@ func (h *host) info(spec control.Spec, withVersions bool) appInfo {
 // deploy token.
 func (h *host) listApps(w http.ResponseWriter, r *http.Request) {
 	p := requestPrincipal(r)
-	var out []appInfo
+	out := []appInfo{}
 	for _, spec := range h.ctl.Apps() {
 		if !spec.Deleted && p.mayManage(spec.App) {
 			out = append(out, h.info(spec, false))

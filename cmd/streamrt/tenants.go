@@ -75,17 +75,26 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return f.usageError(stderr, "want a subcommand: list, create, update, delete, token or revoke")
 	}
 	sub := args[0]
-	if code, ok := f.parse(args[1:], stdout, stderr); !ok {
-		return code
+	// Names may come before the flags, as in tenants create NAME --prefix P.
+	var pos []string
+	for rest := args[1:]; ; rest = f.Args()[1:] {
+		if code, ok := f.parse(rest, stdout, stderr); !ok {
+			return code
+		}
+		if f.NArg() == 0 {
+			break
+		}
+		pos = append(pos, f.Arg(0))
 	}
 	want := map[string]int{"list": 0, "create": 1, "update": 1, "delete": 1, "token": 1, "revoke": 2}
 	n, known := want[sub]
 	if !known {
 		return f.usageError(stderr, "unknown subcommand %q: want list, create, update, delete, token or revoke", sub)
 	}
-	if f.NArg() != n {
-		return f.usageError(stderr, "tenants %s takes %d arguments, got %d", sub, n, f.NArg())
+	if len(pos) != n {
+		return f.usageError(stderr, "tenants %s takes %d arguments, got %d", sub, n, len(pos))
 	}
+	arg := func(i int) string { return pos[i] }
 	c, err := af.client()
 	if err != nil {
 		fmt.Fprintf(stderr, "streamrt tenants: %v\n", err)
@@ -97,7 +106,10 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		fmt.Fprintf(stderr, "streamrt tenants %s: %v\n", sub, err)
 		return exitFail
 	}
-	path := "/v1/admin/tenants/" + url.PathEscape(f.Arg(0))
+	var path string
+	if len(pos) > 0 {
+		path = "/v1/admin/tenants/" + url.PathEscape(pos[0])
+	}
 	switch sub {
 	case "list":
 		var all struct{ Tenants []tenantInfo }
@@ -118,7 +130,7 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 				return fail(err)
 			}
 			for _, t := range existing.Tenants {
-				if t.Name == f.Arg(0) {
+				if t.Name == arg(0) {
 					return fail(fmt.Errorf("tenant %q exists: change it with tenants update", t.Name))
 				}
 			}
@@ -133,7 +145,7 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		if _, err := c.call(ctx, http.MethodDelete, path, nil, nil); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "tenant %s deleted\n", f.Arg(0))
+		fmt.Fprintf(stdout, "tenant %s deleted\n", arg(0))
 	case "token":
 		if *role != "query" && *role != "deploy" {
 			return f.usageError(stderr, "--role: query or deploy, got %q", *role)
@@ -143,13 +155,13 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		if _, err := c.call(ctx, http.MethodPost, path+"/tokens", bytes.NewReader(body), &tk); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stderr, "%s token %s of tenant %s (shown this once; only its hash is kept):\n", tk.Role, tk.ID, f.Arg(0))
+		fmt.Fprintf(stderr, "%s token %s of tenant %s (shown this once; only its hash is kept):\n", tk.Role, tk.ID, arg(0))
 		fmt.Fprintln(stdout, tk.Token)
 	case "revoke":
-		if _, err := c.call(ctx, http.MethodDelete, path+"/tokens/"+url.PathEscape(f.Arg(1)), nil, nil); err != nil {
+		if _, err := c.call(ctx, http.MethodDelete, path+"/tokens/"+url.PathEscape(arg(1)), nil, nil); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "token %s of tenant %s revoked\n", f.Arg(1), f.Arg(0))
+		fmt.Fprintf(stdout, "token %s of tenant %s revoked\n", arg(1), arg(0))
 	}
 	return exitOK
 }
