@@ -377,7 +377,6 @@ func listOr(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-
 // validTenant checks a tenant's name and grants; it returns what is wrong.
 func (h *host) validTenant(name string, req tenantRequest) []string {
 	var problems []string
