@@ -59,6 +59,9 @@ type appSpec struct {
 	// gate runs when partitions are assigned, before they are planned
 	// (engine.SetAssignGate); nil for none.
 	gate func(ctx context.Context) error
+	// guestTime meters the tasks' batches: their tenant's share of the
+	// server (nil: none).
+	guestTime engine.GuestTime
 }
 
 // openApp compiles an app's modules, opens its state and prepares its
@@ -115,6 +118,9 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	}
 	if s.gate != nil {
 		a.eng.SetAssignGate(s.gate)
+	}
+	if s.guestTime != nil {
+		a.eng.SetGuestTime(s.guestTime)
 	}
 	stores := queryStores(s.topo)
 	if len(queryModules) > 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/control"
+	"github.com/streamrt/streamrt/runtime/internal/quota"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/tetratelabs/wazero"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -120,6 +121,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]*generation{}, kicks: make(chan chan struct{})}
+	h.meters = map[string]*quota.Meter{}
 	h.metrics = newServerMetrics(h)
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, log)()
@@ -154,6 +156,13 @@ type host struct {
 
 	metrics *serverMetrics
 
+	// meters are the tenants' meters of guest time on this server, shared
+	// by every app of a tenant; the reconciler keeps their shares and
+	// holds as the tenants' quotas say.
+	mmu        sync.Mutex
+	meters     map[string]*quota.Meter
+	stateCheck time.Time // when the state quotas were last checked
+
 	// kicks asks the reconciler for a step now, closing the channel sent
 	// once the step is done.
 	kicks chan chan struct{}
@@ -176,6 +185,8 @@ type hosted struct {
 	// refused is the latest version this instance could not run, and why.
 	refused int64
 	reason  string
+	// state is the state last reported.
+	state string
 }
 
 // generation is one generation of an app running on this server.
@@ -256,6 +267,7 @@ func (h *host) gate(ctx context.Context) error {
 
 // step brings every app one step closer to its version in force.
 func (h *host) step(ctx context.Context) {
+	h.enforceQuotas(ctx)
 	want := h.ctl.Apps()
 	for name, hs := range h.apps {
 		if spec, ok := want[name]; !ok || spec.Deleted {
@@ -522,7 +534,11 @@ func (h *host) open(ctx context.Context, spec control.Spec, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	return openApp(ctx, appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(genKey(spec.App, spec.Generation)), gate: h.gate})
+	as := appSpec{cfg: cfg, topo: topo, modules: modules, cache: h.cache, log: log, advertise: h.advertise, prefix: appPrefix(genKey(spec.App, spec.Generation)), gate: h.gate}
+	if spec.Tenant != "" {
+		as.guestTime = h.meter(spec.Tenant)
+	}
+	return openApp(ctx, as)
 }
 
 // appConfig parses a spec's configuration as this server runs it.
@@ -801,6 +817,7 @@ func (h *host) barrier(hs *hosted, v int64) (ready bool, refusedBy string) {
 
 // report writes this instance's status of a hosted app.
 func (h *host) report(ctx context.Context, hs *hosted, state string) {
+	hs.state = state
 	st := control.Status{App: hs.spec.App, Version: hs.spec.Version, State: state, Serving: hs.spec.Generation}
 	b, flipping := hs.build, hs.flipping
 	if b == nil && hs.fence != nil {
@@ -818,6 +835,9 @@ func (h *host) report(ctx context.Context, hs *hosted, state string) {
 	}
 	if hs.refused != 0 {
 		st.Failed, st.Reason = hs.refused, hs.reason
+	}
+	if hs.spec.Tenant != "" {
+		st.Held = h.meter(hs.spec.Tenant).Held()
 	}
 	h.putStatus(ctx, st, false)
 }

@@ -221,6 +221,9 @@ func (h *host) authorizeQuery(w http.ResponseWriter, r *http.Request, app string
 // their topics', so it holds no '.'.
 var tenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,47}$`)
 
+// maxCPUShare bounds a tenant's CPU quota, in cores.
+const maxCPUShare = 4096
+
 // tenantRequest is the body of PUT /v1/admin/tenants/{tenant}.
 type tenantRequest struct {
 	Prefixes []string       `json:"prefixes"`
@@ -254,6 +257,10 @@ type usage struct {
 	Apps        int   `json:"apps"`
 	Partitions  int   `json:"partitions"`
 	MemoryBytes int64 `json:"memory_bytes"`
+	// StateBytes is the tenant's local state on the server that answers,
+	// and Held why its tasks there process nothing, if they do not.
+	StateBytes int64  `json:"state_bytes_here"`
+	Held       string `json:"held_here,omitempty"`
 }
 
 func (u usage) add(v usage) usage {
@@ -402,8 +409,11 @@ func (h *host) validTenant(name string, req tenantRequest) []string {
 		}
 	}
 	q := req.Quotas
-	if q.Apps < 0 || q.Partitions < 0 || q.MemoryBytes < 0 {
+	if q.Apps < 0 || q.Partitions < 0 || q.MemoryBytes < 0 || q.CPU < 0 || q.StateBytes < 0 {
 		problems = append(problems, "quotas: must not be negative (0 is no bound)")
+	}
+	if q.CPU > maxCPUShare {
+		problems = append(problems, fmt.Sprintf("quotas.cpu: at most %d cores, got %g", maxCPUShare, q.CPU))
 	}
 	// An app of the platform's already named in the namespace would fall
 	// to the tenant.
@@ -423,7 +433,7 @@ func (h *host) putTenant(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body must be JSON {prefixes, shared, quotas: {apps, partitions, memory_bytes}}: %v", err))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body must be JSON {prefixes, shared, quotas: {apps, partitions, memory_bytes, cpu, state_bytes}}: %v", err))
 		return
 	}
 	if err := h.ctl.Sync(r.Context()); err != nil {
@@ -449,7 +459,8 @@ func (h *host) putTenant(w http.ResponseWriter, r *http.Request) {
 		action, code = "tenant-create", http.StatusCreated
 	}
 	h.audit(r, control.Event{Action: action, Tenant: name,
-		Detail: fmt.Sprintf("prefixes %s; shared %s; quotas apps %d, partitions %d, memory %d bytes", listOr(t.Prefixes), listOr(t.Shared), t.Quotas.Apps, t.Quotas.Partitions, t.Quotas.MemoryBytes)})
+		Detail: fmt.Sprintf("prefixes %s; shared %s; quotas apps %d, partitions %d, memory %d bytes, cpu %g, state %d bytes",
+			listOr(t.Prefixes), listOr(t.Shared), t.Quotas.Apps, t.Quotas.Partitions, t.Quotas.MemoryBytes, t.Quotas.CPU, t.Quotas.StateBytes)})
 	writeJSON(w, code, h.tenantInfo(t))
 }
 
@@ -481,6 +492,12 @@ func (h *host) deleteTenant(w http.ResponseWriter, r *http.Request) {
 // tenantInfo shows t with its usage.
 func (h *host) tenantInfo(t control.Tenant) tenantInfo {
 	u, apps := h.tenantUsage(t.Name, "")
+	u.StateBytes = h.stateBytes(t.Name)
+	h.mmu.Lock()
+	if m := h.meters[t.Name]; m != nil {
+		u.Held = m.Held()
+	}
+	h.mmu.Unlock()
 	ti := tenantInfo{Name: t.Name, Namespace: t.Name + ".", Prefixes: t.Prefixes, Shared: t.Shared, Quotas: t.Quotas, Usage: u,
 		Tokens: []tokenInfo{}, Apps: apps, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 	if ti.Apps == nil {
@@ -622,6 +639,8 @@ func (h *host) listAudit(w http.ResponseWriter, r *http.Request) {
 type tenantCollector struct {
 	h                     *host
 	apps, partitions, mem *prometheus.Desc
+	state, held           *prometheus.Desc
+	spent, waited         *prometheus.Desc
 	quota                 *prometheus.Desc
 }
 
@@ -631,7 +650,11 @@ func newTenantCollector(h *host) *tenantCollector {
 		apps:       prometheus.NewDesc("streamrt_tenant_apps", "Apps the tenant has deployed.", l, nil),
 		partitions: prometheus.NewDesc("streamrt_tenant_partitions", "Partitions of the tenant's apps, summed.", l, nil),
 		mem:        prometheus.NewDesc("streamrt_tenant_guest_memory_bytes", "Guest memory the tenant's apps may hold on one server: the sum of their instances' memory limits, as if every partition ran there.", l, nil),
-		quota:      prometheus.NewDesc("streamrt_tenant_quota", "The tenant's quota of a resource (apps, partitions, memory_bytes); absent when unbounded.", []string{"tenant", "resource"}, nil),
+		state:      prometheus.NewDesc("streamrt_tenant_state_bytes", "The tenant's apps' local state on this server.", l, nil),
+		held:       prometheus.NewDesc("streamrt_tenant_held", "1 while the tenant's tasks on this server are stopped by a quota (state quota exceeded).", l, nil),
+		spent:      prometheus.NewDesc("streamrt_tenant_batch_seconds_total", "Time the tenant's batches took on this server (guest code and its host calls).", l, nil),
+		waited:     prometheus.NewDesc("streamrt_tenant_wait_seconds_total", "Time the tenant's tasks on this server waited for their CPU share or a hold.", l, nil),
+		quota:      prometheus.NewDesc("streamrt_tenant_quota", "The tenant's quota of a resource (apps, partitions, memory_bytes, cpu, state_bytes); absent when unbounded.", []string{"tenant", "resource"}, nil),
 	}
 }
 
@@ -639,6 +662,10 @@ func (c *tenantCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.apps
 	ch <- c.partitions
 	ch <- c.mem
+	ch <- c.state
+	ch <- c.held
+	ch <- c.spent
+	ch <- c.waited
 	ch <- c.quota
 }
 
@@ -648,9 +675,24 @@ func (c *tenantCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.apps, prometheus.GaugeValue, float64(u.Apps), name)
 		ch <- prometheus.MustNewConstMetric(c.partitions, prometheus.GaugeValue, float64(u.Partitions), name)
 		ch <- prometheus.MustNewConstMetric(c.mem, prometheus.GaugeValue, float64(u.MemoryBytes), name)
-		for resource, q := range map[string]int64{"apps": int64(t.Quotas.Apps), "partitions": int64(t.Quotas.Partitions), "memory_bytes": t.Quotas.MemoryBytes} {
+		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(c.h.stateBytes(name)), name)
+		c.h.mmu.Lock()
+		m := c.h.meters[name]
+		c.h.mmu.Unlock()
+		if m != nil {
+			spent, waited := m.Totals()
+			held := 0.0
+			if m.Held() != "" {
+				held = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, held, name)
+			ch <- prometheus.MustNewConstMetric(c.spent, prometheus.CounterValue, spent.Seconds(), name)
+			ch <- prometheus.MustNewConstMetric(c.waited, prometheus.CounterValue, waited.Seconds(), name)
+		}
+		for resource, q := range map[string]float64{"apps": float64(t.Quotas.Apps), "partitions": float64(t.Quotas.Partitions),
+			"memory_bytes": float64(t.Quotas.MemoryBytes), "cpu": t.Quotas.CPU, "state_bytes": float64(t.Quotas.StateBytes)} {
 			if q > 0 {
-				ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, float64(q), name, resource)
+				ch <- prometheus.MustNewConstMetric(c.quota, prometheus.GaugeValue, q, name, resource)
 			}
 		}
 	}

@@ -324,3 +324,96 @@ func readValues(t *testing.T, brokers []string, topics ...string) string {
 	}
 	return sb.String()
 }
+
+// A tenant whose local state on a server reaches its state quota has its
+// tasks stopped there with the reason, in its apps' status, the metrics and
+// the log, while another tenant's app on the same server runs on; raising
+// the quota resumes it, and nothing it was sent is lost.
+func TestTenantStateQuotaStopsOnlyItsTenant(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	full, free := testkafka.Name(t, "full"), testkafka.Name(t, "free")
+	a := startServer(t, brokers, ctl, "a")
+	counter := guesttest.Build(t, "counter")
+	tokens := map[string]string{}
+	for name, quotas := range map[string]map[string]any{full: {"state_bytes": 1}, free: {}} {
+		if code, ans := a.admin(t, http.MethodPut, "/v1/admin/tenants/"+name, mustJSON(map[string]any{"quotas": quotas}), adminToken); code != http.StatusCreated {
+			t.Fatalf("create tenant %s: %d %v", name, code, ans)
+		}
+		_, tokens[name] = a.tenantToken(t, name, "deploy")
+		testkafka.CreateTopic(t, brokers, name+".in", 4)
+		app := name + ".counts"
+		code, ans := a.deployAs(t, tokens[name], app, deployedApp(app, name+".in", name+".out", true, "counts"), map[string][]byte{"main": counter})
+		if code != http.StatusCreated {
+			t.Fatalf("deploy %s: %d %v", app, code, ans)
+		}
+		waitVersion(t, app, int64(ans["version"].(float64)), a)
+	}
+
+	// Its state directory alone is over a quota of one byte.
+	apptest.WaitCheck(t, 30*time.Second, "the full tenant's app to be held", func() error {
+		_, ans := a.admin(t, http.MethodGet, "/v1/admin/apps/"+full+".counts", nil, tokens[full])
+		held := fmt.Sprint(ans["instances"].([]any)[0].(map[string]any)["held"])
+		if !strings.Contains(held, "state quota exceeded: tenant "+fmt.Sprintf("%q", full)) {
+			return fmt.Errorf("held %q", held)
+		}
+		return nil
+	})
+	keys := []string{"k0", "k1", "k2", "k3"}
+	produce(t, brokers, full+".in", clicks(keys, 5)...)
+	produce(t, brokers, free+".in", clicks(keys, 5)...)
+	if got := readCommitted(t, brokers, free+".out", 20); len(got) != 20 {
+		t.Fatalf("the other tenant's app: %d outputs, want 20", len(got))
+	}
+	if got := testkafka.ReadAll(t, brokers, full+".out", 1, 3*time.Second); len(got) != 0 {
+		t.Fatalf("the held tenant's app wrote %d records", len(got))
+	}
+	metrics := a.adminGet(t, "/metrics")
+	for _, want := range []string{fmt.Sprintf(`streamrt_tenant_held{tenant=%q} 1`, full), fmt.Sprintf(`streamrt_tenant_held{tenant=%q} 0`, free)} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The free tenant's batches were metered, and the held one's waited.
+	for _, m := range []struct{ name, tenant string }{{"streamrt_tenant_batch_seconds_total", free}, {"streamrt_tenant_wait_seconds_total", full}} {
+		var v float64
+		prefix := fmt.Sprintf("%s{tenant=%q} ", m.name, m.tenant)
+		for _, line := range strings.Split(metrics, "\n") {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				fmt.Sscan(rest, &v)
+			}
+		}
+		if v <= 0 {
+			t.Errorf("%s%v, want above 0", prefix, v)
+		}
+	}
+	if !strings.Contains(a.log.String(), "tenant's tasks stopped: state quota exceeded") {
+		t.Error("the log does not say the tenant's tasks stopped")
+	}
+
+	// Raised, the quota lets it go on from where it stopped.
+	if code, ans := a.admin(t, http.MethodPut, "/v1/admin/tenants/"+full, mustJSON(map[string]any{"quotas": map[string]any{"state_bytes": 1 << 30}}), adminToken); code != http.StatusOK {
+		t.Fatalf("raise the quota: %d %v", code, ans)
+	}
+	if got := readCommitted(t, brokers, full+".out", 21); len(got) != 20 {
+		t.Fatalf("after the quota was raised: %d outputs, want 20", len(got))
+	}
+	code, body := a.queryAs(t, full+".counts", "k1", tokens[full])
+	if code != 200 || body != "5" {
+		t.Fatalf("count of k1 after the hold: %d %s, want 5", code, body)
+	}
+}
+
+// adminGet answers the body of a GET of path with the admin token.
+func (s *testServer) adminGet(t *testing.T, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -274,6 +274,7 @@ type appInfo struct {
 		State    string `json:"state"`
 		Failed   int64  `json:"failed"`
 		Reason   string `json:"reason"`
+		Held     string `json:"held"`
 		Rebuild  *struct {
 			Generation int     `json:"generation"`
 			Replayed   int64   `json:"replayed"`
@@ -357,6 +358,9 @@ app and its kept versions. With a tenant's deploy token, that tenant's apps.`)
 			}
 			if in.Failed != 0 {
 				detail = fmt.Sprintf("refused version %d: %s", in.Failed, in.Reason)
+			}
+			if in.Held != "" {
+				detail = strings.TrimPrefix(detail+"; ", "; ") + "held: " + in.Held
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", head, in.Instance, in.Version, in.State, detail)
 			head = "\t\t"

@@ -22,9 +22,11 @@ type tenantInfo struct {
 	Shared   []string `json:"shared"`
 	Quotas   quotas   `json:"quotas"`
 	Usage    struct {
-		Apps        int   `json:"apps"`
-		Partitions  int   `json:"partitions"`
-		MemoryBytes int64 `json:"memory_bytes"`
+		Apps        int    `json:"apps"`
+		Partitions  int    `json:"partitions"`
+		MemoryBytes int64  `json:"memory_bytes"`
+		StateBytes  int64  `json:"state_bytes_here"`
+		Held        string `json:"held_here"`
 	} `json:"usage"`
 	Tokens []struct {
 		ID        string    `json:"id"`
@@ -35,9 +37,11 @@ type tenantInfo struct {
 }
 
 type quotas struct {
-	Apps        int   `json:"apps,omitempty"`
-	Partitions  int   `json:"partitions,omitempty"`
-	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	Apps        int     `json:"apps,omitempty"`
+	Partitions  int     `json:"partitions,omitempty"`
+	MemoryBytes int64   `json:"memory_bytes,omitempty"`
+	CPU         float64 `json:"cpu,omitempty"`
+	StateBytes  int64   `json:"state_bytes,omitempty"`
 }
 
 const tenantsAbout = `Manage the tenants of a cluster of servers: the teams whose apps share it.
@@ -67,6 +71,8 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	maxApps := f.Int("max-apps", 0, "at most `N` apps (0: no bound)")
 	maxPartitions := f.Int("max-partitions", 0, "at most `N` partitions over its apps (0: no bound)")
 	maxMemory := f.String("max-memory", "", "at most `SIZE` of guest memory per server, such as 512MiB (none: no bound)")
+	maxCPU := f.Float64("max-cpu", 0, "at most `CORES` of each server's cores for its batches, such as 0.5 (0: no bound)")
+	maxState := f.String("max-state", "", "at most `SIZE` of local state per server, such as 10GiB (none: no bound)")
 	role := f.String("role", "", "the new token's `ROLE`: query or deploy")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if code, ok := f.parse(args, stdout, stderr); !ok {
@@ -118,10 +124,17 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		}
 		printTenants(stdout, all.Tenants)
 	case "create", "update":
-		q := quotas{Apps: *maxApps, Partitions: *maxPartitions}
-		if *maxMemory != "" {
-			if q.MemoryBytes, err = config.ParseByteSize(*maxMemory); err != nil {
-				return f.usageError(stderr, "--max-memory: a size such as 512MiB, got %q", *maxMemory)
+		q := quotas{Apps: *maxApps, Partitions: *maxPartitions, CPU: *maxCPU}
+		for _, sz := range []struct {
+			flag string
+			text *string
+			n    *int64
+		}{{"--max-memory", maxMemory, &q.MemoryBytes}, {"--max-state", maxState, &q.StateBytes}} {
+			if *sz.text == "" {
+				continue
+			}
+			if *sz.n, err = config.ParseByteSize(*sz.text); err != nil {
+				return f.usageError(stderr, "%s: a size such as 512MiB, got %q", sz.flag, *sz.text)
 			}
 		}
 		if sub == "create" {
@@ -168,7 +181,7 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 
 func printTenants(w io.Writer, ts []tenantInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tPREFIXES\tSHARED\tAPPS\tPARTITIONS\tGUEST MEMORY\tTOKENS")
+	fmt.Fprintln(tw, "TENANT\tPREFIXES\tSHARED\tAPPS\tPARTITIONS\tGUEST MEMORY\tCPU\tSTATE HERE\tTOKENS\tHELD HERE")
 	of := func(used, quota int64, size bool) string {
 		text := func(n int64) string {
 			if size {
@@ -186,9 +199,13 @@ func printTenants(w io.Writer, ts []tenantInfo) {
 		for _, tk := range t.Tokens {
 			tokens = append(tokens, tk.ID+" ("+tk.Role+")")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(append([]string{t.Name + "."}, t.Prefixes...)), orDash(t.Shared),
+		cpu := "-"
+		if t.Quotas.CPU > 0 {
+			cpu = fmt.Sprintf("%g cores", t.Quotas.CPU)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(append([]string{t.Name + "."}, t.Prefixes...)), orDash(t.Shared),
 			of(int64(t.Usage.Apps), int64(t.Quotas.Apps), false), of(int64(t.Usage.Partitions), int64(t.Quotas.Partitions), false),
-			of(t.Usage.MemoryBytes, t.Quotas.MemoryBytes, true), orDash(tokens))
+			of(t.Usage.MemoryBytes, t.Quotas.MemoryBytes, true), cpu, of(t.Usage.StateBytes, t.Quotas.StateBytes, true), orDash(tokens), dash(t.Usage.Held))
 	}
 	tw.Flush()
 }

@@ -57,8 +57,8 @@ func TestTenantsCommand(t *testing.T) {
 		}
 		return stdout, stderr
 	}
-	out, _ := run(0, "tenants", "create", team, "--prefix", team+"-in.", "--shared", "rates", "--max-apps", "3", "--max-memory", "1GiB")
-	for _, want := range []string{team, team + ".," + team + "-in.", "rates", "0/3", "0B/1GiB"} {
+	out, _ := run(0, "tenants", "create", team, "--prefix", team+"-in.", "--shared", "rates", "--max-apps", "3", "--max-memory", "1GiB", "--max-cpu", "0.5", "--max-state", "10GiB")
+	for _, want := range []string{team, team + ".," + team + "-in.", "rates", "0/3", "0B/1GiB", "0.5 cores", "0B/10GiB"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("tenants create printed no %q:\n%s", want, out)
 		}
@@ -88,6 +88,7 @@ func TestTenantsCommand(t *testing.T) {
 		{[]string{"tenants", "token", team, "--role", "root"}, 2, `--role: query or deploy, got "root"`},
 		{[]string{"tenants", "create", "Not.Valid"}, 1, "lower-case letters"},
 		{[]string{"tenants", "create", "x", "--max-memory", "lots"}, 2, "--max-memory: a size such as 512MiB"},
+		{[]string{"tenants", "create", "x", "--max-cpu", "-1"}, 1, "must not be negative"},
 		{[]string{"tenants", "revoke", team, "tok-nope"}, 1, `has no token "tok-nope"`},
 		{[]string{"tenants", "delete", "nobody"}, 1, `no tenant "nobody"`},
 	} {

@@ -97,6 +97,9 @@ type Status struct {
 	// Failed is the version the instance could not load, and Reason why.
 	Failed int64  `json:"failed,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Held says why the app's tasks process nothing on this instance,
+	// such as its tenant's state quota; empty when they run.
+	Held string `json:"held,omitempty"`
 	// Serving is the generation this instance serves, and Rebuild the
 	// progress of one being rebuilt.
 	Serving   int       `json:"serving"`

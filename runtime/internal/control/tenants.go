@@ -39,6 +39,13 @@ type Quotas struct {
 	// server: the sum of their guest instances' memory limits, counted as
 	// if every partition ran on that server.
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	// CPU is the share of each server's cores the tenant's batches may
+	// take (1.5: one and a half cores); past it they wait for their turn.
+	CPU float64 `json:"cpu,omitempty"`
+	// StateBytes bounds the tenant's apps' local state on each server: at
+	// it, their tasks stop processing until it is raised or the state
+	// shrinks.
+	StateBytes int64 `json:"state_bytes,omitempty"`
 }
 
 // Token is one of a tenant's bearer tokens. The token itself is shown once,

@@ -229,6 +229,21 @@ func (e *Engine) Run(ctx context.Context) error {
 // was. An error is logged, and planning goes on. Call it before Run.
 func (e *Engine) SetAssignGate(gate func(ctx context.Context) error) { e.gate = gate }
 
+// GuestTime meters the guest time of a group of tasks: in server mode, the
+// share of a server's cores that a tenant's apps may take.
+type GuestTime interface {
+	// Wait blocks until a task may run its next batch and reports true,
+	// or reports false at deadline or when stop closes: the task's run then
+	// ends with its records still queued.
+	Wait(deadline time.Time, stop <-chan struct{}) bool
+	// Spent charges a batch's time.
+	Spent(d time.Duration)
+}
+
+// SetGuestTime makes every task wait on g before each batch and charge it
+// the batch's time. Call it before Run.
+func (e *Engine) SetGuestTime(g GuestTime) { e.env.guestTime = g }
+
 // newGroupClient creates the client of the app's consumer group: a
 // transactional session under exactly_once.
 func (e *Engine) newGroupClient() (*kgo.Client, error) {

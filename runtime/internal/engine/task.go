@@ -89,6 +89,8 @@ type env struct {
 	moduleHeader bool
 	// fence holds a rebuilding generation back (SetFence); nil for none.
 	fence Fence
+	// guestTime meters the tasks' guest time (SetGuestTime); nil for none.
+	guestTime GuestTime
 	// isInternal reports whether a topic is one of the app's repartition
 	// topics.
 	isInternal func(topic string) bool
@@ -235,6 +237,9 @@ func (t *task) run(deadline time.Time) (err error) {
 				continue
 			}
 		}
+		if g := t.env.guestTime; g != nil && !g.Wait(deadline, t.stop.Done()) {
+			break // over its tenant's share, or held: the records wait
+		}
 		batch, bytes := t.batch[:0], 0
 		for len(batch) < t.stage.cfg.BatchSize && q.len() > 0 {
 			r := q.peek()
@@ -250,10 +255,15 @@ func (t *task) run(deadline time.Time) (err error) {
 		}
 		t.batch = batch
 		start := time.Now()
-		if err := t.runBatch(batch); err != nil {
+		err := t.runBatch(batch)
+		took := time.Since(start)
+		if g := t.env.guestTime; g != nil {
+			g.Spent(took)
+		}
+		if err != nil {
 			return err
 		}
-		t.stage.batchSeconds.Observe(time.Since(start).Seconds())
+		t.stage.batchSeconds.Observe(took.Seconds())
 		t.stage.recordsIn.Add(float64(len(batch)))
 		for _, r := range batch {
 			t.advance(r)
