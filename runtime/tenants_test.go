@@ -61,7 +61,7 @@ func (s *testServer) queryAs(t *testing.T, app, key, token string, header ...str
 	return resp.StatusCode, string(b)
 }
 
-// Two tenants on two servers: each deploys, queries and lists its own apps
+// Two tenants on three servers: each deploys, queries and lists its own apps
 // only, with tokens the platform made; a spec reaching for the other's
 // topics, or writing a topic only shared with it, is refused naming the
 // topic and the grant it lacks; each quota refuses only its tenant; a
@@ -79,6 +79,8 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 	}
 	a := startServer(t, brokers, ctl, "a")
 	b := startServer(t, brokers, ctl, "b")
+	c := startServer(t, brokers, ctl, "c")
+	servers := []*testServer{a, b, c}
 	counter := guesttest.Build(t, "counter")
 
 	// The platform declares the tenants.
@@ -120,7 +122,7 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("acme deploys its app: %d %v", code, ans)
 	}
-	waitVersion(t, app, int64(ans["version"].(float64)), a, b)
+	waitVersion(t, app, int64(ans["version"].(float64)), servers...)
 	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
 	produce(t, brokers, acmeIn, clicks(keys, 3)...)
 	if got := readCommitted(t, brokers, acmeOut, 24); len(got) != 24 {
@@ -128,9 +130,9 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 	}
 
 	// Queries: acme's tokens (and the platform's) read every key through
-	// either server, forwarded to the owner where needed; no token, or
+	// any server, forwarded to the owner where needed; no token, or
 	// globex's, is refused on the first hop and on a forwarded one.
-	for _, s := range []*testServer{a, b} {
+	for _, s := range servers {
 		for _, k := range keys {
 			for _, tok := range []string{acmeQuery, acmeDeploy, adminToken} {
 				apptest.WaitCheck(t, 20*time.Second, "a query of "+k, func() error {
@@ -154,7 +156,7 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 		{globexDeploy, nil, 403, "may not query app"},
 		{globexQuery, []string{serve.HeaderForwarded, "127.0.0.1:1"}, 403, "may not query app"},
 	} {
-		for _, s := range []*testServer{a, b} {
+		for _, s := range servers {
 			if code, body := s.queryAs(t, app, "k1", q.token, q.header...); code != q.code || !strings.Contains(body, q.want) {
 				t.Errorf("query of %s with %.12q %v: %d %s, want %d with %q", app, q.token, q.header, code, body, q.code, q.want)
 			}
@@ -227,7 +229,7 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 	if code, ans := b.admin(t, http.MethodDelete, "/v1/admin/tenants/"+acme+"/tokens/"+acmeQueryID, nil, adminToken); code != http.StatusOK {
 		t.Fatalf("revoke: %d %v", code, ans)
 	}
-	for _, s := range []*testServer{a, b} {
+	for _, s := range servers {
 		apptest.WaitCheck(t, 10*time.Second, "the revoked token to be refused", func() error {
 			if code, body := s.queryAs(t, app, "k1", acmeQuery); code != 401 {
 				return fmt.Errorf("%d %s", code, body)
@@ -416,4 +418,88 @@ func (s *testServer) adminGet(t *testing.T, path string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// A tenant's guest that burns CPU to its deadline on some records and
+// exhausts its memory on others is contained: those records are
+// dead-lettered with the kind of failure, its good records are processed,
+// and another tenant's app on the same servers counts every record exactly.
+func TestTenantGuestExhaustingCPUOrMemoryIsContained(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	ctl := serverTopics(t)
+	bad, good := testkafka.Name(t, "bad"), testkafka.Name(t, "good")
+	a := startServer(t, brokers, ctl, "a")
+	b := startServer(t, brokers, ctl, "b")
+	tokens := map[string]string{}
+	for _, name := range []string{bad, good} {
+		if code, ans := a.admin(t, http.MethodPut, "/v1/admin/tenants/"+name, mustJSON(map[string]any{"quotas": map[string]any{"cpu": 0.5}}), adminToken); code != http.StatusCreated {
+			t.Fatalf("create tenant %s: %d %v", name, code, ans)
+		}
+		_, tokens[name] = a.tenantToken(t, name, "deploy")
+		testkafka.CreateTopic(t, brokers, name+".in", 4)
+	}
+	badApp, goodApp, snoopApp := bad+".faulty", good+".counts", bad+".snoop"
+	badYAML := strings.Replace(deployedApp(badApp, bad+".in", bad+".out", false, "seen"), "    outputs:",
+		"    error_policy: dead_letter\n    dead_letter_topic: "+bad+".dlq\n    batch_deadline: 300ms\n    memory_limit: 16MiB\n    outputs:", 1)
+	for _, d := range []struct {
+		tenant, app, yaml, guest string
+	}{
+		{bad, badApp, badYAML, "faulty"},
+		{good, goodApp, deployedApp(goodApp, good+".in", good+".out", true, "counts"), "counter"},
+		// The counter guest opens store "counts", which only the other
+		// tenant's app has: a guest reaches its own app's stores alone.
+		{bad, snoopApp, strings.Replace(deployedApp(snoopApp, bad+".in", bad+".snoop-out", false, ""), "    outputs:",
+			"    error_policy: dead_letter\n    dead_letter_topic: "+bad+".snoop-dlq\n    outputs:", 1), "counter"},
+	} {
+		code, ans := b.deployAs(t, tokens[d.tenant], d.app, d.yaml, map[string][]byte{"main": guesttest.Build(t, d.guest)})
+		if code != http.StatusCreated {
+			t.Fatalf("deploy %s: %d %v", d.app, code, ans)
+		}
+		waitVersion(t, d.app, int64(ans["version"].(float64)), a, b)
+	}
+
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := range 5 {
+			produce(t, brokers, good+".in", clicks(keys, 1)...)
+			v := []string{"loop", "oom"}[round%2]
+			produce(t, brokers, bad+".in", "x"+fmt.Sprint(round), v, "ok"+fmt.Sprint(round), "fine")
+		}
+	}()
+	<-done
+	if got := readCommitted(t, brokers, good+".out", 41); len(got) != 40 {
+		t.Fatalf("the other tenant's app: %d outputs, want 40", len(got))
+	}
+	for _, k := range keys {
+		if code, body := a.queryAs(t, goodApp, k, tokens[good]); code != 200 || body != "5" {
+			t.Errorf("count of %s: %d %s, want 5", k, code, body)
+		}
+	}
+	if got := testkafka.ReadAll(t, brokers, bad+".out", 5, 60*time.Second); len(got) != 5 {
+		t.Errorf("the misbehaving app processed %d of its 5 good records", len(got))
+	}
+	kinds := map[string]int{}
+	for _, r := range testkafka.ReadAll(t, brokers, bad+".dlq", 5, 60*time.Second) {
+		for _, h := range r.Headers {
+			if h.Key == "streamrt.error.kind" {
+				kinds[string(h.Value)]++
+			}
+		}
+	}
+	if kinds["deadline"] != 3 || kinds["trap"] != 2 {
+		t.Errorf("dead letters by kind %v, want 3 deadline and 2 trap", kinds)
+	}
+	snooped := testkafka.ReadAll(t, brokers, bad+".snoop-dlq", 10, 60*time.Second)
+	for _, r := range snooped {
+		for _, h := range r.Headers {
+			if h.Key == "streamrt.error" && !strings.Contains(string(h.Value), `store_open "counts": unknown store`) {
+				t.Errorf("a guest opening another app's store: %s", h.Value)
+			}
+		}
+	}
+	if len(snooped) != 10 {
+		t.Errorf("%d of the 10 records of the app opening another app's store were dead-lettered", len(snooped))
+	}
 }
