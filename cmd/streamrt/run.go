@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -74,6 +75,20 @@ the environment's STREAMRT_<KEY> variables override in turn.`)
 			return exitFail
 		}
 		defer b.Close()
+		if !setFlags["brokers"] && !cfg.Given("state_dir") {
+			// The broker's data is gone at exit: state kept past it would
+			// count on from offsets the next broker never had (a second
+			// quick start would print 4 clicks, not 2). Keep it for this
+			// run only; the compiled modules' cache stays.
+			tmp, err := os.MkdirTemp("", "streamrt-"+cfg.App+"-state-")
+			if err != nil {
+				fmt.Fprintf(stderr, "streamrt run: state directory: %v\n", err)
+				return exitFail
+			}
+			defer os.RemoveAll(tmp)
+			cfg.StateDir = tmp
+			logger.Info("state is kept for this run only, like the embedded broker's data (set state_dir to keep it)", "state_dir", tmp)
+		}
 		if !setFlags["brokers"] {
 			cfg.Brokers = []string{b.Addr()} // the port, if 0 was asked for
 			// The broker starts empty, and the app refuses a table whose

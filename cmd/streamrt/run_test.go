@@ -120,3 +120,46 @@ stages:
 		t.Errorf("the embedded broker created the topic of a table that a stage feeds:\n%s", log)
 	}
 }
+
+// The quick start run twice prints 2 both times: without a state_dir, the
+// state of a run on the embedded broker goes with the broker's data.
+func TestQuickStartTwice(t *testing.T) {
+	example, _ := filepath.Abs(filepath.Join("..", "..", "examples", "clickcount", "streamrt.yaml"))
+	t.Setenv("STREAMRT_CACHE_DIR", apptest.CacheDir())
+	for run := 1; run <= 2; run++ {
+		httpAddr, brokerAddr := apptest.FreeAddr(t), apptest.FreeAddr(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		var stderr apptest.Buffer
+		exited := make(chan int, 1)
+		go func() {
+			exited <- runCommand(ctx, []string{"run", "-c", example, "--embedded-broker=" + brokerAddr, "--http", httpAddr}, strings.NewReader(""), &apptest.Buffer{}, &stderr)
+		}()
+		apptest.WaitFor(t, apptest.ReadyTimeout, "the app to be ready", func() bool {
+			select {
+			case code := <-exited:
+				t.Fatalf("run %d exited %d before the app was ready:\n%s", run, code, stderr.String())
+			default:
+			}
+			return apptest.Get(httpAddr, "/readyz").Code == 200
+		})
+		if got := apptest.Get(httpAddr, "/v1/stores/click-counts/keys/home"); got.Code != 404 {
+			t.Fatalf("run %d counts clicks before any was sent: %d %s", run, got.Code, got.Body)
+		}
+		if code, _, errs := cli(t, context.Background(), "home\tx\nhome\tx\n", "produce", "-b", brokerAddr, "-t", "clicks"); code != 0 {
+			t.Fatalf("produce: %d %s", code, errs)
+		}
+		apptest.WaitCheck(t, 30*time.Second, fmt.Sprintf("run %d to count 2 clicks", run), func() error {
+			if got := apptest.Get(httpAddr, "/v1/stores/click-counts/keys/home"); got.Code != 200 || got.Body != "2" {
+				return fmt.Errorf("%d %s", got.Code, got.Body)
+			}
+			return nil
+		})
+		cancel()
+		if code := <-exited; code != 0 {
+			t.Fatalf("run %d exited %d:\n%s", run, code, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "state is kept for this run only") {
+			t.Errorf("run %d did not say where its state goes:\n%s", run, stderr.String())
+		}
+	}
+}

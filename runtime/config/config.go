@@ -328,6 +328,13 @@ func Parse(data []byte, file string, environ []string, overrides map[string]stri
 	return c, nil
 }
 
+// Given reports whether the file, the environment or an override set key
+// (a YAML path such as "state_dir"), rather than its default.
+func (c *Config) Given(key string) bool {
+	_, overridden := c.sources[key]
+	return overridden || c.given[key]
+}
+
 // layers merges a configuration's sources, later ones winning: the YAML,
 // the environment's STREAMRT_ variables and the overrides of flags, each
 // of the last two limited to the keys in settable. Problems with the
