@@ -55,6 +55,11 @@ func (h *host) mux() http.Handler {
 	// admin token (Prometheus: authorization.credentials).
 	platform("GET /metrics", h.metricsHandler().ServeHTTP)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := serve.AllowedMethods(m, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the route answers %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (apps are under /apps/NAME/)", r.Method, r.URL.Path))
 	})
 	return m

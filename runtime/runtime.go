@@ -66,6 +66,16 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	return &Runtime{cfg: &c, topo: topo, opts: opts, log: opts.Logger.With("app", c.App)}, nil
 }
 
+// Limits of the HTTP server of an app or a server: a client gets this long
+// to send its headers, which may be this large, and an idle keep-alive
+// connection is closed after this long, so that slow or idle clients cannot
+// hold connections and memory without end.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
 // Run loads and validates the app's modules, opens its state, waits for the
 // brokers, creates missing topics, serves HTTP and processes records until
 // ctx ends. A bad module, an unusable state directory, an HTTP address that
@@ -107,7 +117,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.Close()
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, r.log)()
 	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise, "tls", cfg.HTTPTLS.Enabled(),
 		"client_certificates", cfg.HTTPTLS.RequireClientCert())

@@ -123,7 +123,7 @@ func (s *Server) Run(ctx context.Context) error {
 	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]*generation{}, kicks: make(chan chan struct{})}
 	h.meters = map[string]*quota.Meter{}
 	h.metrics = newServerMetrics(h)
-	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps,
 		"tls", cfg.HTTPTLS.Enabled(), "client_certificates", cfg.HTTPTLS.RequireClientCert())

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/control"
+	"github.com/streamrt/streamrt/runtime/internal/serve"
 )
 
 // A principal is who a request's bearer token says it comes from: the
@@ -122,7 +123,7 @@ func (h *host) authenticate(r *http.Request) (principal, int, string) {
 	if len(h.cfg.AdminTokens) == 0 {
 		return principal{}, http.StatusForbidden, "the admin API is closed: the server has no admin_tokens"
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token, ok := serve.BearerToken(r)
 	if !ok {
 		return principal{}, http.StatusUnauthorized, "missing token (Authorization: Bearer <token>, an admin token or a tenant's token)"
 	}
@@ -189,13 +190,11 @@ func (h *host) tenantOf(app string) string {
 // token is refused there too. It reports whether the request may go on.
 func (h *host) authorizeQuery(w http.ResponseWriter, r *http.Request, app string) bool {
 	tenant := h.tenantOf(app)
-	if spec, ok := h.ctl.App(app); ok && spec.Tenant != "" {
+	spec, exists := h.ctl.App(app)
+	if exists && spec.Tenant != "" {
 		tenant = spec.Tenant
 	}
-	token, hasToken := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if tenant == "" && !(hasToken && strings.HasPrefix(token, tokenPrefix)) {
-		return true
-	}
+	token, hasToken := serve.BearerToken(r)
 	refuse := func(code int, why string) bool {
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="streamrt"`)
@@ -203,8 +202,13 @@ func (h *host) authorizeQuery(w http.ResponseWriter, r *http.Request, app string
 		writeError(w, code, why)
 		return false
 	}
-	if !hasToken {
-		return refuse(http.StatusUnauthorized, fmt.Sprintf("app %q belongs to tenant %q: a token of the tenant is required (Authorization: Bearer <token>)", app, tenant))
+	// Without a token, a name in a namespace is refused alike whether its
+	// tenant or app exists or not: the answer tells nothing of either.
+	if !hasToken && (tenant != "" || strings.Contains(app, ".") && (!exists || spec.Deleted)) {
+		return refuse(http.StatusUnauthorized, fmt.Sprintf("app %q: a token is required (Authorization: Bearer <token>)", app))
+	}
+	if tenant == "" && !(hasToken && strings.HasPrefix(token, tokenPrefix)) {
+		return true
 	}
 	p, ok := h.whoIs(r.Context(), token)
 	switch {
@@ -336,6 +340,10 @@ func (h *host) checkTenant(spec control.Spec, cfg *config.Config) error {
 	}
 	var problems []string
 	for _, u := range topo.Topics() {
+		if slices.Contains(h.controlTopics(), u.Name) {
+			problems = append(problems, fmt.Sprintf("topic %q is a control topic of the servers", u.Name))
+			continue
+		}
 		if u.Changelog || strings.HasPrefix(u.Name, t.Name+".") {
 			continue
 		}
@@ -408,6 +416,28 @@ func (h *host) validTenant(name string, req tenantRequest) []string {
 			problems = append(problems, fmt.Sprintf("shared[%d]: %s", i, why))
 		}
 	}
+	// This tenant's namespace must not fall under another's prefix, which
+	// would let that one write this one's internal topics.
+	for other, t := range h.ctl.Tenants() {
+		for _, p := range t.Prefixes {
+			if ns := name + "."; other != name && (strings.HasPrefix(ns, p) || strings.HasPrefix(p, ns)) {
+				problems = append(problems, fmt.Sprintf("namespace %s overlaps tenant %q's prefix %q", ns, other, p))
+			}
+		}
+	}
+	// The control topics are the platform's alone.
+	for _, ct := range h.controlTopics() {
+		for i, p := range req.Prefixes {
+			if strings.HasPrefix(ct, p) {
+				problems = append(problems, fmt.Sprintf("prefixes[%d]: %q covers the control topic %q", i, p, ct))
+			}
+		}
+		for i, s := range req.Shared {
+			if s == ct {
+				problems = append(problems, fmt.Sprintf("shared[%d]: %q is a control topic", i, s))
+			}
+		}
+	}
 	q := req.Quotas
 	if q.Apps < 0 || q.Partitions < 0 || q.MemoryBytes < 0 || q.CPU < 0 || q.StateBytes < 0 {
 		problems = append(problems, "quotas: must not be negative (0 is no bound)")
@@ -423,6 +453,12 @@ func (h *host) validTenant(name string, req tenantRequest) []string {
 		}
 	}
 	return problems
+}
+
+// controlTopics names the server's control topics.
+func (h *host) controlTopics() []string {
+	c := h.cfg.Control
+	return []string{c.AppsTopic, c.ModulesTopic, c.StatusTopic, c.TenantsTopic, c.AuditTopic}
 }
 
 // putTenant creates or updates a tenant: its grants and quotas. Its tokens

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -104,6 +105,9 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 		{"/v1/admin/tenants/" + globex, map[string]any{"prefixes": []string{acme + ".x"}}, "overlaps tenant"},
 		{"/v1/admin/tenants/" + globex, map[string]any{"shared": []string{"no/slash"}}, "shared[0]"},
 		{"/v1/admin/tenants/" + globex, map[string]any{"quotas": map[string]any{"apps": -1}}, "must not be negative"},
+		{"/v1/admin/tenants/" + globex, map[string]any{"prefixes": []string{"ctl-"}}, "covers the control topic"},
+		{"/v1/admin/tenants/" + globex, map[string]any{"shared": []string{ctl.AppsTopic}}, "is a control topic"},
+		{"/v1/admin/tenants/" + globex + "-team", map[string]any{}, "overlaps tenant"},
 	} {
 		if code, ans := a.admin(t, http.MethodPut, bad.path, mustJSON(bad.body), adminToken); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(ans["error"]), bad.want) {
 			t.Errorf("PUT %s %v: %d %v, want 400 with %q", bad.path, bad.body, code, ans, bad.want)
@@ -150,7 +154,7 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 		code   int
 		want   string
 	}{
-		{"", nil, 401, "a token of the tenant is required"},
+		{"", nil, 401, "a token is required"},
 		{"srt_forged", nil, 401, "invalid token"},
 		{globexQuery, nil, 403, "may not query app"},
 		{globexDeploy, nil, 403, "may not query app"},
@@ -160,6 +164,17 @@ func TestTenantsAreIsolatedAndHeldToQuotas(t *testing.T) {
 			if code, body := s.queryAs(t, app, "k1", q.token, q.header...); code != q.code || !strings.Contains(body, q.want) {
 				t.Errorf("query of %s with %.12q %v: %d %s, want %d with %q", app, q.token, q.header, code, body, q.code, q.want)
 			}
+		}
+	}
+
+	// Without a token, every name in a namespace is refused alike: an app
+	// that exists, one that does not, and one of no tenant at all.
+	for _, name := range []string{app, acme + ".nothing", "nobody.nothing"} {
+		code, body := a.queryAs(t, name, "k1", "")
+		var e struct{ Error string }
+		json.Unmarshal([]byte(body), &e)
+		if want := fmt.Sprintf("app %q: a token is required (Authorization: Bearer <token>)", name); code != 401 || e.Error != want {
+			t.Errorf("anonymous query of %s: %d %s, want 401 %q", name, code, body, want)
 		}
 	}
 

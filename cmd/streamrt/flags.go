@@ -19,6 +19,8 @@ type flags struct {
 	synopsis string
 	about    string
 	shorts   map[string]string // long name -> short alias
+	// args are the arguments that are not flags, wherever they stood.
+	args []string
 }
 
 func newFlags(name, synopsis, about string) *flags {
@@ -58,9 +60,17 @@ func (f *flags) given() map[string]bool {
 // parse parses args. On --help it prints the usage to stdout; on a bad flag,
 // the error and the usage to stderr. ok is false if the caller should return
 // code.
+// Flags may follow arguments: streamrt query counts home --http ADDR.
 func (f *flags) parse(args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	f.SetOutput(stderr)
-	err := f.Parse(args)
+	var err error
+	for {
+		if err = f.Parse(args); err != nil || f.FlagSet.NArg() == 0 {
+			break
+		}
+		f.args = append(f.args, f.FlagSet.Arg(0))
+		args = f.FlagSet.Args()[1:]
+	}
 	switch {
 	case err == nil:
 		return exitOK, true
@@ -72,6 +82,20 @@ func (f *flags) parse(args []string, stdout, stderr io.Writer) (code int, ok boo
 		f.printUsage(stderr)
 		return exitUsage, false
 	}
+}
+
+// Args returns the arguments that are not flags.
+func (f *flags) Args() []string { return f.args }
+
+// NArg is len(Args()).
+func (f *flags) NArg() int { return len(f.args) }
+
+// Arg returns the ith argument that is not a flag, or "".
+func (f *flags) Arg(i int) string {
+	if i < 0 || i >= len(f.args) {
+		return ""
+	}
+	return f.args[i]
 }
 
 // usageError reports a usage problem found after parsing and returns exitUsage.

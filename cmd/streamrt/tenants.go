@@ -81,17 +81,10 @@ func cmdTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return f.usageError(stderr, "want a subcommand: list, create, update, delete, token or revoke")
 	}
 	sub := args[0]
-	// Names may come before the flags, as in tenants create NAME --prefix P.
-	var pos []string
-	for rest := args[1:]; ; rest = f.Args()[1:] {
-		if code, ok := f.parse(rest, stdout, stderr); !ok {
-			return code
-		}
-		if f.NArg() == 0 {
-			break
-		}
-		pos = append(pos, f.Arg(0))
+	if code, ok := f.parse(args[1:], stdout, stderr); !ok {
+		return code
 	}
+	pos := f.Args()
 	want := map[string]int{"list": 0, "create": 1, "update": 1, "delete": 1, "token": 1, "revoke": 2}
 	n, known := want[sub]
 	if !known {

@@ -1,12 +1,14 @@
 package serve
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/streamrt/streamrt/runtime/internal/partition"
@@ -218,18 +220,44 @@ func (s *Server) keyspace(store string, p int32) (state.Keyspace, error) {
 
 func stale(r *http.Request) bool { return r.URL.Query().Get("stale") == "true" }
 
-// storeKey reads the {store} and {key} path parameters, answering 404 for
-// an unknown store and 400 for a key over the maximum.
+// storeKey reads the {store} path parameter and the key: the {key} path
+// parameter, or the query's key or key_base64 (standard or URL-safe, with
+// or without padding). It answers 404 for an unknown store and 400 for a
+// key missing, not base64, or over the maximum.
 func (s *Server) storeKey(w http.ResponseWriter, r *http.Request) (Store, string, int, bool) {
 	st, code, ok := s.store(w, r.PathValue("store"))
 	if !ok {
 		return st, "", code, false
 	}
-	key := r.PathValue("key")
+	key, why := requestKey(r)
+	if why != "" {
+		return st, "", writeError(w, http.StatusBadRequest, why), false
+	}
 	if code, ok := s.checkKey(w, key); !ok {
 		return st, "", code, false
 	}
 	return st, key, 0, true
+}
+
+// requestKey finds a request's key, or says why it has none.
+func requestKey(r *http.Request) (string, string) {
+	if r.Pattern == "" || strings.Contains(r.Pattern, "{key}") {
+		return r.PathValue("key"), ""
+	}
+	q := r.URL.Query()
+	if k, ok := q["key"]; ok {
+		return k[0], ""
+	}
+	b64, ok := q["key_base64"]
+	if !ok {
+		return "", "give the key as ?key=KEY, or ?key_base64=BASE64 for bytes that are not text"
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(b64[0]); err == nil {
+			return string(b), ""
+		}
+	}
+	return "", fmt.Sprintf("key_base64: %q is not base64", b64[0])
 }
 
 // getKey answers GET /v1/stores/{store}/keys/{key} with the key's value.

@@ -169,8 +169,12 @@ func New(opts Options) *Server {
 		return s.observe(route, s.authorize(h))
 	}
 	s.mux.Handle("GET /v1/stores/{store}/keys/{key}", api("key", s.getKey))
+	// Keys a path segment cannot carry (empty, ".", "..", bytes that are
+	// not text) are given as ?key= or ?key_base64=.
+	s.mux.Handle("GET /v1/stores/{store}/key", api("key", s.getKey))
 	s.mux.Handle("GET /v1/stores/{store}", api("range", s.getRange))
 	s.mux.Handle("GET /v1/metadata/stores/{store}/keys/{key}", api("metadata", s.keyMetadata))
+	s.mux.Handle("GET /v1/metadata/stores/{store}/key", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/instances", api("instances", s.getInstances))
 	for _, rt := range opts.Query.Routes {
 		name := rt.Path
@@ -188,9 +192,32 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := AllowedMethods(s.mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the route answers %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
 	return s
+}
+
+// AllowedMethods lists the methods for which mux has a route of r's path
+// other than its catch-all "/": a request that only the catch-all matched
+// with them is answered 405 with Allow, not 404.
+func AllowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // ServeHTTP implements http.Handler.
@@ -246,7 +273,7 @@ func (s *Server) authorize(h func(http.ResponseWriter, *http.Request) int) func(
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) int {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		token, ok := BearerToken(r)
 		valid := false
 		for _, t := range s.query.Tokens {
 			// Constant time, so that response times do not reveal how much
@@ -265,6 +292,16 @@ func (s *Server) authorize(h func(http.ResponseWriter, *http.Request) int) func(
 		}
 		return h(w, r)
 	}
+}
+
+// BearerToken returns the token of r's Authorization header. The scheme's
+// name is matched without regard to case, as HTTP has it.
+func BearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }
 
 // requireCert answers 401 to a request without a client certificate that

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -78,6 +80,12 @@ type DB struct {
 }
 
 // Open opens the state database in dir, creating it if needed.
+// lockHeld reports whether err is Pebble's refusal of a directory whose
+// LOCK file another process (or this one) holds.
+func lockHeld(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")
+}
+
 func Open(dir string, opts Options) (*DB, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -95,6 +103,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
+		if lockHeld(err) {
+			return nil, fmt.Errorf("open state db %q: another instance holds it (its LOCK file is locked): give each instance a state_dir of its own: %w", dir, err)
+		}
 		return nil, fmt.Errorf("open state db %q: %w", dir, err)
 	}
 	fs := opts.FS
