@@ -80,6 +80,16 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	routed := routedStages(cfg)
 	stages := make([]engine.Stage, len(cfg.Stages))
 	queryModules := map[string]*wasm.Module{}
+	// The modules are openApp's until the engine and the handlers take
+	// them: closed here if it fails before.
+	var loose []*wasm.Module
+	defer func() {
+		if err != nil {
+			for _, m := range loose {
+				m.Close(ctx)
+			}
+		}
+	}()
 	for i, sc := range cfg.Stages {
 		we, err := wasm.NewEngine(ctx, wasm.Config{Cache: s.cache, MemoryLimit: sc.MemoryLimit, Deadline: sc.BatchDeadline})
 		if err != nil {
@@ -91,6 +101,7 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: %w", sc.Name, err)
 		}
+		loose = append(loose, m)
 		stages[i] = engine.Stage{Config: sc, Module: m}
 		a.log.Info("module loaded", "stage", sc.Name, "module", sc.Module, "version", short(m.Version()))
 		if !routed[sc.Name] {
@@ -104,9 +115,12 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 			return nil, err
 		}
 		a.queryEngines[sc.Name] = qe
-		if queryModules[sc.Name], err = compileQueryModule(ctx, qe, sc, b); err != nil {
+		qm, err := compileQueryModule(ctx, qe, sc, b)
+		if err != nil {
 			return nil, err
 		}
+		loose = append(loose, qm)
+		queryModules[sc.Name] = qm
 	}
 
 	if a.db, err = state.Open(filepath.Join(cfg.StateDir, "state"), state.Options{Logger: a.log}); err != nil {
@@ -129,6 +143,9 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 			a.handlers.SetModule(stage, qm)
 		}
 	}
+	// The engine owns the stages' modules from here, and the handlers
+	// their query modules: each closes what it owns, once.
+	loose = nil
 	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
 		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
 		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
@@ -177,13 +194,30 @@ func (a *app) Swap(ctx context.Context, stage string, b []byte) (bool, error) {
 }
 
 // prepared holds new module versions compiled and validated, not yet
-// swapped in: the first phase of a swap.
+// swapped in: the first phase of a swap. It owns them until commit, which
+// hands them over; one never committed is discarded.
 type prepared struct {
 	stages  map[string]*wasm.Module // by stage; only those whose version changes
 	queries map[string]*wasm.Module // for stages that serve routes
 	// canary, when positive, runs the new versions on that many
 	// partitions only; zero runs them everywhere and ends any canary.
 	canary int32
+}
+
+// discard closes the modules of a prepared swap that was not committed;
+// a nil p has none.
+func (p *prepared) discard(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	for stage, m := range p.stages {
+		m.Close(ctx)
+		delete(p.stages, stage)
+	}
+	for stage, m := range p.queries {
+		m.Close(ctx)
+		delete(p.queries, stage)
+	}
 }
 
 // source is a module's bytes and the name errors give it: its file, or
@@ -196,10 +230,15 @@ type source struct {
 // prepare compiles and validates new module bytes for stages, leaving out
 // the stages whose version would not change. A module that does not compile
 // or validate fails it, naming the stage and the module.
-func (a *app) prepare(ctx context.Context, modules map[string]source, canary int32) (*prepared, error) {
+func (a *app) prepare(ctx context.Context, modules map[string]source, canary int32) (_ *prepared, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := &prepared{stages: map[string]*wasm.Module{}, queries: map[string]*wasm.Module{}, canary: canary}
+	defer func() {
+		if err != nil {
+			p.discard(ctx)
+		}
+	}()
 	for stage, src := range modules {
 		sc, ok := a.cfg.Stage(stage)
 		if !ok {
@@ -229,10 +268,13 @@ func (a *app) prepare(ctx context.Context, modules map[string]source, canary int
 // of their next cycle, their query handlers at their next request. A
 // canary swaps them in on its partitions only, and leaves the query
 // handlers on the version the other partitions run; otherwise every
-// canary of the app ends.
+// canary of the app ends. It uses p up: the modules it does not hand to
+// the engine or the handlers (a canary's query modules; all that is left
+// when it fails) it closes. The versions they replace are theirs to close.
 func (a *app) commit(p *prepared) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	defer p.discard(context.Background())
 	for _, sc := range a.cfg.Stages {
 		m := p.stages[sc.Name]
 		switch {
@@ -240,15 +282,18 @@ func (a *app) commit(p *prepared) error {
 			if err := a.eng.Canary(sc.Name, m, p.canary); err != nil {
 				return err
 			}
+			delete(p.stages, sc.Name)
 			a.log.Info("canary module swapped in; its partitions switch at their next cycle", "stage", sc.Name, "version", short(m.Version()), "partitions", p.canary)
 		case p.canary > 0:
 		case m != nil:
 			if qm := p.queries[sc.Name]; qm != nil {
 				a.handlers.SetModule(sc.Name, qm)
+				delete(p.queries, sc.Name)
 			}
 			if err := a.eng.Swap(sc.Name, m); err != nil {
 				return err
 			}
+			delete(p.stages, sc.Name)
 			a.log.Info("module swapped in; tasks switch at their next cycle", "stage", sc.Name, "version", short(m.Version()))
 		default:
 			a.eng.Canary(sc.Name, nil, 0)
@@ -257,8 +302,8 @@ func (a *app) commit(p *prepared) error {
 	return nil
 }
 
-// Close releases the app's state, engines and API. The app must not be
-// running.
+// Close releases the app's state, modules, engines and API. The app must
+// not be running.
 func (a *app) Close() {
 	ctx := context.Background()
 	if a.api != nil {
@@ -269,6 +314,11 @@ func (a *app) Close() {
 	}
 	if a.db != nil {
 		a.db.Close()
+	}
+	// Closing a wazero engine does not release its modules' code, which
+	// the compilation cache shares across engines: their owners do.
+	if a.eng != nil {
+		a.eng.Close(ctx)
 	}
 	for _, we := range a.stageEngines {
 		we.Close(ctx)

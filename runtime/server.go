@@ -648,6 +648,7 @@ func (h *host) stopApp(hs *hosted, why string) {
 			h.closeGen(name, g)
 		}
 	}
+	hs.dropPrepared(context.Background())
 	delete(h.apps, name)
 	hs.log.Info("app stopped", "why", why)
 }
@@ -701,7 +702,7 @@ func (h *host) purgeLocal(app string) {
 // instance swaps: the app keeps its version everywhere.
 func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 	if hs.next == nil || hs.next.Version != spec.Version {
-		hs.next, hs.prepared = nil, nil
+		hs.dropPrepared(ctx)
 		p, err := h.prepare(ctx, hs, spec)
 		if err != nil {
 			hs.refused, hs.reason = spec.Version, err.Error()
@@ -715,12 +716,14 @@ func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 	ready, refusedBy := h.barrier(hs, spec.Version)
 	switch {
 	case refusedBy != "":
-		hs.next, hs.prepared = nil, nil
+		hs.dropPrepared(ctx)
 		hs.refused, hs.reason = spec.Version, refusedBy
 		hs.log.Error("version refused by another instance; still running the previous one", "version", spec.Version, "running", hs.spec.Version, "why", refusedBy)
 		h.report(ctx, hs, control.StateRunning)
 	case ready:
 		if err := hs.app.commit(hs.prepared); err != nil {
+			// commit used the prepared modules up: prepare again.
+			hs.next, hs.prepared = nil, nil
 			hs.log.Error("swap failed", "version", spec.Version, "err", err)
 			return
 		}
@@ -728,6 +731,12 @@ func (h *host) swap(ctx context.Context, hs *hosted, spec control.Spec) {
 		hs.log.Info("version swapped in", "version", spec.Version)
 		h.report(ctx, hs, control.StateRunning)
 	}
+}
+
+// dropPrepared forgets a swap under way, closing the modules it prepared.
+func (hs *hosted) dropPrepared(ctx context.Context) {
+	hs.prepared.discard(ctx)
+	hs.next, hs.prepared = nil, nil
 }
 
 // modules reads each stage's module from the modules topic, by stage.
@@ -761,7 +770,10 @@ func (h *host) check(ctx context.Context, spec control.Spec) error {
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", sc.Name, err)
 		}
-		_, err = we.Compile(ctx, sc.Module, modules[sc.Name])
+		m, err := we.Compile(ctx, sc.Module, modules[sc.Name])
+		if err == nil {
+			m.Close(ctx) // the engine's Close leaves the cache's code
+		}
 		we.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", sc.Name, err)

@@ -47,6 +47,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/kafka"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/wasm"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -100,6 +101,13 @@ type Engine struct {
 	abortCycle atomic.Bool
 
 	view atomic.Pointer[view]
+
+	// retired holds the module versions swapped out of a stage or its
+	// canary and not closed yet: a task may still run them
+	// (releaseModules). Swaps come from other goroutines than the loop's,
+	// and do not wait for e.mu.
+	retiredMu sync.Mutex
+	retired   []*wasm.Module
 }
 
 type taskID struct {
@@ -214,12 +222,28 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.stopRestore(t)
 			t.close()
 		}
+		e.mu.Lock()
+		e.releaseModules(context.WithoutCancel(ctx))
+		e.mu.Unlock()
 		// The loop may have stopped with an error in the middle of a
 		// round: leaving the group waits for rebalances to be allowed.
 		cl.AllowRebalance()
 		cl.Close()
 	}()
 	return e.loop(ctx)
+}
+
+// Close releases the module versions the engine was given: its stages',
+// their canaries', and those swapped out. Call it once Run has returned,
+// or instead of Run.
+func (e *Engine) Close(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.stages {
+		e.retire(s.module.Swap(nil))
+		e.endCanary(s)
+	}
+	e.releaseModules(ctx)
 }
 
 // SetAssignGate makes the engine call gate when partitions are assigned

@@ -197,6 +197,10 @@ func (e *Engine) release(parts map[string][]int32, drop bool) {
 				if t, ok := e.tasks[id]; ok {
 					gone = append(gone, t)
 					delete(e.tasks, id)
+					// Its instance goes now, under e.mu, so that
+					// releaseModules, which no longer sees the
+					// task, cannot close its version under it.
+					t.closeInstance()
 				}
 			}
 		}

@@ -73,6 +73,7 @@ func (e *Engine) loop(ctx context.Context) error {
 			}
 			pending = false
 		}
+		e.releaseModules(context.WithoutCancel(ctx))
 		e.mu.Unlock()
 		// Followers (restores, standby copies, global tables) record the
 		// ACL errors they meet; nothing they read can be trusted without

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -93,38 +94,110 @@ func (s *stage) counted(topic string) prometheus.Counter {
 // Swap makes stage run module on every partition from its tasks' next
 // cycle on, ending any canary. A cycle runs on the version it started with
 // and commits or replays whole, so no record is lost or processed twice.
+// The engine owns m from then on, and closes the versions it replaces once
+// no task runs them (releaseModules); on error, the caller keeps m.
 func (e *Engine) Swap(stageName string, m *wasm.Module) error {
 	s := e.stage(stageName)
 	if s == nil {
 		return fmt.Errorf("no stage %q", stageName)
 	}
-	s.module.Store(m)
-	s.canary.Store(nil)
+	e.retire(s.module.Swap(m))
+	e.endCanary(s)
 	e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
 	return nil
 }
 
 // Canary makes stage run m on its first n partitions from their tasks'
 // next cycle on, and its module elsewhere; n 0 ends the canary, leaving
-// every partition on the stage's module.
+// every partition on the stage's module. The engine owns m, as in Swap.
 func (e *Engine) Canary(stageName string, m *wasm.Module, n int32) error {
 	s := e.stage(stageName)
 	if s == nil {
 		return fmt.Errorf("no stage %q", stageName)
 	}
 	if n <= 0 || m == nil {
-		s.canary.Store(nil)
+		e.endCanary(s)
+		e.retire(m)
 		return nil
 	}
-	s.canary.Store(&canary{module: m, partitions: n})
+	if old := s.canary.Swap(&canary{module: m, partitions: n}); old != nil {
+		e.retire(old.module)
+	}
 	e.metrics.ModuleSwaps.WithLabelValues(s.name).Inc()
 	return nil
+}
+
+func (e *Engine) endCanary(s *stage) {
+	if c := s.canary.Swap(nil); c != nil {
+		e.retire(c.module)
+	}
 }
 
 // canary is a module version that runs on a stage's first partitions only.
 type canary struct {
 	module     *wasm.Module
 	partitions int32
+}
+
+// retire hands m, a version that no stage or canary runs any more, to
+// releaseModules, which closes it once no task runs it either.
+func (e *Engine) retire(m *wasm.Module) {
+	if m == nil {
+		return
+	}
+	e.retiredMu.Lock()
+	defer e.retiredMu.Unlock()
+	e.retired = append(e.retired, m)
+}
+
+// releaseModules closes the retired versions that no task can run any
+// more, and first the guest instances of versions their tasks are done
+// with: a task with a cycle pending runs the version the cycle started on
+// until it commits or replays, and one between cycles will run what its
+// stage runs now. Callers hold e.mu, so no task is processing.
+//
+// The engine looks over its tasks here rather than counting references:
+// a task takes a version only under e.mu, at the start of a cycle, so one
+// look under e.mu sees every holder, and the hot path counts nothing.
+func (e *Engine) releaseModules(ctx context.Context) {
+	e.retiredMu.Lock()
+	retired := e.retired
+	e.retired = nil
+	e.retiredMu.Unlock()
+	if len(retired) == 0 {
+		return
+	}
+	inUse := map[*wasm.Module]bool{}
+	for _, s := range e.stages {
+		inUse[s.module.Load()] = true
+		if c := s.canary.Load(); c != nil {
+			inUse[c.module] = true
+		}
+	}
+	for _, t := range e.tasks {
+		runs := t.module
+		if !t.pending() {
+			runs = t.stage.moduleFor(t.partition)
+		}
+		if t.inst != nil && t.inst.Module() != runs {
+			t.closeInstance()
+		}
+		inUse[runs] = true
+	}
+	var kept []*wasm.Module
+	for _, m := range retired {
+		if inUse[m] {
+			kept = append(kept, m)
+			continue
+		}
+		m.Close(ctx)
+		e.log.Info("module version released", "module", m.Name(), "version", short(m.Version()))
+	}
+	if len(kept) > 0 {
+		e.retiredMu.Lock()
+		e.retired = append(e.retired, kept...)
+		e.retiredMu.Unlock()
+	}
 }
 
 // moduleFor returns the module partition p of s runs.
@@ -144,7 +217,9 @@ func (e *Engine) stage(name string) *stage {
 	return nil
 }
 
-// Module returns the module a stage currently runs.
+// Module returns the module a stage currently runs. The engine owns it:
+// its name and version stay readable after a swap, but only the engine
+// instantiates or closes it.
 func (e *Engine) Module(stageName string) *wasm.Module {
 	for _, s := range e.stages {
 		if s.name == stageName {

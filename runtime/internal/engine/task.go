@@ -201,6 +201,9 @@ func (t *task) run(deadline time.Time) (err error) {
 		// that a swap falls between two commits: under exactly_once, one
 		// transaction's outputs all come from one version.
 		if m := t.stage.moduleFor(t.partition); m != t.module {
+			if t.module != nil {
+				t.log.Info("swapping module", "from", short(t.module.Version()), "to", short(m.Version()))
+			}
 			t.module = m
 			if t.env.moduleHeader {
 				t.versionHeader = []kgo.RecordHeader{{Key: "streamrt.module.version", Value: []byte(m.Version())}}
@@ -420,11 +423,9 @@ func (t *task) ensureInstance() error {
 	if t.inst != nil && t.inst.Module() == m {
 		return nil
 	}
-	if t.inst != nil {
-		// A new module version was deployed: swap at this cycle boundary.
-		t.log.Info("swapping module", "from", short(t.inst.Module().Version()), "to", short(m.Version()))
-		t.closeInstance()
-	}
+	// An instance of another version is left when the version changed at
+	// this cycle's start and releaseModules has not looked since.
+	t.closeInstance()
 	inst, err := m.Instantiate(t.ctx)
 	if err != nil {
 		return fmt.Errorf("stage %q partition %d: %w", t.stage.name, t.partition, err)

@@ -47,8 +47,9 @@ func NewHandlers(db *state.DB, stores []Store, log *slog.Logger) *Handlers {
 }
 
 // SetModule makes m serve stage's routes from the next request on: at
-// start and after a module swap. Instances of the previous version finish
-// the requests they are serving and are then dropped.
+// start and after a module swap. The handlers own m from then on. The
+// previous version finishes the requests it is serving, and is closed
+// after the last of them.
 func (h *Handlers) SetModule(stage string, m *wasm.Module) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -56,39 +57,55 @@ func (h *Handlers) SetModule(stage string, m *wasm.Module) {
 	if p == nil {
 		// Instances bound memory: a few per core are enough to keep the
 		// cores busy with short handlers.
-		p = &pool{slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+		p = &pool{slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), users: map[*wasm.Module]int{}}
 		h.pools[stage] = p
 	}
-	p.mu.Lock()
-	old := p.idle
-	p.module, p.idle = m, nil
-	p.mu.Unlock()
-	for _, in := range old {
-		in.Close(context.Background())
-	}
+	p.set(context.Background(), m)
 }
 
-// Close releases every idle instance.
+// Close releases every module and idle instance; a module serving a
+// request is closed when the request ends. Requests after Close fail.
 func (h *Handlers) Close(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, p := range h.pools {
-		p.mu.Lock()
-		for _, in := range p.idle {
-			in.Close(ctx)
-		}
-		p.idle = nil
-		p.mu.Unlock()
+		p.set(ctx, nil)
 	}
 }
 
+// pool holds a stage's query module and its idle instances. It counts the
+// requests using each version, rather than leaving versions to be found
+// unused later, because a request holds its instance outside any lock the
+// pool could look under.
 type pool struct {
 	slots  chan struct{} // one per instance in use
 	mu     sync.Mutex
 	module *wasm.Module
-	idle   []*wasm.Instance
+	idle   []*wasm.Instance // of module
+	// users counts, by version, the requests using an instance of it or
+	// making one; a version is closed once it is not module and its count
+	// is zero.
+	users map[*wasm.Module]int
 }
 
+// set makes m the version new requests use, and closes the previous one's
+// idle instances, and the version itself unless a request still uses it.
+func (p *pool) set(ctx context.Context, m *wasm.Module) {
+	p.mu.Lock()
+	old, idle := p.module, p.idle
+	p.module, p.idle = m, nil
+	unused := old != m && p.users[old] == 0
+	p.mu.Unlock()
+	for _, in := range idle {
+		in.Close(ctx)
+	}
+	if old != nil && unused {
+		old.Close(ctx)
+	}
+}
+
+// get returns an instance of the pool's version for one request, which
+// gives it back with put.
 func (p *pool) get(ctx context.Context) (*wasm.Instance, error) {
 	p.mu.Lock()
 	m := p.module
@@ -96,6 +113,7 @@ func (p *pool) get(ctx context.Context) (*wasm.Instance, error) {
 		p.mu.Unlock()
 		return nil, errors.New("no module loaded")
 	}
+	p.users[m]++
 	if n := len(p.idle); n > 0 {
 		in := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -103,18 +121,38 @@ func (p *pool) get(ctx context.Context) (*wasm.Instance, error) {
 		return in, nil
 	}
 	p.mu.Unlock()
-	return m.Instantiate(ctx)
+	in, err := m.Instantiate(ctx)
+	if err != nil {
+		p.release(m, nil)
+		return nil, err
+	}
+	return in, nil
 }
 
-func (p *pool) put(in *wasm.Instance) {
+// put takes back an instance a request is done with.
+func (p *pool) put(in *wasm.Instance) { p.release(in.Module(), in) }
+
+// release ends a request's use of version m and, if it has one, of its
+// instance in: the instance is kept for the next request while it works
+// and m is still the pool's version, and closed otherwise; m is closed
+// with the last request using it once it was replaced.
+func (p *pool) release(m *wasm.Module, in *wasm.Instance) {
 	p.mu.Lock()
-	if in.Broken() == nil && in.Module() == p.module {
+	if in != nil && in.Broken() == nil && m == p.module {
 		p.idle = append(p.idle, in)
 		in = nil
+	}
+	p.users[m]--
+	unused := p.users[m] == 0 && m != p.module
+	if p.users[m] == 0 {
+		delete(p.users, m)
 	}
 	p.mu.Unlock()
 	if in != nil {
 		in.Close(context.Background())
+	}
+	if unused {
+		m.Close(context.Background())
 	}
 }
 

@@ -111,7 +111,10 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close releases the runtime and every module and instance made from it.
+// Close releases the runtime and every instance made from it. The code of
+// its modules is released with it only when the engine has no compilation
+// cache: a cache's code is shared by the engines using it, and each Module
+// of it lives until it is closed.
 func (e *Engine) Close(ctx context.Context) error {
 	if e.watchdog != nil {
 		e.watchdog.close()

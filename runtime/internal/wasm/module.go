@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/internal/wasm/instrument"
@@ -17,10 +18,13 @@ import (
 )
 
 // Module is a compiled, validated module version. It is safe for concurrent
-// use; instantiate it once per task.
+// use; instantiate it once per task. Whoever compiled it owns it and closes
+// it: Close in the Engine does not release it when the engine shares a
+// compilation cache.
 type Module struct {
 	engine   *Engine
 	compiled wazero.CompiledModule
+	closed   atomic.Bool
 	name     string
 	version  string
 	hasInit  bool
@@ -166,8 +170,19 @@ func (m *Module) validate(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the compiled code. Instances made from it must be closed first.
-func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+// Close releases the compiled code. Instances made from it must be closed
+// first. Closing again does nothing: engines that share a compilation cache
+// share one copy of a module's code, counted once per Compile, so a second
+// release would free the code under another Module of the same bytes.
+func (m *Module) Close(ctx context.Context) error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return m.compiled.Close(ctx)
+}
+
+// Closed reports whether Close was called.
+func (m *Module) Closed() bool { return m.closed.Load() }
 
 func sig(params, results []api.ValueType) string {
 	name := func(ts []api.ValueType) string {

@@ -150,3 +150,54 @@ func TestTrapIsReported(t *testing.T) {
 		t.Fatalf("got %v, want an ErrTrap naming unreachable", err)
 	}
 }
+
+// Engines sharing a compilation cache share a module's code, counted once
+// per Compile: closing one Module twice must not free the code another
+// Module of the same bytes runs, and closing every one of them releases it,
+// so that compiling the bytes again (a rollback) loads them afresh.
+func TestModuleCloseReleasesItsCodeOnce(t *testing.T) {
+	ctx := context.Background()
+	cache, err := NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close(ctx) })
+	bin := validGuest().bytes()
+	batch := abi.EncodeBatch(nil, &abi.Batch{Records: []abi.Record{{Topic: "t"}}})
+	run := func(m *Module) error {
+		inst, err := m.Instantiate(ctx)
+		if err != nil {
+			return err
+		}
+		defer inst.Close(ctx)
+		return inst.Process(ctx, nil, batch)
+	}
+	a, err := newEngine(t, Config{Cache: cache}).Compile(ctx, "a.wasm", bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newEngine(t, Config{Cache: cache}).Compile(ctx, "b.wasm", bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !a.Closed() || b.Closed() {
+		t.Fatalf("closed: a %v, b %v; want a only", a.Closed(), b.Closed())
+	}
+	if err := run(b); err != nil {
+		t.Fatalf("the other module of the same bytes, after one was closed twice: %v", err)
+	}
+	b.Close(ctx)
+	again, err := newEngine(t, Config{Cache: cache}).Compile(ctx, "again.wasm", bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(ctx)
+	if err := run(again); err != nil {
+		t.Fatalf("the bytes compiled again after every module of them was closed: %v", err)
+	}
+}
