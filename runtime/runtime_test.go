@@ -20,6 +20,7 @@ import (
 	"github.com/streamrt/streamrt/runtime"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/partition"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -408,5 +409,49 @@ stages:
 			}
 			t.Logf("%d outputs for %d clicks", total, clicks)
 		})
+	}
+}
+
+// With idle_release, a task's guest instance is released once the task has
+// had no record for that long, and the next record makes a new one: the
+// counts, kept in the store, go on from where they were.
+func TestIdleReleaseFreesInstancesAndResumes(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"},
+		extra: "    idle_release: 200ms\n"})
+	a.waitReady()
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
+	produce(t, brokers, in, clicks(keys, 2)...)
+	if got := testkafka.ReadAll(t, brokers, out, 16, 60*time.Second); len(got) != 16 {
+		t.Fatalf("%d outputs, want 16", len(got))
+	}
+	released := func() float64 {
+		_, body := a.get("/metrics")
+		var v float64
+		for _, line := range strings.Split(body, "\n") {
+			if rest, ok := strings.CutPrefix(line, `streamrt_instances_released_total{stage="main"} `); ok {
+				fmt.Sscan(rest, &v)
+			}
+		}
+		return v
+	}
+	// Every task that ran a batch holds an instance until it has idled.
+	ran := map[int32]bool{}
+	for _, k := range keys {
+		ran[partition.For([]byte(k), 4)] = true
+	}
+	apptest.WaitCheck(t, 30*time.Second, "the idle tasks' instances to be released", func() error {
+		if n := released(); n != float64(len(ran)) {
+			return fmt.Errorf("%v released", n)
+		}
+		return nil
+	})
+	produce(t, brokers, in, clicks(keys, 1)...)
+	if got := testkafka.ReadAll(t, brokers, out, 24, 60*time.Second); len(got) != 24 {
+		t.Fatalf("%d outputs after the release, want 24", len(got))
+	}
+	for _, k := range keys {
+		a.waitGet(t, "/v1/stores/counts/keys/"+k, "3")
 	}
 }

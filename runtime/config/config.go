@@ -247,6 +247,11 @@ type Stage struct {
 	BatchSize       int             `koanf:"batch_size"`
 	MemoryLimit     int64           `koanf:"memory_limit"`   // bytes
 	BatchDeadline   time.Duration   `koanf:"batch_deadline"` // 0: none
+	// IdleRelease, when set, releases a task's guest instance once the
+	// task has had no record for that long; the next record makes a new
+	// one (its _initialize runs again). An idle app then holds no guest
+	// memory. 0 keeps instances for the task's life.
+	IdleRelease time.Duration `koanf:"idle_release"`
 }
 
 // Keep says which of an output's records a commit cycle produces.

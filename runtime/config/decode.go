@@ -19,7 +19,7 @@ var (
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
 	stageKeys = []string{"name", "module", "inputs", "stores", "tables", "outputs", "error_policy",
-		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline"}
+		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline", "idle_release"}
 )
 
 // decoder turns the merged configuration map into a Config. Every key is
@@ -189,6 +189,7 @@ func (d decoder) stage(m map[string]any, path string, s *Stage) {
 	s.BatchSize = int(d.integer(m, path, "batch_size", 0, math.MinInt32, math.MaxInt32))
 	s.MemoryLimit = d.byteSize(m, path, "memory_limit", 0)
 	s.BatchDeadline = d.duration(m, path, "batch_deadline", 0)
+	s.IdleRelease = d.duration(m, path, "idle_release", 0)
 }
 
 // unknown reports the keys of m that are not in known, suggesting the known

@@ -204,6 +204,9 @@ func (s *Stage) validate(p *problems, path string, storeAt map[string]string) {
 	if s.BatchDeadline < 0 {
 		p.add(path+".batch_deadline", fmt.Sprintf("must be positive, or 0 for no deadline, got %s", s.BatchDeadline))
 	}
+	if s.IdleRelease < 0 {
+		p.add(path+".idle_release", fmt.Sprintf("must be positive, or 0 to keep instances, got %s", s.IdleRelease))
+	}
 }
 
 // checkModule checks that path is a .wasm file, a directory holding a Go

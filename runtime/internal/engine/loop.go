@@ -74,6 +74,7 @@ func (e *Engine) loop(ctx context.Context) error {
 			pending = false
 		}
 		e.releaseModules(context.WithoutCancel(ctx))
+		e.releaseIdle()
 		e.mu.Unlock()
 		// Followers (restores, standby copies, global tables) record the
 		// ACL errors they meet; nothing they read can be trusted without
@@ -100,6 +101,23 @@ func (e *Engine) loop(ctx context.Context) error {
 	}
 	e.cl.AllowRebalance()
 	return nil
+}
+
+// releaseIdle closes the guest instance of every task of a stage with
+// idle_release that has run no batch for that long and has nothing queued
+// or uncommitted: its next record instantiates the module again. Callers
+// hold e.mu.
+func (e *Engine) releaseIdle() {
+	now := time.Now()
+	for _, t := range e.tasks {
+		idle := t.stage.cfg.IdleRelease
+		if idle <= 0 || t.inst == nil || t.pending() || t.queue.len() > 0 || now.Sub(t.lastBatch) < idle {
+			continue
+		}
+		t.closeInstance()
+		e.metrics.InstancesReleased.WithLabelValues(t.stage.name).Inc()
+		t.log.Debug("guest instance released: idle", "idle_release", idle)
+	}
 }
 
 // poll takes what the client has fetched, waiting up to wait for it (not

@@ -40,6 +40,7 @@ type task struct {
 	// the app asks for one; shared by the outputs, which never change it.
 	versionHeader []kgo.RecordHeader
 	inst          *wasm.Instance
+	lastBatch     time.Time // when the task last ran a batch (releaseIdle)
 	host          batchHost
 	cache         readCache
 	globals       []*globalCache // by handle: the global tables' caches, nil for others
@@ -259,7 +260,8 @@ func (t *task) run(deadline time.Time) (err error) {
 		t.batch = batch
 		start := time.Now()
 		err := t.runBatch(batch)
-		took := time.Since(start)
+		t.lastBatch = time.Now()
+		took := t.lastBatch.Sub(start)
 		if g := t.env.guestTime; g != nil {
 			g.Spent(took)
 		}

@@ -18,21 +18,23 @@ type Metrics struct {
 	GuestErrors      *prometheus.CounterVec   // stage, kind, policy
 	InstanceRestarts *prometheus.CounterVec   // stage
 	ModuleSwaps      *prometheus.CounterVec   // stage
-	TasksStopped     *prometheus.CounterVec   // stage
-	Lag              *prometheus.GaugeVec     // stage, topic, partition
-	Commits          prometheus.Counter
-	CommitSeconds    prometheus.Histogram
-	BrokerErrors     prometheus.Counter
-	BrokerUp         prometheus.Gauge
-	Queries          *prometheus.CounterVec   // route, code
-	QuerySeconds     *prometheus.HistogramVec // route, served (local, forwarded)
-	RestoredRecords  *prometheus.CounterVec   // store
-	RestoringTasks   prometheus.Gauge
-	StandbyRecords   *prometheus.CounterVec // store
-	StandbyTasks     prometheus.Gauge
-	TableRecords     *prometheus.CounterVec // table
-	RebuildReplayed  prometheus.Gauge
-	RebuildLag       prometheus.Gauge
+	// InstancesReleased counts guest instances closed for idleness.
+	InstancesReleased *prometheus.CounterVec // stage
+	TasksStopped      *prometheus.CounterVec // stage
+	Lag               *prometheus.GaugeVec   // stage, topic, partition
+	Commits           prometheus.Counter
+	CommitSeconds     prometheus.Histogram
+	BrokerErrors      prometheus.Counter
+	BrokerUp          prometheus.Gauge
+	Queries           *prometheus.CounterVec   // route, code
+	QuerySeconds      *prometheus.HistogramVec // route, served (local, forwarded)
+	RestoredRecords   *prometheus.CounterVec   // store
+	RestoringTasks    prometheus.Gauge
+	StandbyRecords    *prometheus.CounterVec // store
+	StandbyTasks      prometheus.Gauge
+	TableRecords      *prometheus.CounterVec // table
+	RebuildReplayed   prometheus.Gauge
+	RebuildLag        prometheus.Gauge
 }
 
 // New creates and registers the collectors, with Go runtime and process
@@ -46,6 +48,7 @@ func New() *Metrics {
 	m.BatchSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "streamrt_batch_seconds", Help: "Time to run one batch through a stage's guest.", Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 12)}, []string{"stage"})
 	m.GuestErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_guest_errors_total", Help: "Records a stage's guest failed on, by kind (record, trap, deadline, oversize, batch) and the policy applied."}, []string{"stage", "kind", "policy"})
 	m.InstanceRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_instance_restarts_total", Help: "Guest instances replaced after a trap or deadline."}, []string{"stage"})
+	m.InstancesReleased = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_instances_released_total", Help: "Guest instances released after idle_release without a record."}, []string{"stage"})
 	m.ModuleSwaps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_module_swaps_total", Help: "Module versions swapped in while running."}, []string{"stage"})
 	m.TasksStopped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_tasks_stopped_total", Help: "Tasks stopped by the fail error policy."}, []string{"stage"})
 	m.Lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamrt_task_lag_records", Help: "Records between a task's position and its input partition's high watermark, as of the last fetch."}, []string{"stage", "topic", "partition"})
@@ -62,7 +65,7 @@ func New() *Metrics {
 	m.TableRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_table_records_total", Help: "Records materialised into tables, global tables included."}, []string{"table"})
 	m.RebuildReplayed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_rebuild_replayed_records", Help: "Input records the generation being rebuilt has committed, over every partition (server mode)."})
 	m.RebuildLag = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_rebuild_lag_records", Help: "Records the generation being rebuilt is behind the one serving (server mode)."})
-	for _, c := range []prometheus.Collector{m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
+	for _, c := range []prometheus.Collector{m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.InstancesReleased, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
