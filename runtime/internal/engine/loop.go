@@ -75,6 +75,9 @@ func (e *Engine) loop(ctx context.Context) error {
 		}
 		e.releaseModules(context.WithoutCancel(ctx))
 		e.releaseIdle()
+		for _, s := range e.stages {
+			s.failures.flush(e.log, s.name)
+		}
 		e.mu.Unlock()
 		// Followers (restores, standby copies, global tables) record the
 		// ACL errors they meet; nothing they read can be trusted without

@@ -22,14 +22,16 @@ type Stage struct {
 // own stage (one that only materialises a co-partitioned table) has no
 // module, no inputs and no stores.
 type stage struct {
-	name    string
-	cfg     config.Stage
-	inputs  []string                // the topics its guest processes
-	stores  []config.StoreTopology  // its stores, with their changelogs
-	tables  []*config.TableTopology // the tables it reads, in cfg.Tables order
-	outputs []config.OutputTopology // by name
-	module  atomic.Pointer[wasm.Module]
-	canary  atomic.Pointer[canary] // a version running on the first partitions only
+	name string
+	cfg  config.Stage
+	// failures logs the stage's failed records by interval.
+	failures failureLog
+	inputs   []string                // the topics its guest processes
+	stores   []config.StoreTopology  // its stores, with their changelogs
+	tables   []*config.TableTopology // the tables it reads, in cfg.Tables order
+	outputs  []config.OutputTopology // by name
+	module   atomic.Pointer[wasm.Module]
+	canary   atomic.Pointer[canary] // a version running on the first partitions only
 	// topicIndex numbers the inputs as the batch encoding's topic table
 	// does.
 	topicIndex map[string]uint16

@@ -450,14 +450,14 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 	attrs := []any{"topic", r.Topic, "offset", r.Offset, "kind", kind, "error", msg}
 	switch s.cfg.ErrorPolicy {
 	case config.PolicySkip:
-		t.log.Warn("record failed; skipped", attrs...)
+		s.failures.log(t.log, kind, string(s.cfg.ErrorPolicy), "record failed; skipped", attrs...)
 		return nil
 	case config.PolicyDeadLetter:
 		if t.replayed(r) {
 			t.log.Debug("record failed while replayed; its dead letter was written by the generation that serves", attrs...)
 			return nil
 		}
-		t.log.Warn("record failed; sent to the dead-letter topic", append(attrs, "dead_letter_topic", s.cfg.DeadLetterTopic)...)
+		s.failures.log(t.log, kind, string(s.cfg.ErrorPolicy), "record failed; sent to the dead-letter topic", append(attrs, "dead_letter_topic", s.cfg.DeadLetterTopic)...)
 		hs := append(append([]kgo.RecordHeader(nil), r.Headers...),
 			kgo.RecordHeader{Key: "streamrt.error", Value: []byte(msg)},
 			kgo.RecordHeader{Key: "streamrt.error.kind", Value: []byte(kind)},
