@@ -11,9 +11,11 @@ import (
 )
 
 func cmdConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	f := newFlags("consume", "consume [-b BROKERS] [-c FILE] -t TOPIC [--from-beginning] [-n N] [--timeout D]", `Print the records of TOPIC, one line each: key<TAB>value, with a null key
+	f := newFlags("consume", "consume [-b BROKERS] [-c FILE] -t TOPIC [--from-beginning] [--headers] [-n N] [--timeout D]", `Print the records of TOPIC, one line each: key<TAB>value, with a null key
 printed as an empty one. Key and value are written as they are, so one that
-holds a newline spans lines. Records of one partition come in order.
+holds a newline spans lines. Records of one partition come in order. With
+--headers, a third column holds the record's headers as a JSON object: a
+dead letter's error, its kind and where the record came from.
 
 Without -n it runs until interrupted, or until --timeout passes with no
 record. With -n it stops after N records, and fails if --timeout passes
@@ -21,6 +23,7 @@ first. It reads without a consumer group and commits nothing.`)
 	var k kafkaFlags
 	k.define(f)
 	fromStart := f.Bool("from-beginning", false, "start at the earliest offset rather than at the end")
+	headers := f.Bool("headers", false, "print each record's headers as a JSON object after its value")
 	n := f.Int("n", 0, "stop after `N` records")
 	idle := f.Duration("timeout", 0, "stop after `D` with no record (0: wait forever)")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
@@ -78,7 +81,7 @@ first. It reads without a consumer group and commits nothing.`)
 			if stop {
 				return
 			}
-			formatRecord(&out, r)
+			formatRecord(&out, r, *headers)
 			count++
 			stop = *n > 0 && count == *n
 		})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -117,9 +118,25 @@ func (k *kafkaFlags) checkTopic(parent context.Context, cl *kgo.Client) error {
 
 // formatRecord renders a record as a line: key, a tab, value. A null key is
 // printed as an empty one.
-func formatRecord(b *strings.Builder, r *kgo.Record) {
+func formatRecord(b *strings.Builder, r *kgo.Record, headers bool) {
 	b.Write(r.Key)
 	b.WriteByte('\t')
 	b.Write(r.Value)
+	if headers {
+		// A JSON object in the record's header order: a dead letter's
+		// error and its source stay on one line however they read.
+		b.WriteString("\t{")
+		for i, h := range r.Headers {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(h.Key)
+			v, _ := json.Marshal(string(h.Value))
+			b.Write(k)
+			b.WriteByte(':')
+			b.Write(v)
+		}
+		b.WriteByte('}')
+	}
 	b.WriteByte('\n')
 }

@@ -255,6 +255,19 @@ func TestConsume(t *testing.T) {
 			t.Errorf("exit %d, stdout %q; want 0 and nothing", code, stdout)
 		}
 	})
+	t.Run("headers", func(t *testing.T) {
+		dead := testkafka.Name(t, "cli-dlq")
+		testkafka.CreateTopic(t, brokers, dead, 1)
+		rec := &kgo.Record{Topic: dead, Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+			{Key: "streamrt.error", Value: []byte("panic: \"boom\"\nat line 2")}, {Key: "streamrt.error.kind", Value: []byte("record")}}}
+		if err := testkafka.Client(t, brokers).ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := cli(t, ctx, "", "consume", "-b", b, "-t", dead, "--from-beginning", "-n", "1", "--timeout", "20s", "--headers")
+		if want := "k\tv\t{\"streamrt.error\":\"panic: \\\"boom\\\"\\nat line 2\",\"streamrt.error.kind\":\"record\"}\n"; code != 0 || stdout != want {
+			t.Errorf("exit %d, stdout %q, stderr %q; want %q", code, stdout, stderr, want)
+		}
+	})
 	t.Run("latest", func(t *testing.T) {
 		// Without --from-beginning only records produced after the start are
 		// printed: keep producing "new" until the consumer has one.
