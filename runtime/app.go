@@ -167,7 +167,7 @@ func (a *app) Run(ctx context.Context) error {
 	if a.cfg.Kafka.TLS.InsecureSkipVerify {
 		a.log.Warn("kafka.tls.insecure_skip_verify is on: any certificate is accepted from the brokers, so anyone on the way can read and change what the app sends and receives; for tests only")
 	}
-	if err := ensureTopics(ctx, a.cfg, a.topo, a.log); err != nil {
+	if err := ensureTopics(ctx, a.cfg, a.topo, a.log, a.eng.BrokerHooks()); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -79,3 +79,18 @@ func TestReadyzReportsUnreachableBroker(t *testing.T) {
 		return !strings.Contains(body, "unreachable") && brokerUp(a) == 1 && strings.Contains(a.log.String(), "broker reachable again")
 	})
 }
+
+// Brokers unreachable from the start are reported as such by /readyz and
+// streamrt_broker_up, not only as a group assignment still awaited.
+func TestReadyzReportsBrokersUnreachableAtStart(t *testing.T) {
+	addr := freeAddr(t) // nothing listens there
+	appName, in, out := names(t)
+	a := startApp(t, appSpec{brokers: []string{addr}, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}})
+	waitFor(t, 30*time.Second, "/readyz to report the broker unreachable", func() bool {
+		code, body := a.get("/readyz")
+		return code == 503 && strings.Contains(body, "broker "+addr+" unreachable since")
+	})
+	if up := brokerUp(a); up != 0 {
+		t.Fatalf("streamrt_broker_up is %v with no broker, want 0", up)
+	}
+}

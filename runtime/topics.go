@@ -20,9 +20,10 @@ import (
 var ErrTopics = errors.New("streamrt: topics do not fit the app")
 
 // ensureTopics waits for the brokers, checks the partition counts of
-// existing input topics and creates the app's missing topics.
-func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology, log *slog.Logger) error {
-	cl, err := newClient(cfg, kgo.RequestRetries(1))
+// existing input topics and creates the app's missing topics. opts are more
+// options of its client, such as hooks that follow the brokers' health.
+func ensureTopics(ctx context.Context, cfg *config.Config, topo *config.Topology, log *slog.Logger, opts ...kgo.Opt) error {
+	cl, err := newClient(cfg, append([]kgo.Opt{kgo.RequestRetries(1)}, opts...)...)
 	if err != nil {
 		return err
 	}

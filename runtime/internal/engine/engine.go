@@ -264,6 +264,12 @@ type GuestTime interface {
 	Spent(d time.Duration)
 }
 
+// BrokerHooks reports what a client made outside the engine (the app's
+// topic creation, before Run) meets at the brokers to the engine's broker
+// health: an app whose brokers are unreachable from the start says so in
+// its readiness and streamrt_broker_up, not only once it runs.
+func (e *Engine) BrokerHooks() kgo.Opt { return kgo.WithHooks(e.health) }
+
 // SetGuestTime makes every task wait on g before each batch and charge it
 // the batch's time. Call it before Run.
 func (e *Engine) SetGuestTime(g GuestTime) { e.env.guestTime = g }
