@@ -101,6 +101,9 @@ type Engine struct {
 	abortCycle atomic.Bool
 
 	view atomic.Pointer[view]
+	// lag is the records of the inputs not processed yet, over this
+	// instance's tasks, as of the loop's last round (updateLag).
+	lag atomic.Int64
 
 	// retired holds the module versions swapped out of a stage or its
 	// canary and not closed yet: a task may still run them

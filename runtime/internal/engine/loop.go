@@ -75,6 +75,7 @@ func (e *Engine) loop(ctx context.Context) error {
 		}
 		e.releaseModules(context.WithoutCancel(ctx))
 		e.releaseIdle()
+		e.updateLag()
 		for _, s := range e.stages {
 			s.failures.flush(e.log, s.name)
 		}
@@ -104,6 +105,30 @@ func (e *Engine) loop(ctx context.Context) error {
 	}
 	e.cl.AllowRebalance()
 	return nil
+}
+
+// updateLag works out how many records of their inputs this instance's
+// tasks have not processed: from each one's position (or, before it has
+// processed any, its first record queued) to the high watermark of its
+// latest fetch. Callers hold e.mu.
+func (e *Engine) updateLag() {
+	var n int64
+	for _, t := range e.tasks {
+		if len(t.hwm) == 0 {
+			continue
+		}
+		heads := t.queue.heads()
+		for topic, hwm := range t.hwm {
+			pos, ok := t.position[topic]
+			if !ok {
+				if pos, ok = heads[topic]; !ok {
+					continue
+				}
+			}
+			n += max(hwm-pos, 0)
+		}
+	}
+	e.lag.Store(n)
 }
 
 // releaseIdle closes the guest instance of every task of a stage with
@@ -166,6 +191,10 @@ func (e *Engine) dispatch(ctx context.Context, fs kgo.Fetches) error {
 			firstErr = err
 			return
 		}
+		if t.hwm == nil {
+			t.hwm = map[string]int64{}
+		}
+		t.hwm[p.Topic] = p.HighWatermark
 		if t.restoring || t.stopped != nil {
 			// Fetched before the pause took hold: fetch again after.
 			if _, ok := t.refetch[p.Topic]; !ok {

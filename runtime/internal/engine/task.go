@@ -41,6 +41,10 @@ type task struct {
 	versionHeader []kgo.RecordHeader
 	inst          *wasm.Instance
 	lastBatch     time.Time // when the task last ran a batch (releaseIdle)
+	// hwm is, per consumed topic, the high watermark of the latest fetch;
+	// position the offset after the last record processed (or where the
+	// task rewound to). Their difference is the task's lag (updateLag).
+	hwm, position map[string]int64
 	host          batchHost
 	cache         readCache
 	globals       []*globalCache // by handle: the global tables' caches, nil for others
@@ -300,6 +304,10 @@ func (t *task) rewind() {
 		}
 	}
 	maps.Copy(t.refetch, t.cycle.start)
+	if t.position == nil {
+		t.position = map[string]int64{}
+	}
+	maps.Copy(t.position, t.refetch)
 	t.queue.clear()
 	t.drop()
 }
@@ -326,6 +334,10 @@ func (t *task) isTableTopic(topic string) bool {
 // it may be the record a table catching up waited for.
 func (t *task) advance(r *kgo.Record) {
 	t.cycle.advance(r)
+	if t.position == nil {
+		t.position = map[string]int64{}
+	}
+	t.position[r.Topic] = r.Offset + 1
 	if end, ok := t.catchUp[r.Topic]; ok && r.Offset+1 >= end {
 		delete(t.catchUp, r.Topic)
 	}

@@ -71,7 +71,7 @@ func (e *Engine) Assignment() assign.Assignment { return e.bal.Snapshot() }
 // stopped. It never waits for the engine.
 func (e *Engine) Readiness() probe.Readiness {
 	v := e.view.Load()
-	st := probe.Readiness{Ready: v.assigned, Stopped: v.stopped}
+	st := probe.Readiness{Ready: v.assigned, Stopped: v.stopped, Lag: e.lag.Load()}
 	if !st.Ready {
 		st.Reasons = append(st.Reasons, "waiting for the consumer group assignment")
 	}

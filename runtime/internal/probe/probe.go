@@ -13,4 +13,8 @@ type Readiness struct {
 	// Restoring lists the tasks that cannot answer yet: restoring their
 	// stores or catching up their tables.
 	Restoring []string `json:"restoring_tasks,omitempty"`
+	// Lag is how many records of the inputs this instance's tasks have not
+	// processed yet: ready means assigned and answering, caught up means
+	// also a lag of (nearly) none.
+	Lag int64 `json:"lag"`
 }

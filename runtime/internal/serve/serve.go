@@ -315,8 +315,28 @@ func requireCert(h func(http.ResponseWriter, *http.Request) int) func(http.Respo
 	}
 }
 
-func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+// ready answers /readyz: 200 once the instance has its assignment and can
+// answer. With ?max_lag=N it also requires the tasks to be at most N
+// records behind their inputs, and with ?caught_up=true none behind.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	st := s.eng.Readiness()
+	maxLag := int64(-1)
+	q := r.URL.Query()
+	if q.Get("caught_up") == "true" {
+		maxLag = 0
+	}
+	if v := q.Get("max_lag"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("max_lag: a number of records, 0 or more, got %q", v))
+			return
+		}
+		maxLag = n
+	}
+	if maxLag >= 0 && st.Lag > maxLag {
+		st.Ready = false
+		st.Reasons = append(st.Reasons, fmt.Sprintf("%d records behind the inputs, more than the %d asked for", st.Lag, maxLag))
+	}
 	code := http.StatusOK
 	if !st.Ready {
 		code = http.StatusServiceUnavailable
