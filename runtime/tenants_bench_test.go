@@ -32,7 +32,7 @@ var (
 	tenantCount       = flag.Int("streamrt.tenants", 100, "tenants BenchmarkServerTenants declares, each with one idle app")
 	tenantPartitions  = flag.Int("streamrt.tenant-partitions", 4, "partitions of each idle app of BenchmarkServerTenants")
 	tenantIdle        = flag.Duration("streamrt.tenants-idle", 10*time.Second, "how long BenchmarkServerTenants lets the server idle before each measure of its CPU and memory")
-	tenantHeapProfile = flag.String("streamrt.tenants-heap-profile", "", "file BenchmarkServerTenants writes a heap profile to while the idle apps run")
+	tenantHeapProfile = flag.String("streamrt.tenants-heap-profile", "", "path prefix of the heap profiles BenchmarkServerTenants writes while the idle apps run")
 	noisyRate         = flag.Int("streamrt.noisy-rate", 500, "records per second the quiet tenant's app receives in BenchmarkNoisyNeighbour")
 	noisyDuration     = flag.Duration("streamrt.noisy-duration", 20*time.Second, "how long BenchmarkNoisyNeighbour measures each phase")
 	noisyBatchSize    = flag.Int("streamrt.noisy-batch-size", 1, "batch_size of the noisy tenant's stage in BenchmarkNoisyNeighbour")
@@ -74,10 +74,17 @@ var (
 //     over -streamrt.tenants-idle, with the apps less without, per app
 //     (on kfake it includes the broker's work for the apps' fetches and
 //     heartbeats);
-//   - base-rss-mib, rss-mib: the two resident sizes.
+//   - base-rss-mib, rss-mib: the two resident sizes;
+//   - fed-rss-mib/app, fed-heap-mib/app and the others with "fed-": the
+//     same once one record has gone through every partition of every app,
+//     after which each task holds an instance of the guest (tasks
+//     instantiate it at their first batch, and keep it), and again
+//     -streamrt.tenants-idle of idling. An app that ever processed a
+//     record is this one; the target applies to it as much.
 //
-// -streamrt.tenants-heap-profile=FILE writes a heap profile while the apps
-// run, after the same GC, for the breakdown of heap-mib/app.
+// -streamrt.tenants-heap-profile=PREFIX writes heap profiles of both
+// states, after the same GC, to PREFIX-idle.pb.gz and PREFIX-fed.pb.gz:
+// the breakdown of heap-mib/app.
 func BenchmarkServerTenants(b *testing.B) {
 	if testing.Short() {
 		b.Skip("tenants benchmark: one server runs a hundred idle apps; skipped with -short")
@@ -92,6 +99,7 @@ func BenchmarkServerTenants(b *testing.B) {
 		all.written = max(all.written, r.written)
 		all.base = all.base.plus(r.base.scale(1 / float64(b.N)))
 		all.busy = all.busy.plus(r.busy.scale(1 / float64(b.N)))
+		all.fed = all.fed.plus(r.fed.scale(1 / float64(b.N)))
 	}
 	n := float64(*tenantCount)
 	slices.Sort(all.serving)
@@ -99,16 +107,23 @@ func BenchmarkServerTenants(b *testing.B) {
 	b.ReportMetric(all.serving[len(all.serving)/2].Seconds(), "serving-p50-s")
 	b.ReportMetric(all.running.Seconds(), "running-s")
 	b.ReportMetric(all.written.Seconds(), "deploys-written-s")
-	d := all.busy.plus(all.base.scale(-1)).scale(1 / n)
-	if all.base.rss > 0 {
-		b.ReportMetric(d.rss, "rss-mib/app")
-		b.ReportMetric(all.base.rss, "base-rss-mib")
-		b.ReportMetric(all.busy.rss, "rss-mib")
+	for _, m := range []struct {
+		prefix string
+		f      footprint
+	}{{"", all.busy}, {"fed-", all.fed}} {
+		d := m.f.plus(all.base.scale(-1)).scale(1 / n)
+		if all.base.rss > 0 {
+			b.ReportMetric(d.rss, m.prefix+"rss-mib/app")
+			b.ReportMetric(m.f.rss, m.prefix+"rss-mib")
+		}
+		b.ReportMetric(d.heap, m.prefix+"heap-mib/app")
+		b.ReportMetric(d.stack, m.prefix+"stack-mib/app")
+		b.ReportMetric(d.goroutines, m.prefix+"goroutines/app")
+		b.ReportMetric(d.cpu, m.prefix+"idle-cpu-ms/s/app")
 	}
-	b.ReportMetric(d.heap, "heap-mib/app")
-	b.ReportMetric(d.stack, "stack-mib/app")
-	b.ReportMetric(d.goroutines, "goroutines/app")
-	b.ReportMetric(d.cpu, "idle-cpu-ms/s/app")
+	if all.base.rss > 0 {
+		b.ReportMetric(all.base.rss, "base-rss-mib")
+	}
 	b.ReportMetric(n, "apps")
 	b.ReportMetric(0, "ns/op")
 }
@@ -117,7 +132,7 @@ func BenchmarkServerTenants(b *testing.B) {
 type tenantsRun struct {
 	serving          []time.Duration // per app, from the first deploy's request
 	running, written time.Duration
-	base, busy       footprint // without the apps, and with them
+	base, busy, fed  footprint // without the apps, with them, and once they processed a record
 }
 
 // footprint is what the process holds at rest: resident memory, Go heap
@@ -213,14 +228,40 @@ func serverTenants(b *testing.B, brokers []string, guest []byte, n int) tenantsR
 	}
 
 	r.busy = measureIdle(b, c, *tenantIdle)
-	if path := *tenantHeapProfile; path != "" {
-		writeHeapProfile(b, path)
+	writeHeapProfile(b, "idle")
+
+	// One record to every partition of every app: each task then holds an
+	// instance of the guest, as it does once it has processed anything.
+	parts := *tenantPartitions
+	prod := testkafka.Client(b, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for _, in := range inputs {
+		for p := range int32(parts) {
+			prod.Produce(context.Background(), &kgo.Record{Topic: in, Partition: p, Value: []byte("x")}, nil)
+		}
 	}
+	if err := prod.Flush(context.Background()); err != nil {
+		b.Fatalf("produce to the apps: %v", err)
+	}
+	out := testkafka.Client(b, brokers, kgo.ConsumeTopics(outputs...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := 0
+	c.waitFor(b, "every app's outputs", 10*time.Millisecond, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		got += out.PollFetches(ctx).NumRecords()
+		return got >= n*parts
+	})
+	r.fed = measureIdle(b, c, *tenantIdle)
+	writeHeapProfile(b, "fed")
 	return r
 }
 
-func writeHeapProfile(b *testing.B, path string) {
-	f, err := os.Create(path)
+// writeHeapProfile writes a heap profile to -streamrt.tenants-heap-profile
+// with -state.pb.gz appended, if the flag is set.
+func writeHeapProfile(b *testing.B, state string) {
+	if *tenantHeapProfile == "" {
+		return
+	}
+	f, err := os.Create(*tenantHeapProfile + "-" + state + ".pb.gz")
 	if err != nil {
 		b.Fatal(err)
 	}
