@@ -209,12 +209,20 @@ func warmBroker(b *testing.B, brokers []string) {
 	runPipe(b, brokers, base, base+"-in", base+"-out", n)
 }
 
+// createTopics creates the end-to-end benchmarks' topics, as createTopicsOf.
 func createTopics(b *testing.B, brokers []string, topics ...string) {
+	b.Helper()
+	createTopicsOf(b, brokers, e2ePartitions, topics...)
+}
+
+// createTopicsOf creates topics of partitions each, in one request, and
+// deletes them when b ends.
+func createTopicsOf(b *testing.B, brokers []string, partitions int32, topics ...string) {
 	b.Helper()
 	adm := kadm.NewClient(testkafka.Client(b, brokers))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopics(ctx, e2ePartitions, 1, nil, topics...)
+	resp, err := adm.CreateTopics(ctx, partitions, 1, nil, topics...)
 	if err == nil {
 		err = resp.Error()
 	}

@@ -35,9 +35,9 @@ const (
 	benchServerDeadline = 5 * time.Minute // for any one wait of the server benchmarks
 )
 
-// benchCluster is three servers run in this process, sharing control
-// topics of their own. Each has a compilation cache of its own, as it
-// would on a machine of its own.
+// benchCluster is servers run in this process (three, unless started by
+// startBenchServers), sharing control topics of their own. Each has a
+// compilation cache of its own, as it would on a machine of its own.
 type benchCluster struct {
 	servers []*benchServer
 }
@@ -53,11 +53,17 @@ type benchServer struct {
 // compiled in every server's cache, and stops them when b ends.
 func startBenchCluster(b *testing.B, brokers []string, warm ...[]byte) *benchCluster {
 	b.Helper()
+	return startBenchServers(b, brokers, benchServers, warm...)
+}
+
+// startBenchServers starts n servers as startBenchCluster does.
+func startBenchServers(b *testing.B, brokers []string, n int, warm ...[]byte) *benchCluster {
+	b.Helper()
 	base := testkafka.Name(b, "ctl")
 	ctl := config.Control{AppsTopic: base + "-apps", ModulesTopic: base + "-modules", StatusTopic: base + "-status", TenantsTopic: base + "-tenants", AuditTopic: base + "-audit"}
 	deleteTopics(b, brokers, ctl.AppsTopic, ctl.ModulesTopic, ctl.StatusTopic, ctl.TenantsTopic, ctl.AuditTopic)
 	c := &benchCluster{}
-	for i := range benchServers {
+	for i := range n {
 		dir := b.TempDir()
 		cacheDir := filepath.Join(dir, "cache")
 		warmCache(b, cacheDir, warm...)
@@ -142,11 +148,16 @@ func warmCache(b *testing.B, dir string, modules ...[]byte) {
 // admin calls server i's admin API; out, when not nil, receives the JSON
 // answer.
 func (c *benchCluster) admin(b *testing.B, i int, method, path string, body []byte, out any) (int, error) {
+	return c.call(b, i, benchAdminToken, method, path, body, out)
+}
+
+// call is admin with token: a tenant's, for example.
+func (c *benchCluster) call(b *testing.B, i int, token, method, path string, body []byte, out any) (int, error) {
 	req, err := http.NewRequest(method, "http://"+c.servers[i].addr+path, bytes.NewReader(body))
 	if err != nil {
 		b.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+benchAdminToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
 		return 0, err
