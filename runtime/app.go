@@ -130,6 +130,15 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	if a.eng, err = engine.New(cfg, a.db, a.metrics, a.log, stages); err != nil {
 		return nil, err
 	}
+	// Read after the store is open: its lock keeps a second instance on
+	// this state dir from reading the same id.
+	id := cfg.InstanceID
+	if id == "" {
+		if id, err = stateInstanceID(cfg.StateDir, a.log); err != nil {
+			return nil, err
+		}
+	}
+	a.eng.SetInstanceID(id)
 	if s.gate != nil {
 		a.eng.SetAssignGate(s.gate)
 	}

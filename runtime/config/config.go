@@ -123,10 +123,15 @@ type Config struct {
 	// Advertise is the query address (host:port) other instances forward
 	// queries to; default: the address the HTTP server bound, with an
 	// unspecified host (0.0.0.0, ::) replaced by the machine's host name.
-	Advertise         string        `koanf:"advertise"`
-	Guarantee         Guarantee     `koanf:"guarantee"`
-	StandbyReplicas   int           `koanf:"standby_replicas"` // warm copies of each task elsewhere; see MaxStandbyReplicas
-	SessionTimeout    time.Duration `koanf:"session_timeout"`  // see MaxSessionTimeout
+	Advertise       string        `koanf:"advertise"`
+	Guarantee       Guarantee     `koanf:"guarantee"`
+	StandbyReplicas int           `koanf:"standby_replicas"` // warm copies of each task elsewhere; see MaxStandbyReplicas
+	SessionTimeout  time.Duration `koanf:"session_timeout"`  // see MaxSessionTimeout
+	// InstanceID is this instance's static member id in the app's
+	// consumer group: restarted after a crash, it takes its partitions
+	// back at once instead of after the session timeout. Default: an id
+	// kept in the state dir (file instance-id), made at first start.
+	InstanceID        string        `koanf:"instance_id"`
 	Partitions        int32         `koanf:"partitions"`
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`

@@ -13,7 +13,7 @@ import (
 
 // The keys each mapping accepts, in the order the schema documents them.
 var (
-	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "partitions",
+	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "instance_id", "partitions",
 		"replication_factor", "commit_interval", "start_offset", "module_header", "generation", "kafka", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
@@ -48,6 +48,7 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.Guarantee = Guarantee(d.str(m, "", "guarantee", ""))
 	c.StandbyReplicas = int(d.integer(m, "", "standby_replicas", 0, math.MinInt32, math.MaxInt32))
 	c.SessionTimeout = d.duration(m, "", "session_timeout", 0)
+	c.InstanceID = d.str(m, "", "instance_id", "")
 	c.Partitions = int32(d.integer(m, "", "partitions", 0, math.MinInt32, math.MaxInt32))
 	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", 0, math.MinInt16, math.MaxInt16))
 	c.CommitInterval = d.duration(m, "", "commit_interval", 0)

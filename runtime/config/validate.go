@@ -52,6 +52,9 @@ func (c *Config) validate(p *problems) {
 	if c.SessionTimeout < MinSessionTimeout || c.SessionTimeout > MaxSessionTimeout {
 		p.add("session_timeout", fmt.Sprintf("must be from %s to %s, got %s", MinSessionTimeout, MaxSessionTimeout, c.SessionTimeout))
 	}
+	if c.InstanceID != "" && !instanceID.MatchString(c.InstanceID) {
+		p.add("instance_id", fmt.Sprintf("%q: 1 to 128 letters, digits, '.', '_', ':' or '-'", c.InstanceID))
+	}
 	if c.Partitions < 1 {
 		p.add("partitions", fmt.Sprintf("must be at least 1, got %d", c.Partitions))
 	}

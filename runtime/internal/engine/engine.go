@@ -101,6 +101,9 @@ type Engine struct {
 	abortCycle atomic.Bool
 
 	view atomic.Pointer[view]
+	// instanceID is the static member id in the group; "" for a dynamic
+	// member (SetInstanceID).
+	instanceID string
 	// lag is the records of the inputs not processed yet, over this
 	// instance's tasks, as of the loop's last round (updateLag).
 	lag atomic.Int64
@@ -232,6 +235,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		// round: leaving the group waits for rebalances to be allowed.
 		cl.AllowRebalance()
 		cl.Close()
+		e.leaveGroup(ctx)
 	}()
 	return e.loop(ctx)
 }
@@ -255,6 +259,14 @@ func (e *Engine) Close(ctx context.Context) {
 // that no partition moving here is processed by an older version than it
 // was. An error is logged, and planning goes on. Call it before Run.
 func (e *Engine) SetAssignGate(gate func(ctx context.Context) error) { e.gate = gate }
+
+// SetInstanceID makes the engine a static member of its consumer group
+// under id (Kafka's group.instance.id): an instance that crashes and
+// restarts with the same id within the session timeout takes its
+// partitions straight back, without a rebalance. A clean stop still leaves
+// the group, so that others take the partitions over at once. Call it
+// before Run.
+func (e *Engine) SetInstanceID(id string) { e.instanceID = id }
 
 // GuestTime meters the guest time of a group of tasks: in server mode, the
 // share of a server's cores that a tenant's apps may take.
@@ -307,6 +319,9 @@ func (e *Engine) newGroupClient() (*kgo.Client, error) {
 		kgo.AdjustFetchOffsetsFn(e.prepare),
 		kgo.RecordPartitioner(partitioner{manual: e.topo.IsChangelog, byKey: kgo.StickyKeyPartitioner(nil)}),
 	)
+	if e.instanceID != "" {
+		opts = append(opts, kgo.InstanceID(e.instanceID))
+	}
 	if st := e.cfg.SessionTimeout; st > 0 {
 		// Heartbeats every third of the session, as Kafka's clients do,
 		// so that two may be lost before the group gives up on this

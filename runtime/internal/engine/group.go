@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -250,5 +252,26 @@ func (e *Engine) dropLocal(s *stage, p int32, log *slog.Logger) {
 		if err != nil {
 			log.Error("dropping the local copy of a moved store partition failed; it will be rebuilt if it comes back", "store", st.Name, "err", err)
 		}
+	}
+}
+
+// leaveGroup takes a static member out of the group on a clean stop: its
+// client does not leave on close (a static member is meant to come back),
+// and the group would otherwise wait the session timeout before giving its
+// partitions to the other instances. A crash skips this, and a restart
+// within the session timeout rejoins as the same member.
+func (e *Engine) leaveGroup(ctx context.Context) {
+	if e.instanceID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	resps, err := e.adm.LeaveGroup(ctx, kadm.LeaveGroup(e.group).InstanceIDs(e.instanceID).Reason("streamrt instance stopped"))
+	if err == nil {
+		err = resps.Error()
+	}
+	// Unknown: it never joined, or the group already let it go.
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+		e.log.Warn("could not leave the consumer group; the other instances take this one's partitions after the session timeout", "group", e.group, "instance_id", e.instanceID, "err", err)
 	}
 }
