@@ -128,7 +128,7 @@ func bootstrapGlobals(ctx context.Context, m *mirror, total int64, caughtUp func
 		if time.Since(last) >= time.Second {
 			last = time.Now()
 			log.Info("loading global tables", "percent", fmt.Sprintf("%.1f", 100*float64(done)/float64(max(total, 1))),
-				"records_per_sec", int64(float64(done)/time.Since(start).Seconds()))
+				"eta", eta(done, total, time.Since(start)), "records_per_sec", int64(float64(done)/time.Since(start).Seconds()))
 		}
 	}
 	if total > 0 {

@@ -123,6 +123,16 @@ const restoreChunkBytes = 4 << 20
 // at a time, and it spends less CPU per record (BENCHMARKS.md §9).
 const restoreFetchPartitionBytes = 256 << 10
 
+// eta is how long the rest of a long job should take at the pace so far:
+// done of total units in elapsed. "unknown" before any progress.
+func eta(done, total int64, elapsed time.Duration) string {
+	if done <= 0 {
+		return "unknown"
+	}
+	left := time.Duration(float64(elapsed) * float64(max(total-done, 0)) / float64(done))
+	return left.Round(time.Second).String()
+}
+
 func (v *env) restoreStore(ctx context.Context, t *task, rr restoreRange) error {
 	from := rr.from
 	if from < 0 {
@@ -202,6 +212,7 @@ func (v *env) restoreStore(ctx context.Context, t *task, rr restoreRange) error 
 			lastReport = time.Now()
 			secs := time.Since(start).Seconds()
 			log.Info("restoring store", "percent", fmt.Sprintf("%.1f", 100*float64(pos()-from)/float64(total)),
+				"eta", eta(pos()-from, total, time.Since(start)),
 				"records_per_sec", int64(float64(done)/secs), "mb_per_sec", fmt.Sprintf("%.1f", float64(bytes)/secs/1e6))
 			t.restoreProgress.Store(int64(1000 * float64(pos()-from) / float64(total)))
 		}
