@@ -145,7 +145,7 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	if s.guestTime != nil {
 		a.eng.SetGuestTime(s.guestTime)
 	}
-	stores := queryStores(s.topo)
+	stores := queryStores(s.topo, cfg.Query.ContentTypes)
 	if len(queryModules) > 0 {
 		a.handlers = serve.NewHandlers(a.db, stores, a.log)
 		for stage, qm := range queryModules {

@@ -173,10 +173,10 @@ func advertiseAddr(configured string, bound net.Addr) string {
 
 // queryStores lists the stores the HTTP API serves: every stage store and
 // every table.
-func queryStores(topo *config.Topology) []serve.Store {
+func queryStores(topo *config.Topology, contentTypes map[string]string) []serve.Store {
 	var out []serve.Store
 	for _, qs := range topo.QueryStores() {
-		out = append(out, serve.Store{Name: qs.Name, Partitions: topo.Partitions, Topic: qs.Topic, Global: qs.Global})
+		out = append(out, serve.Store{Name: qs.Name, Partitions: topo.Partitions, Topic: qs.Topic, Global: qs.Global, ContentType: contentTypes[qs.Name]})
 	}
 	return out
 }

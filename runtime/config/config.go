@@ -171,6 +171,10 @@ type Query struct {
 	// request without one of them is answered 401. Probes (/healthz,
 	// /readyz) and /metrics stay open.
 	Tokens []string `koanf:"tokens"`
+	// ContentTypes declares, per store, the media type of its values, sent
+	// as the Content-Type of key lookups (application/octet-stream for a
+	// store not named).
+	ContentTypes map[string]string `koanf:"content_types"`
 	// Routes are the app's own HTTP routes, served by guest query handlers
 	// or by the host's built-in answers.
 	Routes []Route `koanf:"routes"`

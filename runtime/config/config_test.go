@@ -334,6 +334,13 @@ func TestErrors(t *testing.T) {
 				{"standby_replicas", "must be from 0 to 8, got -1"},
 				{"session_timeout", "must be from 1s to 30m0s, got 100ms"},
 			}},
+		{name: "bad instance id", yaml: minimal + "instance_id: a b\n",
+			want: []problem{{"instance_id", `"a b": 1 to 128 letters, digits, '.', '_', ':' or '-'`}}},
+		{name: "content type of an unknown store, and a bad one", yaml: minimal + "    stores: [counts]\nquery:\n  content_types: {counts: 'json?', nothing: application/json}\n",
+			want: []problem{
+				{"query.content_types.counts", `"json?" is not a media type such as application/json: mime: expected slash after first token`},
+				{"query.content_types.nothing", `no store or table "nothing" in the app`},
+			}},
 		{name: "bad start offset", yaml: minimal + "start_offset: newest\n",
 			want: []problem{{"start_offset", `must be earliest or latest, got "newest"`}}},
 		{name: "bad partitions and replication", yaml: minimal + "partitions: 0\nreplication_factor: 0\n",

@@ -16,7 +16,7 @@ var (
 	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "instance_id", "partitions",
 		"replication_factor", "commit_interval", "start_offset", "module_header", "generation", "kafka", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
-	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
+	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "content_types", "routes"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
 	stageKeys = []string{"name", "module", "inputs", "stores", "tables", "outputs", "error_policy",
 		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline", "idle_release"}
@@ -111,6 +111,12 @@ func (d decoder) query(m map[string]any, q *Query) {
 	q.HandlerDeadline = d.duration(m, "query", "handler_deadline", 0)
 	q.ForwardTimeout = d.duration(m, "query", "forward_timeout", 0)
 	q.Tokens = d.strList(m, "query", "tokens", true)
+	if cm, ok := d.mapping(m, "query", "content_types"); ok && len(cm) > 0 {
+		q.ContentTypes = make(map[string]string, len(cm))
+		for _, store := range sortedKeys(cm) {
+			q.ContentTypes[store] = d.str(cm, "query.content_types", store, "")
+		}
+	}
 	v, ok := m["routes"]
 	if !ok || v == nil {
 		return

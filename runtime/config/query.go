@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -72,6 +73,14 @@ func (c *Config) validateQuery(p *problems, storeAt map[string]string) {
 	for i, t := range q.Tokens {
 		if t == "" || strings.ContainsAny(t, " \t\r\n") {
 			p.add(fmt.Sprintf("query.tokens[%d]", i), "a token must be non-empty and contain no white space")
+		}
+	}
+	for _, store := range sortedKeys(q.ContentTypes) {
+		key := "query.content_types." + store
+		if storeAt[store] == "" {
+			p.add(key, fmt.Sprintf("no store or table %q in the app", store))
+		} else if _, _, err := mime.ParseMediaType(q.ContentTypes[store]); err != nil {
+			p.add(key, fmt.Sprintf("%q is not a media type such as application/json: %v", q.ContentTypes[store], err))
 		}
 	}
 	if c.Advertise != "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/partition"
+	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
 // Keys a path segment cannot carry are reached with ?key= or ?key_base64=;
@@ -76,6 +77,33 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("Authorization %q: %d, want %d", auth, resp.StatusCode, want)
+		}
+	}
+}
+
+// A store that declares its values' media type (query.content_types) has
+// key lookups answered with it; the others stay application/octet-stream.
+func TestStoreContentType(t *testing.T) {
+	db, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	q := config.Query{MaxKeyBytes: 64, MaxRangeLimit: 10, ForwardTimeout: config.DefaultForwardTimeout}
+	s := New(Options{DB: db, Engine: lostEngine{}, Metrics: metrics.New(), Query: q, Stores: []Store{
+		{Name: "counts", Partitions: 4, Topic: "clicks"},
+		{Name: "profiles", Partitions: 4, Topic: "users", ContentType: "application/json"},
+	}})
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	put(t, db, "counts", partition.For([]byte("home"), 4), "home", "3")
+	put(t, db, "profiles", partition.For([]byte("ann"), 4), "ann", `{"name":"Ann"}`)
+	for path, want := range map[string]string{
+		"/v1/stores/counts/keys/home":  "application/octet-stream",
+		"/v1/stores/profiles/keys/ann": "application/json",
+	} {
+		if code, h, _ := get(t, hs.URL+path+"?stale=true"); code != 200 || h.Get("Content-Type") != want {
+			t.Errorf("%s: %d Content-Type %q, want 200 %q", path, code, h.Get("Content-Type"), want)
 		}
 	}
 }

@@ -275,7 +275,11 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) int {
 		if !found {
 			return writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found in store %q", key, name))
 		}
-		w.Header().Set("Content-Type", "application/octet-stream")
+		ct := st.ContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(http.StatusOK)
 		w.Write(v)
 		return http.StatusOK

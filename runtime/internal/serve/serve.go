@@ -42,6 +42,9 @@ type Store struct {
 	// Global stores (global tables) are whole on every instance, under
 	// partition 0.
 	Global bool
+	// ContentType is the media type of the store's values, sent with key
+	// lookups; "" for application/octet-stream.
+	ContentType string
 }
 
 // Engine is what the server reads of the app's processing. Its answers
