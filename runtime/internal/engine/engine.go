@@ -275,7 +275,7 @@ type GuestTime interface {
 	// or reports false at deadline or when stop closes: the task's run then
 	// ends with its records still queued.
 	Wait(deadline time.Time, stop <-chan struct{}) bool
-	// Spent charges a batch's time.
+	// Spent ends a batch Wait admitted, charging the time it took.
 	Spent(d time.Duration)
 }
 

@@ -6,12 +6,17 @@
 // a task runs drains it by the time the batch took. A task waits before a
 // batch while the bucket is empty, so a tenant over its share waits for
 // its own time and the cores stay free for the others; no batch is cut
-// short (the per-batch deadline stays the hard stop). A Meter may also be
+// short (the per-batch deadline stays the hard stop). Nor may more batches
+// run at once than the share has cores, rounded up: a tenant of a quarter
+// core whose four tasks all found the bucket full would otherwise take
+// four cores for as long as a batch lasts, and every other tenant's
+// goroutines would queue behind them for the scheduler. A Meter may also be
 // held, for example while its tenant is over its state quota: then every
 // task waits, processing nothing, until it is released.
 package quota
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -30,6 +35,7 @@ type Meter struct {
 	tokens  time.Duration // guest time available; negative is debt
 	last    time.Time     // when tokens were last topped up
 	held    string        // why every task waits; "" when none does
+	running int           // batches between Wait and Spent
 	release chan struct{} // closed when the meter is released or changed
 
 	// Totals, for metrics.
@@ -82,7 +88,8 @@ func (m *Meter) Held() string {
 
 // Wait blocks until a task may run a batch, and reports true; or, when
 // deadline comes first (or stop is closed), false: the task then ends its
-// run, its records staying queued for the next.
+// run, its records staying queued for the next. A batch Wait admitted
+// ends with Spent.
 func (m *Meter) Wait(deadline time.Time, stop <-chan struct{}) bool {
 	for {
 		m.mu.Lock()
@@ -91,9 +98,12 @@ func (m *Meter) Wait(deadline time.Time, stop <-chan struct{}) bool {
 		switch {
 		case m.held != "":
 			wait = time.Until(deadline)
-		case m.share == 0 || m.tokens > 0:
+		case m.share == 0 || m.tokens > 0 && m.running < m.slots():
+			m.running++
 			m.mu.Unlock()
 			return true
+		case m.tokens > 0:
+			wait = time.Until(deadline) // until a batch ends (Spent wakes it)
 		default:
 			wait = time.Duration(float64(-m.tokens)/m.share) + time.Millisecond
 		}
@@ -119,14 +129,22 @@ func (m *Meter) Wait(deadline time.Time, stop <-chan struct{}) bool {
 	}
 }
 
-// Spent charges d of guest time.
+// Spent ends a batch Wait admitted, charging the d of guest time it took.
 func (m *Meter) Spent(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fill()
 	m.tokens -= d
 	m.spent += d
+	m.running = max(m.running-1, 0)
+	if m.share > 0 {
+		m.wake() // a slot is free
+	}
 }
+
+// slots is how many batches may run at once: the share's cores, rounded
+// up. Callers hold m.mu.
+func (m *Meter) slots() int { return int(math.Ceil(m.share)) }
 
 // Totals returns the guest time spent and the time tasks waited for the
 // meter, since New.

@@ -100,3 +100,36 @@ func TestMeterHoldsUntilReleased(t *testing.T) {
 		t.Fatalf("waited total %v, want at least the 40 ms held", waited)
 	}
 }
+
+// No more batches run at once than the share has cores, rounded up: with
+// half a core and time in the bucket, a second batch waits for the first
+// to end, and a share of 1.5 runs two.
+func TestMeterRunsNoMoreBatchesAtOnceThanItsCores(t *testing.T) {
+	m, _ := newFake(0.5)
+	m.tokens = 100 * time.Millisecond
+	if !m.Wait(time.Now().Add(time.Second), nil) {
+		t.Fatal("the first batch waited with time in the bucket")
+	}
+	if m.Wait(time.Now().Add(50*time.Millisecond), nil) {
+		t.Fatal("a second batch of a half-core tenant ran beside the first")
+	}
+	admitted := make(chan bool)
+	go func() { admitted <- m.Wait(time.Now().Add(10*time.Second), nil) }()
+	time.Sleep(20 * time.Millisecond)
+	m.Spent(10 * time.Millisecond)
+	if !<-admitted {
+		t.Fatal("the waiting batch did not run once the first ended")
+	}
+	m.Spent(10 * time.Millisecond)
+
+	m.SetShare(1.5)
+	m.tokens = 100 * time.Millisecond
+	for i := range 2 {
+		if !m.Wait(time.Now().Add(time.Second), nil) {
+			t.Fatalf("batch %d of a 1.5-core tenant waited", i+1)
+		}
+	}
+	if m.Wait(time.Now().Add(50*time.Millisecond), nil) {
+		t.Fatal("a third batch of a 1.5-core tenant ran beside two")
+	}
+}
