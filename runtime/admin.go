@@ -17,8 +17,6 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 )
 
-// maxModuleBytes bounds a module uploaded through the admin API.
-const maxModuleBytes = 256 << 20
 
 // mux is the server's HTTP surface: the apps' APIs under /apps/NAME/, the
 // admin API under /v1/admin/ (behind the admin tokens), and the server's
@@ -186,13 +184,13 @@ func (h *host) hasModule(w http.ResponseWriter, r *http.Request) {
 // WebAssembly.
 func (h *host) putModule(w http.ResponseWriter, r *http.Request) {
 	hash := r.PathValue("hash")
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxModuleBytes+1))
+	b, err := io.ReadAll(io.LimitReader(r.Body, control.MaxModuleBytes+1))
 	switch {
 	case err != nil:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the module: %v", err))
 		return
-	case len(b) > maxModuleBytes:
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a module is at most %d bytes", maxModuleBytes))
+	case len(b) > control.MaxModuleBytes:
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a module is at most %d bytes", control.MaxModuleBytes))
 		return
 	case control.Hash(b) != hash:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body hashes to %s, not %s", control.Hash(b), hash))

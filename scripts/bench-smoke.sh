@@ -17,7 +17,7 @@ cd "$ROOT"
 
 # Packages whose benchmarks take size flags, with the smoke sizes.
 declare -A sizes=(
-    [github.com/streamrt/streamrt/runtime]="-streamrt.e2e-records=2000 -streamrt.tables-products=1000 -streamrt.tables-orders=2000 -streamrt.restore-keys=2000 -streamrt.latency-rate=500 -streamrt.latency-duration=1s -streamrt.server-swaps=1 -streamrt.server-swap-rate=500 -streamrt.rebuild-records=2000 -streamrt.server-deploys=1 -streamrt.tenants=5 -streamrt.tenants-idle=1s -streamrt.noisy-rate=200 -streamrt.noisy-duration=2s"
+    [github.com/streamrt/streamrt/runtime]="-streamrt.e2e-records=2000 -streamrt.tables-products=1000 -streamrt.tables-orders=2000 -streamrt.restore-keys=2000 -streamrt.latency-rate=500 -streamrt.latency-duration=1s -streamrt.server-swaps=1 -streamrt.server-swap-rate=500 -streamrt.rebuild-records=2000 -streamrt.server-deploys=1 -streamrt.tenants=5 -streamrt.tenants-idle=1s -streamrt.noisy-rate=200 -streamrt.noisy-duration=2s -streamrt.restart-keys=100"
     [github.com/streamrt/streamrt/runtime/internal/serve]="-streamrt.lookup-keys=20000 -streamrt.lookup-duration=200ms"
     [github.com/streamrt/streamrt/bench]="-streamrt.compare-records=2000 -streamrt.compare-keys=100 -streamrt.compare-warmup=0"
 )

@@ -397,7 +397,9 @@ func FuzzProcess(f *testing.F) {
 		if rc != 0 && (len(h.errs) == 0 || h.errs[len(h.errs)-1].Rec != -1) {
 			t.Fatalf("process = %d without a batch error: %v", rc, h.errs)
 		}
-		if len(h.emits) != n {
+		// A batch that fails (here, one that stops decoding part way) is
+		// undone whole: the host keeps none of its emits.
+		if rc == 0 && len(h.emits) != n {
 			t.Fatalf("%d emits for %d records", len(h.emits), n)
 		}
 	})

@@ -170,6 +170,22 @@ type manifest struct {
 	Chunks int `json:"chunks"`
 }
 
+// MaxModuleBytes bounds a module: what the admin API accepts, and what a
+// manifest in the modules topic may announce.
+const MaxModuleBytes = 256 << 20
+
+// newLog returns an empty view of the control topics, reading nothing.
+func newLog(topics Topics, log *slog.Logger) *Log {
+	return &Log{
+		topics: topics, log: log,
+		heads: map[string]Spec{}, versions: map[string]map[int64]Spec{},
+		manifest: map[string]manifest{}, chunks: map[string]map[int][]byte{},
+		status: map[string]map[string]Status{}, pos: map[string]map[int32]int64{},
+		tenants: map[string]Tenant{},
+		changed: make(chan struct{}),
+	}
+}
+
 // Open creates the control topics when missing (compacted, one partition,
 // so that each is read in the order it was written) and starts reading
 // them from the start. opts are the Kafka client's options (brokers,
@@ -185,14 +201,8 @@ func Open(ctx context.Context, topics Topics, replication int16, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("control topics: kafka client: %w", err)
 	}
-	l := &Log{
-		topics: topics, cl: cl, adm: kadm.NewClient(cl), log: log,
-		heads: map[string]Spec{}, versions: map[string]map[int64]Spec{},
-		manifest: map[string]manifest{}, chunks: map[string]map[int][]byte{},
-		status: map[string]map[string]Status{}, pos: map[string]map[int32]int64{},
-		tenants: map[string]Tenant{},
-		changed: make(chan struct{}),
-	}
+	l := newLog(topics, log)
+	l.cl, l.adm = cl, kadm.NewClient(cl)
 	compact, keep := "compact", "-1"
 	if err := l.createTopics(ctx, topics.compacted(), replication, map[string]*string{"cleanup.policy": &compact}); err != nil {
 		cl.Close()
@@ -373,12 +383,18 @@ func (l *Log) apply(r *kgo.Record) error {
 			if err := json.Unmarshal(r.Value, &m); err != nil {
 				return err
 			}
+			// The topic is written by whoever may write it: a manifest
+			// announcing a negative or vast size must not become an
+			// allocation when the module is put together.
+			if m.Size < 0 || m.Size > MaxModuleBytes || m.Chunks < 0 || m.Chunks > m.Size+1 {
+				return fmt.Errorf("manifest of module %s: size %d in %d chunks is out of range (at most %d bytes)", hash, m.Size, m.Chunks, MaxModuleBytes)
+			}
 			l.manifest[hash] = m
 			return nil
 		}
 		i, err := strconv.Atoi(chunk)
-		if err != nil {
-			return err
+		if err != nil || i < 0 {
+			return fmt.Errorf("module %s: chunk %q is not a chunk number", hash, chunk)
 		}
 		if l.chunks[hash] == nil {
 			l.chunks[hash] = map[int][]byte{}
@@ -498,15 +514,24 @@ func (l *Log) module(hash string) (b []byte, manifested bool, err error) {
 	if !ok {
 		return nil, false, fmt.Errorf("no manifest for module %s", hash)
 	}
-	b = make([]byte, 0, m.Size)
+	// The chunks are counted before anything is allocated: the manifest
+	// says what size to expect, the chunks what there is.
+	size := 0
 	for i := range m.Chunks {
 		c, ok := l.chunks[hash][i]
 		if !ok {
 			return nil, true, fmt.Errorf("module %s lacks chunk %d of %d in the modules topic (upload it again)", hash, i, m.Chunks)
 		}
-		b = append(b, c...)
+		size += len(c)
 	}
-	if sum := Hash(b); sum != hash || len(b) != m.Size {
+	if size != m.Size {
+		return nil, true, fmt.Errorf("module %s: its chunks make %d bytes, its manifest says %d (upload it again)", hash, size, m.Size)
+	}
+	b = make([]byte, 0, size)
+	for i := range m.Chunks {
+		b = append(b, l.chunks[hash][i]...)
+	}
+	if sum := Hash(b); sum != hash {
 		return nil, true, fmt.Errorf("module %s: its chunks make %d bytes hashing to %s (upload it again)", hash, len(b), sum)
 	}
 	return b, true, nil
