@@ -17,7 +17,6 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 )
 
-
 // mux is the server's HTTP surface: the apps' APIs under /apps/NAME/, the
 // admin API under /v1/admin/ (behind the admin tokens), and the server's
 // own probes.
