@@ -65,6 +65,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Stores  []Store
 	Query   config.Query
+	// Topology is the app's, which /v1/status shows; nil shows none.
+	Topology *config.Topology
 	// Advertise is this instance's query address, as the group knows it.
 	Advertise string
 	// Prefix is the path the API is served under, such as /apps/NAME when
@@ -93,6 +95,7 @@ type Server struct {
 	// storeList holds the stores sorted by name, for listings.
 	storeList []Store
 	query     config.Query
+	topo      *config.Topology
 	handlers  *Handlers
 	// keyspaces holds each store's keyspaces by partition, and
 	// partitionHeader the X-Streamrt-Partition values: both are built once
@@ -132,7 +135,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		db: opts.DB, eng: opts.Engine, metrics: opts.Metrics, log: opts.Logger,
-		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers, addr: opts.Advertise, prefix: opts.Prefix,
+		stores: map[string]Store{}, query: opts.Query, topo: opts.Topology, handlers: opts.Handlers, addr: opts.Advertise, prefix: opts.Prefix,
 		scheme: "http", needCert: opts.RequireClientCert,
 		mux: http.NewServeMux(),
 		client: &http.Client{
@@ -176,6 +179,7 @@ func New(opts Options) *Server {
 	s.mux.Handle("GET /v1/metadata/stores/{store}/keys/{key}", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/metadata/stores/{store}/key", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/instances", api("instances", s.getInstances))
+	s.mux.Handle("GET /v1/status", api("status", s.getStatus))
 	for _, rt := range opts.Query.Routes {
 		name := rt.Path
 		if rt.Builtin == config.BuiltinInstances {
