@@ -1,7 +1,7 @@
 // Package serve is the runtime's HTTP surface on each instance: key, range
 // and prefix queries over stores, the app's own routes served by guest query
-// handlers, instance metadata, liveness and readiness probes, and Prometheus
-// metrics.
+// handlers, instance metadata, the app's status and its dashboard, liveness
+// and readiness probes, and Prometheus metrics.
 //
 // A store's partition p lives on the instance that owns partition p of its
 // stage's inputs. Any instance answers any query: it computes the key's
@@ -30,6 +30,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/ui"
 )
 
 // Store describes one queryable store.
@@ -194,6 +195,12 @@ func New(opts Options) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
+	// The dashboard's files hold no data: it reads /v1/status, which asks
+	// for a token, so the page itself stays open and can ask for one.
+	page := ui.Handler()
+	for _, pattern := range []string{"GET /ui", "GET /ui/{$}", "GET /ui/{file}"} {
+		s.mux.Handle(pattern, page)
+	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := AllowedMethods(s.mux, r); len(allow) > 0 {
