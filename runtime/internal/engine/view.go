@@ -192,14 +192,22 @@ func (e *Engine) Tasks() []probe.Task {
 		if tv.state == probe.TaskRestoring {
 			pm := tv.progress.Load()
 			pt.RestorePercent = float64(pm) / 10
-			pt.RestoreETASeconds = -1
-			if elapsed := now.Sub(tv.restoreSince).Seconds(); pm > 0 && elapsed > 0 {
-				pt.RestoreETASeconds = math.Round(elapsed*float64(1000-pm)/float64(pm)*10) / 10
-			}
+			pt.RestoreETASeconds = restoreETA(pm, now.Sub(tv.restoreSince))
 		}
 		out = append(out, pt)
 	}
 	return out
+}
+
+// restoreETA is how many seconds a restore perMille done after elapsed
+// should take to finish at the same pace, to a tenth; -1 before it has a
+// pace.
+func restoreETA(perMille int64, elapsed time.Duration) float64 {
+	if perMille <= 0 || elapsed <= 0 {
+		return -1
+	}
+	left := elapsed.Seconds() * float64(1000-min(perMille, 1000)) / float64(perMille)
+	return math.Round(left*10) / 10
 }
 
 // InstanceID is the engine's static member id in its group; "" for a
