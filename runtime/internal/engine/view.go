@@ -286,23 +286,44 @@ func (d *deadLetterRing) add(stage, topic string, r *kgo.Record, added []kgo.Rec
 	dl := probe.DeadLetter{Time: time.Now().UTC(), Stage: stage, Topic: topic, SourceTopic: r.Topic, SourcePartition: r.Partition,
 		SourceOffset: r.Offset, Headers: make(map[string]string, len(added))}
 	for _, h := range added {
-		dl.Headers[h.Key] = string(h.Value)
+		v, _ := cut(h.Value)
+		dl.Headers[h.Key] = string(v)
 	}
+	key, truncated := cut(r.Key)
 	switch {
 	case r.Key == nil:
-	case utf8.Valid(r.Key):
-		k := string(r.Key)
+	case utf8.Valid(key):
+		k := string(key)
 		dl.Key = &k
 	default:
-		k := base64.StdEncoding.EncodeToString(r.Key)
+		k := base64.StdEncoding.EncodeToString(key)
 		dl.KeyBase64 = &k
 	}
+	dl.KeyTruncated = truncated
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.letters) == maxDeadLetters {
 		d.letters = slices.Delete(d.letters, 0, 1)
 	}
 	d.letters = append(d.letters, dl)
+}
+
+// maxDeadLetterBytes bounds each key and header value a dead letter keeps.
+const maxDeadLetterBytes = 1024
+
+// cut returns b up to maxDeadLetterBytes, not splitting a UTF-8 sequence
+// of text, and whether it cut.
+func cut(b []byte) ([]byte, bool) {
+	if len(b) <= maxDeadLetterBytes {
+		return b, false
+	}
+	c := b[:maxDeadLetterBytes]
+	if utf8.Valid(b) {
+		for len(c) > 0 && !utf8.Valid(c) {
+			c = c[:len(c)-1]
+		}
+	}
+	return c, true
 }
 
 func (d *deadLetterRing) list() []probe.DeadLetter {

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,21 +64,27 @@ func TestTaskRate(t *testing.T) {
 }
 
 // The ring keeps the last maxDeadLetters dead letters, oldest first, with
-// their keys as text or base64 and the headers the host added.
+// their keys as text or base64 and the headers the host added, each cut
+// at 1 KiB.
 func TestDeadLetterRing(t *testing.T) {
 	var d deadLetterRing
 	for i := range maxDeadLetters + 5 {
 		d.add("count", "dlq", &kgo.Record{Topic: "clicks", Partition: 2, Offset: int64(i), Key: []byte(fmt.Sprint("k", i))},
 			[]kgo.RecordHeader{{Key: "streamrt.error", Value: []byte("bad")}})
 	}
+	d.add("count", "dlq", &kgo.Record{Topic: "clicks", Key: []byte(strings.Repeat("é", 1000))},
+		[]kgo.RecordHeader{{Key: "streamrt.error", Value: bytes.Repeat([]byte("x"), 5000)}})
 	d.add("count", "dlq", &kgo.Record{Topic: "clicks", Key: []byte{0xff, 0x00}}, nil)
 	d.add("count", "dlq", &kgo.Record{Topic: "clicks"}, nil)
 	got := d.list()
 	if len(got) != maxDeadLetters {
 		t.Fatalf("%d dead letters kept, want %d", len(got), maxDeadLetters)
 	}
-	if first := got[0]; first.SourceOffset != 7 || *first.Key != "k7" || first.Headers["streamrt.error"] != "bad" || first.Topic != "dlq" || first.SourcePartition != 2 {
-		t.Errorf("oldest kept %+v, want offset 7's", first)
+	if first := got[0]; first.SourceOffset != 8 || *first.Key != "k8" || first.Headers["streamrt.error"] != "bad" || first.Topic != "dlq" || first.SourcePartition != 2 {
+		t.Errorf("oldest kept %+v, want offset 8's", first)
+	}
+	if long := got[len(got)-3]; !long.KeyTruncated || *long.Key != strings.Repeat("é", 512) || len(long.Headers["streamrt.error"]) != 1024 {
+		t.Errorf("a long key and error kept as %d bytes (truncated %v) and %d bytes, want both cut at 1 KiB", len(*long.Key), long.KeyTruncated, len(long.Headers["streamrt.error"]))
 	}
 	if bin := got[len(got)-2]; bin.Key != nil || bin.KeyBase64 == nil || *bin.KeyBase64 != "/wA=" {
 		t.Errorf("binary key kept as %+v, want base64 /wA=", bin)

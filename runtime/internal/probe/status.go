@@ -49,11 +49,14 @@ type DeadLetter struct {
 	SourcePartition int32  `json:"source_partition"`
 	SourceOffset    int64  `json:"source_offset"`
 	// Key is the record's key as text when it is UTF-8, else KeyBase64
-	// has it; neither for a record without a key.
-	Key       *string `json:"key,omitempty"`
-	KeyBase64 *string `json:"key_base64,omitempty"`
+	// has it; neither for a record without a key. A key over 1 KiB is cut
+	// there, and KeyTruncated set.
+	Key          *string `json:"key,omitempty"`
+	KeyBase64    *string `json:"key_base64,omitempty"`
+	KeyTruncated bool    `json:"key_truncated,omitempty"`
 	// Headers are the streamrt.* headers the dead letter carries:
-	// streamrt.error, streamrt.error.kind, streamrt.stage, ...
+	// streamrt.error, streamrt.error.kind, streamrt.stage, ...; each value
+	// cut at 1 KiB.
 	Headers map[string]string `json:"headers"`
 }
 

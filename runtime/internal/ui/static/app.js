@@ -305,7 +305,7 @@
         h("td", { class: "small" }, new Date(d.time).toLocaleTimeString()),
         h("td", {}, d.stage),
         h("td", { class: "small" }, d.source_topic + " / " + d.source_partition + " @ " + d.source_offset),
-        h("td", { class: "mono" }, d.key !== undefined ? d.key : d.key_base64 !== undefined ? "base64:" + d.key_base64 : "(no key)"),
+        h("td", { class: "mono" }, (d.key !== undefined ? d.key : d.key_base64 !== undefined ? "base64:" + d.key_base64 : "(no key)") + (d.key_truncated ? "…" : "")),
         h("td", { class: "error", "data-field": "error" }, d.headers["streamrt.error"] || ""),
         h("td", { class: "small" }, h("dl", { class: "headers" },
           Object.keys(d.headers).sort().flatMap((k) => [h("dt", {}, k), h("dd", { "data-header": k }, d.headers[k])]))),
