@@ -156,7 +156,7 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	// their query modules: each closes what it owns, once.
 	loose = nil
 	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
-		Query: cfg.Query, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
+		Query: cfg.Query, Topology: s.topo, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
 		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
 	if cfg.HTTPTLS.Enabled() {
 		if opts.ForwardTLS, err = cfg.HTTPTLS.ClientConfig(); err != nil {

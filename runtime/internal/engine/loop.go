@@ -110,13 +110,17 @@ func (e *Engine) loop(ctx context.Context) error {
 // updateLag works out how many records of their inputs this instance's
 // tasks have not processed: from each one's position (or, before it has
 // processed any, its first record queued) to the high watermark of its
-// latest fetch. Callers hold e.mu.
+// latest fetch, per task and in all; and samples each task's processing
+// rate. Callers hold e.mu.
 func (e *Engine) updateLag() {
 	var n int64
+	now := time.Now()
 	for _, t := range e.tasks {
+		t.stats.sample(now)
 		if len(t.hwm) == 0 {
 			continue
 		}
+		var lag int64
 		heads := t.queue.heads()
 		for topic, hwm := range t.hwm {
 			pos, ok := t.position[topic]
@@ -125,8 +129,10 @@ func (e *Engine) updateLag() {
 					continue
 				}
 			}
-			n += max(hwm-pos, 0)
+			lag += max(hwm-pos, 0)
 		}
+		t.stats.lag.Store(lag)
+		n += lag
 	}
 	e.lag.Store(n)
 }
@@ -326,6 +332,8 @@ func (e *Engine) task(ctx context.Context, s *stage, p int32) (*task, error) {
 		return nil, err
 	}
 	e.tasks[id] = t
+	t.stats.begin(time.Now())
+	e.publish()
 	return t, nil
 }
 

@@ -73,6 +73,13 @@ type task struct {
 	restoreCancel   context.CancelFunc
 	restoreDone     chan struct{}
 	restoreProgress atomic.Int64 // per mille of the store being restored
+	// restoreSince is when publish first saw the current restore, for its
+	// ETA; guarded by the engine's mutex.
+	restoreSince time.Time
+
+	// stats are the task's figures that /v1/status reads without the
+	// engine's lock.
+	stats taskStats
 }
 
 // env is what the tasks and the topic followers of an engine share.
@@ -99,6 +106,10 @@ type env struct {
 	// isInternal reports whether a topic is one of the app's repartition
 	// topics.
 	isInternal func(topic string) bool
+
+	// deadLetters keeps the last dead letters the tasks sent, for
+	// /v1/status.
+	deadLetters deadLetterRing
 
 	// access names the app's group and transactional id in the messages
 	// of ACL errors.
@@ -274,6 +285,7 @@ func (t *task) run(deadline time.Time) (err error) {
 		}
 		t.stage.batchSeconds.Observe(took.Seconds())
 		t.stage.recordsIn.Add(float64(len(batch)))
+		t.stats.processed.Add(int64(len(batch)))
 		for _, r := range batch {
 			t.advance(r)
 		}
@@ -480,6 +492,7 @@ func (t *task) recordFailed(r *kgo.Record, kind, msg string) error {
 			kgo.RecordHeader{Key: "streamrt.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		)
 		t.cycle.outputs = append(t.cycle.outputs, &kgo.Record{Topic: s.cfg.DeadLetterTopic, Key: r.Key, Value: r.Value, Headers: hs, Timestamp: r.Timestamp})
+		t.env.deadLetters.add(s.name, s.cfg.DeadLetterTopic, r, hs[len(r.Headers):])
 		return nil
 	default:
 		return &TaskError{Stage: s.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Reason: msg}

@@ -1,6 +1,7 @@
-// Package probe holds what an instance says of its readiness: the answer of
-// /readyz. The engine publishes it and the HTTP server reads it, so neither
-// depends on the other.
+// Package probe holds what an instance says of itself: its readiness, the
+// answer of /readyz, and its tasks and dead letters, which /v1/status
+// shows. The engine publishes them and the HTTP server reads them, so
+// neither depends on the other.
 package probe
 
 // Readiness is an instance's readiness, as /readyz shows it.

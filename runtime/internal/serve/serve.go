@@ -1,7 +1,7 @@
 // Package serve is the runtime's HTTP surface on each instance: key, range
 // and prefix queries over stores, the app's own routes served by guest query
-// handlers, instance metadata, liveness and readiness probes, and Prometheus
-// metrics.
+// handlers, instance metadata, the app's status and its dashboard, liveness
+// and readiness probes, and Prometheus metrics.
 //
 // A store's partition p lives on the instance that owns partition p of its
 // stage's inputs. Any instance answers any query: it computes the key's
@@ -30,6 +30,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
+	"github.com/streamrt/streamrt/runtime/internal/ui"
 )
 
 // Store describes one queryable store.
@@ -68,6 +69,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Stores  []Store
 	Query   config.Query
+	// Topology is the app's, which /v1/status shows; nil shows none.
+	Topology *config.Topology
 	// Advertise is this instance's query address, as the group knows it.
 	Advertise string
 	// Prefix is the path the API is served under, such as /apps/NAME when
@@ -96,6 +99,7 @@ type Server struct {
 	// storeList holds the stores sorted by name, for listings.
 	storeList []Store
 	query     config.Query
+	topo      *config.Topology
 	handlers  *Handlers
 	// keyspaces holds each store's keyspaces by partition, and
 	// partitionHeader the X-Streamrt-Partition values: both are built once
@@ -135,7 +139,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		db: opts.DB, eng: opts.Engine, metrics: opts.Metrics, log: opts.Logger,
-		stores: map[string]Store{}, query: opts.Query, handlers: opts.Handlers, addr: opts.Advertise, prefix: opts.Prefix,
+		stores: map[string]Store{}, query: opts.Query, topo: opts.Topology, handlers: opts.Handlers, addr: opts.Advertise, prefix: opts.Prefix,
 		scheme: "http", needCert: opts.RequireClientCert,
 		mux: http.NewServeMux(),
 		client: &http.Client{
@@ -179,6 +183,7 @@ func New(opts Options) *Server {
 	s.mux.Handle("GET /v1/metadata/stores/{store}/keys/{key}", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/metadata/stores/{store}/key", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/instances", api("instances", s.getInstances))
+	s.mux.Handle("GET /v1/status", api("status", s.getStatus))
 	for _, rt := range opts.Query.Routes {
 		name := rt.Path
 		if rt.Builtin == config.BuiltinInstances {
@@ -193,6 +198,12 @@ func New(opts Options) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
+	// The dashboard's files hold no data: it reads /v1/status, which asks
+	// for a token, so the page itself stays open and can ask for one.
+	page := ui.Handler()
+	for _, pattern := range []string{"GET /ui", "GET /ui/{$}", "GET /ui/{file}"} {
+		s.mux.Handle(pattern, page)
+	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := AllowedMethods(s.mux, r); len(allow) > 0 {
