@@ -5,6 +5,7 @@
 //	streamrt produce -t clicks < lines.tsv       write key<TAB>value lines to a topic
 //	streamrt consume -t counts --from-beginning  print a topic as key<TAB>value lines
 //	streamrt query click-counts page-1           read a key from a running app's store
+//	streamrt status --watch                      a running app's tasks, lag and dead letters
 //	streamrt version
 //
 // Exit codes: 0 success, 1 failure at run time, 2 usage error.
@@ -67,6 +68,7 @@ var commands = []command{
 	{"produce", "write stdin lines (key<TAB>value) as records to a topic", cmdProduce},
 	{"consume", "print a topic's records as key<TAB>value lines", cmdConsume},
 	{"query", "read one key from a store of a running app", cmdQuery},
+	{"status", "show a running app at a glance: tasks, lag, restores, dead letters", cmdStatus},
 	{"version", "print the version", cmdVersion},
 }
 
