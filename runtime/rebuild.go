@@ -457,6 +457,10 @@ func (h *host) flip(ctx context.Context, hs *hosted, spec control.Spec) {
 	// Another instance may still serve the old generation and forward
 	// queries to it here: the new one answers them, as new or newer.
 	h.flipRoutes(spec.App, oldSpec.Generation, hs.build)
+	// A swap prepared for the old generation compiled its modules in that
+	// generation's engines, which close with it: the new generation
+	// prepares it again if it is still wanted.
+	hs.dropPrepared(ctx)
 	h.closeGen(spec.App, old)
 	hs.build.spec = spec
 	hs.generation, hs.build, hs.flipping = hs.build, nil, false

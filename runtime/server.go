@@ -619,8 +619,20 @@ func stopGen(g *generation, log *slog.Logger, why string) {
 }
 
 // closeGen releases a stopped generation and its own route, once the
-// requests it is answering have ended.
+// requests it is answering have ended. A generation whose run has not
+// ended (stopGen gave up waiting) is released when it does: closing its
+// store under a running engine would fail it in the middle of a commit.
 func (h *host) closeGen(app string, g *generation) {
+	select {
+	case <-g.done:
+	default:
+		h.log.Warn("generation still running; it is released when it stops", "app", app, "generation", g.spec.Generation)
+		go func() {
+			<-g.done
+			h.closeGen(app, g)
+		}()
+		return
+	}
 	h.rmu.Lock()
 	if h.routes[genKey(app, g.spec.Generation)] == g {
 		delete(h.routes, genKey(app, g.spec.Generation))
