@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,22 +47,8 @@ stages:
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stderr apptest.Buffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- runCommand(ctx, []string{"run", "-c", file, "--embedded-broker=" + brokerAddr, "--http", httpAddr, "--state-dir", filepath.Join(dir, "state")},
-			strings.NewReader(""), &apptest.Buffer{}, &stderr)
-	}()
-	apptest.WaitFor(t, apptest.ReadyTimeout, "the app to be ready", func() bool {
-		select {
-		case code := <-exited:
-			t.Fatalf("run exited %d before the app was ready:\n%s", code, stderr.String())
-		default:
-		}
-		return apptest.Get(httpAddr, "/readyz").Code == 200
-	})
+	stop, stderr := background(t, httpAddr, "run", "-c", file, "--embedded-broker="+brokerAddr, "--http", httpAddr, "--state-dir", filepath.Join(dir, "state"))
+	ctx := context.Background()
 
 	brokers := []string{brokerAddr}
 	adm := kadm.NewClient(testkafka.Client(t, brokers))
@@ -103,14 +90,8 @@ stages:
 		return got.Code == 200 && got.Body == "ann"
 	})
 
-	cancel()
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("exit code %d, want 0:\n%s", code, stderr.String())
-		}
-	case <-time.After(apptest.StopTimeout):
-		t.Fatalf("run did not stop within %v of its context ending", apptest.StopTimeout)
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d, want 0:\n%s", code, stderr.String())
 	}
 	log := stderr.String()
 	if want := `msg="created topic" component=embedded-broker topic=users partitions=3 compacted=true`; !strings.Contains(log, want) {
@@ -128,20 +109,7 @@ func TestQuickStartTwice(t *testing.T) {
 	t.Setenv("STREAMRT_CACHE_DIR", apptest.CacheDir())
 	for run := 1; run <= 2; run++ {
 		httpAddr, brokerAddr := apptest.FreeAddr(t), apptest.FreeAddr(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		var stderr apptest.Buffer
-		exited := make(chan int, 1)
-		go func() {
-			exited <- runCommand(ctx, []string{"run", "-c", example, "--embedded-broker=" + brokerAddr, "--http", httpAddr}, strings.NewReader(""), &apptest.Buffer{}, &stderr)
-		}()
-		apptest.WaitFor(t, apptest.ReadyTimeout, "the app to be ready", func() bool {
-			select {
-			case code := <-exited:
-				t.Fatalf("run %d exited %d before the app was ready:\n%s", run, code, stderr.String())
-			default:
-			}
-			return apptest.Get(httpAddr, "/readyz").Code == 200
-		})
+		stop, stderr := background(t, httpAddr, "run", "-c", example, "--embedded-broker="+brokerAddr, "--http", httpAddr)
 		if got := apptest.Get(httpAddr, "/v1/stores/click-counts/keys/home"); got.Code != 404 {
 			t.Fatalf("run %d counts clicks before any was sent: %d %s", run, got.Code, got.Body)
 		}
@@ -154,12 +122,49 @@ func TestQuickStartTwice(t *testing.T) {
 			}
 			return nil
 		})
-		cancel()
-		if code := <-exited; code != 0 {
+		if code := stop(); code != 0 {
 			t.Fatalf("run %d exited %d:\n%s", run, code, stderr.String())
 		}
 		if !strings.Contains(stderr.String(), "state is kept for this run only") {
 			t.Errorf("run %d did not say where its state goes:\n%s", run, stderr.String())
 		}
 	}
+}
+
+// background runs the command line args (a streamrt run serving httpAddr)
+// until the test stops it, and waits until the app answers /readyz. stop
+// ends the run and returns its exit code; stderr is the command's.
+func background(t *testing.T, httpAddr string, args ...string) (stop func() int, stderr *apptest.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr = &apptest.Buffer{}
+	exited := make(chan int, 1)
+	go func() {
+		exited <- runCommand(ctx, args, strings.NewReader(""), &apptest.Buffer{}, stderr)
+	}()
+	var once sync.Once
+	code := 0
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-exited:
+			case <-time.After(apptest.StopTimeout):
+				code = -1
+				t.Errorf("%v did not stop within %v of its context ending", args, apptest.StopTimeout)
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	apptest.WaitFor(t, apptest.ReadyTimeout, "the app to be ready", func() bool {
+		select {
+		case code := <-exited:
+			exited <- code
+			t.Fatalf("%v exited %d before the app was ready:\n%s", args, code, stderr.String())
+		default:
+		}
+		return apptest.Get(httpAddr, "/readyz").Code == 200
+	})
+	return stop, stderr
 }

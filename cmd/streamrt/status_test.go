@@ -45,26 +45,7 @@ stages:
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stderr apptest.Buffer
-	exited := make(chan int, 1)
-	go func() {
-		exited <- runCommand(ctx, []string{"run", "-c", file, "--http", httpAddr, "--state-dir", filepath.Join(dir, "state")},
-			strings.NewReader(""), &apptest.Buffer{}, &stderr)
-	}()
-	defer func() {
-		cancel()
-		<-exited
-	}()
-	apptest.WaitFor(t, apptest.ReadyTimeout, "the app to be ready", func() bool {
-		select {
-		case code := <-exited:
-			t.Fatalf("run exited %d before the app was ready:\n%s", code, stderr.String())
-		default:
-		}
-		return apptest.Get(httpAddr, "/readyz").Code == 200
-	})
+	background(t, httpAddr, "run", "-c", file, "--http", httpAddr, "--state-dir", filepath.Join(dir, "state"))
 	testkafka.Produce(t, brokers, in, "good", "ok", "bad-key", "fail")
 
 	var out string
