@@ -470,7 +470,7 @@ func (e *uiEngine) InstanceID() string { return "" }
 // graph, and highlights the store its URL names.
 func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
 	bin := chromium(t)
-	cfg := &config.Config{App: "shop", Partitions: 3,
+	cfg := &config.Config{App: "shop", Partitions: 4,
 		Tables: []config.Table{{Name: "prices", Topic: "prices"}},
 		Stages: []config.Stage{
 			{Name: "route", Module: "route.wasm", Inputs: []string{"orders"}, Outputs: map[string]string{"byuser": "shop-byuser"},
@@ -491,17 +491,20 @@ func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
 		{Stage: "count", Partition: 0, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskRestoring, RestorePercent: 42.5, RestoreETASeconds: 75},
 		{Stage: "count", Partition: 1, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskStopped, Reason: `stage "count" stopped at shop-byuser/1 offset 9: bad record`, Lag: 12},
 		{Stage: "count", Partition: 2, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskCatchingUp},
+		{Stage: "count", Partition: 3, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskStandby},
 	}}
 	hs := httptest.NewUnstartedServer(nil)
 	hs.Config.Handler = serve.New(serve.Options{DB: db, Engine: eng, Metrics: metrics.New(), Topology: topo, Advertise: hs.Listener.Addr().String(),
 		Query:  config.Query{MaxKeyBytes: 64, MaxRangeLimit: 10, ForwardTimeout: time.Second},
-		Stores: []serve.Store{{Name: "totals", Partitions: 3, Topic: "shop-byuser"}, {Name: "prices", Partitions: 3, Topic: "prices"}}})
+		Stores: []serve.Store{{Name: "totals", Partitions: 4, Topic: "shop-byuser"}, {Name: "prices", Partitions: 4, Topic: "prices"}}})
 	hs.Start()
 	defer hs.Close()
 	silent := freeAddr(t) // nothing listens there
 	if eng.a, err = assign.Static(1, "a", []assign.Member{
-		{ID: "a", Addr: hs.Listener.Addr().String(), Partitions: map[string][]int32{"shop-byuser": {0, 1, 2}, "prices": {0, 1, 2}}},
-		{ID: "b", Addr: silent, Partitions: map[string][]int32{"orders": {0, 1, 2}}, Standbys: map[string][]int32{"shop-byuser": {0}}},
+		{ID: "a", Addr: hs.Listener.Addr().String(), Partitions: map[string][]int32{"shop-byuser": {0, 1, 2}, "prices": {0, 1, 2}},
+			Standbys: map[string][]int32{"shop-byuser": {3}}},
+		{ID: "b", Addr: silent, Partitions: map[string][]int32{"orders": {0, 1, 2, 3}, "shop-byuser": {3}, "prices": {3}},
+			Standbys: map[string][]int32{"shop-byuser": {0}}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +521,8 @@ func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
 		{rows["count/2"], `<td class="state catching_up" data-field="state">catching up</td>`},
 		{dom, `<div class="instance" data-instance="` + silent + `"><h3><code>` + silent + `</code><span class="badge bad" data-field="error">no answer</span></h3><p class="error small">instance ` + silent},
 		{dom, `<p class="small standbys" data-field="standbys">Standby copies: count/0</p>`},
-		{dom, `Assigned: route/0, route/1, route/2`},
+		{dom, `Assigned: count/3, route/0, route/1, route/2, route/3`},
+		{rows["count/3"], `<td class="state standby" data-field="state">standby copy</td><td class="num">—</td>`},
 		{dom, `data-node="table:prices"`},
 		{dom, `data-node="internal:shop-byuser"`},
 		{dom, `data-edge="internal:shop-byuser-&gt;stage:count"`},
