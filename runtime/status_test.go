@@ -52,6 +52,10 @@ type statusDoc struct {
 			Stage     string `json:"stage"`
 			Partition int32  `json:"partition"`
 		} `json:"active"`
+		Standby []struct {
+			Stage     string `json:"stage"`
+			Partition int32  `json:"partition"`
+		} `json:"standby"`
 		Tasks []statusTask `json:"tasks"`
 	} `json:"instances"`
 	Tasks       []statusTask `json:"tasks"`
@@ -195,30 +199,40 @@ func TestStatusShowsTasksLagDeadLettersAndRoutes(t *testing.T) {
 }
 
 // /v1/status asks every other instance for its own tasks: an app on two
-// instances shows both, each with the tasks it runs.
+// instances shows both, each with the tasks it runs and the standby copies
+// it keeps.
 func TestStatusFansOutToEveryInstance(t *testing.T) {
 	brokers := testkafka.Brokers(t)
 	appName, in, out := names(t)
-	spec := appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("faulty"), stores: []string{"seen"}}
+	spec := appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("faulty"), stores: []string{"seen"}, extra: "standby_replicas: 1\n"}
 	a := startApp(t, spec)
 	a.waitReady()
 	b := startApp(t, spec)
 	b.waitReady()
 
-	apptest.WaitCheck(t, 60*time.Second, "/v1/status to show both instances with their tasks", func() error {
+	apptest.WaitCheck(t, 60*time.Second, "/v1/status to show both instances with their tasks and standbys", func() error {
 		st := a.status(t, "")
 		if len(st.Instances) != 2 {
 			return fmt.Errorf("instances %+v", st.Instances)
 		}
-		tasks := 0
+		active, standby := 0, 0
 		for _, in := range st.Instances {
-			if !in.Answered || in.Error != "" || len(in.Tasks) == 0 || len(in.Tasks) != len(in.Active) {
+			var running, copies int
+			for _, task := range in.Tasks {
+				if task.State == "standby" {
+					copies++
+				} else {
+					running++
+				}
+			}
+			if !in.Answered || in.Error != "" || running == 0 || running != len(in.Active) || copies != len(in.Standby) {
 				return fmt.Errorf("instance %+v", in)
 			}
-			tasks += len(in.Tasks)
+			active += running
+			standby += copies
 		}
-		if tasks != 4 {
-			return fmt.Errorf("%d tasks in all, want 4", tasks)
+		if active != 4 || standby != 4 {
+			return fmt.Errorf("%d tasks and %d standbys in all, want 4 of each", active, standby)
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,13 @@ import (
 
 	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/assign"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/metrics"
+	"github.com/streamrt/streamrt/runtime/internal/probe"
+	"github.com/streamrt/streamrt/runtime/internal/serve"
+	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
 // chromium returns the path of Debian's chromium. Without it the test is
@@ -436,4 +443,103 @@ func domWithoutScript(t *testing.T, bin, url string) string {
 	root := doc["root"].(map[string]any)["nodeId"]
 	html, _ := call(session, "DOM.getOuterHTML", map[string]any{"nodeId": root}, "")["outerHTML"].(string)
 	return html
+}
+
+// uiEngine is an instance with tasks in every state, for the dashboard to
+// draw without a running app.
+type uiEngine struct {
+	a     assign.Assignment
+	tasks []probe.Task
+}
+
+func (e *uiEngine) Owns(string, int32) bool { return true }
+func (e *uiEngine) Readiness() probe.Readiness {
+	return probe.Readiness{Reasons: []string{"1 task(s) restoring their stores"}}
+}
+func (e *uiEngine) Assignment() assign.Assignment   { return e.a }
+func (e *uiEngine) Tasks() []probe.Task             { return e.tasks }
+func (e *uiEngine) DeadLetters() []probe.DeadLetter { return nil }
+func (e *uiEngine) Modules() map[string]probe.Module {
+	return map[string]probe.Module{"count": {Version: strings.Repeat("c0", 32)}}
+}
+func (e *uiEngine) InstanceID() string { return "" }
+
+// The dashboard draws a restoring task with its progress and ETA, a
+// stopped one with why, a task catching up its tables, standby copies, an
+// instance that does not answer, a table and a repartition topic in the
+// graph, and highlights the store its URL names.
+func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
+	bin := chromium(t)
+	cfg := &config.Config{App: "shop", Partitions: 4,
+		Tables: []config.Table{{Name: "prices", Topic: "prices"}},
+		Stages: []config.Stage{
+			{Name: "route", Module: "route.wasm", Inputs: []string{"orders"}, Outputs: map[string]string{"byuser": "shop-byuser"},
+				Repartition: map[string]string{"byuser": "count"}, ErrorPolicy: config.PolicySkip},
+			{Name: "count", Module: "count.wasm", Inputs: []string{"shop-byuser"}, Stores: []string{"totals"}, Tables: []string{"prices"},
+				Outputs: map[string]string{"out": "totals"}, ErrorPolicy: config.PolicyFail},
+		}}
+	topo, err := cfg.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	eng := &uiEngine{tasks: []probe.Task{
+		{Stage: "count", Partition: 0, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskRestoring, RestorePercent: 42.5, RestoreETASeconds: 75},
+		{Stage: "count", Partition: 1, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskStopped, Reason: `stage "count" stopped at shop-byuser/1 offset 9: bad record`, Lag: 12},
+		{Stage: "count", Partition: 2, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskCatchingUp},
+		{Stage: "count", Partition: 3, Topics: []string{"shop-byuser", "prices"}, State: probe.TaskStandby},
+	}}
+	hs := httptest.NewUnstartedServer(nil)
+	hs.Config.Handler = serve.New(serve.Options{DB: db, Engine: eng, Metrics: metrics.New(), Topology: topo, Advertise: hs.Listener.Addr().String(),
+		Query:  config.Query{MaxKeyBytes: 64, MaxRangeLimit: 10, ForwardTimeout: time.Second},
+		Stores: []serve.Store{{Name: "totals", Partitions: 4, Topic: "shop-byuser"}, {Name: "prices", Partitions: 4, Topic: "prices"}}})
+	hs.Start()
+	defer hs.Close()
+	silent := freeAddr(t) // nothing listens there
+	if eng.a, err = assign.Static(1, "a", []assign.Member{
+		{ID: "a", Addr: hs.Listener.Addr().String(), Partitions: map[string][]int32{"shop-byuser": {0, 1, 2}, "prices": {0, 1, 2}},
+			Standbys: map[string][]int32{"shop-byuser": {3}}},
+		{ID: "b", Addr: silent, Partitions: map[string][]int32{"orders": {0, 1, 2, 3}, "shop-byuser": {3}, "prices": {3}},
+			Standbys: map[string][]int32{"shop-byuser": {0}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	dom := dashboardDOM(t, bin, hs.URL+"/ui?store=totals")
+	rows := map[string]string{}
+	for _, m := range taskRow.FindAllStringSubmatch(dom, -1) {
+		rows[m[1]] = m[2]
+	}
+	for _, c := range []struct{ where, want string }{
+		{rows["count/0"], `<td class="state restoring" data-field="state">restoring <progress max="100" value="42.5" data-field="restore"></progress> 42.5% · <span data-field="eta">ETA 1m15s</span></td>`},
+		{rows["count/1"], `<td class="state stopped" data-field="state">stopped<div class="reason small">stage "count" stopped at shop-byuser/1 offset 9: bad record</div></td>`},
+		{rows["count/1"], `<td class="num" data-field="lag">12</td>`},
+		{rows["count/2"], `<td class="state catching_up" data-field="state">catching up</td>`},
+		{dom, `<div class="instance" data-instance="` + silent + `"><h3><code>` + silent + `</code><span class="badge bad" data-field="error">no answer</span></h3><p class="error small">instance ` + silent},
+		{dom, `<p class="small standbys" data-field="standbys">Standby copies: count/0</p>`},
+		{dom, `Assigned: count/3, route/0, route/1, route/2, route/3`},
+		{rows["count/3"], `<td class="state standby" data-field="state">standby copy</td><td class="num">—</td>`},
+		{dom, `data-node="table:prices"`},
+		{dom, `data-node="internal:shop-byuser"`},
+		{dom, `data-edge="internal:shop-byuser-&gt;stage:count"`},
+		{dom, `data-edge="table:prices-&gt;stage:count"`},
+		{dom, `data-node="output:totals"`},
+		{dom, `Not ready: 1 task(s) restoring their stores`},
+		{dom, `<g class="node store focus" data-node="store:totals"`},
+		{dom, `<tr data-store="totals" class="focus">`},
+	} {
+		if !strings.Contains(c.where, c.want) {
+			t.Errorf("the dashboard has no %s", c.want)
+		}
+	}
+	if strings.Contains(dom, "Unknown store") {
+		t.Errorf("the dashboard calls the store totals unknown")
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
 }

@@ -18,7 +18,8 @@
 //	standby.go   standby copies of other instances' tasks
 //	global.go    global tables
 //	follower.go  the direct topic reader behind restores, standbys and global tables
-//	view.go      the ownership and readiness that queries read, as snapshots
+//	view.go      the ownership, readiness and task figures that queries and
+//	             /v1/status read, as snapshots and atomics; the dead letters kept
 //	broker.go    brokers' health
 //
 // RATIONALE.md says why the locks, copies and batch sizes are what they are.

@@ -79,6 +79,7 @@ func (e *Engine) reconcileStandbys(a assign.Assignment) {
 			e.dropLocal(sb.stage, sb.partition, sb.log)
 		}
 	}
+	e.publish()
 }
 
 // tasksOf lists the tasks with stores that own partitions of tps.

@@ -26,7 +26,7 @@ type view struct {
 	answers  map[string]map[int32]bool // consumed topic → partitions owned here whose tasks are ready
 	stopped  []string                  // tasks the fail policy stopped, with why
 	waiting  []waitingTask
-	tasks    []taskView // every task here, by stage and partition
+	tasks    []taskView // every task and standby here, by stage and partition
 }
 
 // taskView is what /v1/status shows of a task: the facts fixed when the
@@ -38,7 +38,7 @@ type taskView struct {
 	reason       string
 	progress     *atomic.Int64 // per mille of the store being restored
 	restoreSince time.Time
-	stats        *taskStats
+	stats        *taskStats // nil for a standby
 }
 
 // waitingTask is a task that cannot answer yet.
@@ -90,6 +90,9 @@ func (e *Engine) publish() {
 		if t.waiting() {
 			v.waiting = append(v.waiting, waitingTask{stage: t.stage.name, partition: t.partition, restoring: t.restoring, progress: &t.restoreProgress})
 		}
+	}
+	for _, sb := range e.standbys {
+		v.tasks = append(v.tasks, taskView{stage: sb.stage, partition: sb.partition, state: probe.TaskStandby})
 	}
 	sort.Strings(v.stopped)
 	slices.SortFunc(v.tasks, func(a, b taskView) int {
@@ -172,8 +175,9 @@ func (e *Engine) Settled() bool {
 	return len(v.stopped) == 0
 }
 
-// Tasks lists the tasks this instance runs, by stage and partition, with
-// their state, lag and rate as of the engine's last round. It never waits
+// Tasks lists the tasks this instance runs and the standby copies it
+// keeps, by stage and partition, with their state, and the tasks' lag and
+// rate as of the engine's last round. It never waits
 // for the engine.
 func (e *Engine) Tasks() []probe.Task {
 	v := e.view.Load()
@@ -184,8 +188,12 @@ func (e *Engine) Tasks() []probe.Task {
 		if st := e.topo.Stage(tv.stage.name); st != nil {
 			topics = slices.Clone(st.Topics)
 		}
-		pt := probe.Task{Stage: tv.stage.name, Partition: tv.partition, Topics: topics, State: tv.state, Reason: tv.reason,
-			Lag: tv.stats.lag.Load(), RecordsPerSecond: tv.stats.rate(), Processed: tv.stats.processed.Load()}
+		pt := probe.Task{Stage: tv.stage.name, Partition: tv.partition, Topics: topics, State: tv.state, Reason: tv.reason}
+		if tv.stats == nil {
+			out = append(out, pt) // a standby: it processes nothing
+			continue
+		}
+		pt.Lag, pt.RecordsPerSecond, pt.Processed = tv.stats.lag.Load(), tv.stats.rate(), tv.stats.processed.Load()
 		if m := tv.stage.moduleFor(tv.partition); m != nil {
 			pt.ModuleVersion = m.Version()
 		}

@@ -9,7 +9,9 @@ type Task struct {
 	// Topics are the topics the task consumes: partition Partition of each.
 	Topics []string `json:"topics"`
 	// State is running, restoring (its stores, from their changelogs),
-	// catching_up (its tables) or stopped (by the fail error policy).
+	// catching_up (its tables), stopped (by the fail error policy), or
+	// standby: a copy of another instance's task, with no lag, rate or
+	// module.
 	State string `json:"state"`
 	// Reason says why a stopped task stopped.
 	Reason string `json:"reason,omitempty"`
@@ -36,6 +38,7 @@ const (
 	TaskRestoring  = "restoring"
 	TaskCatchingUp = "catching_up"
 	TaskStopped    = "stopped"
+	TaskStandby    = "standby" // a copy of another instance's task's stores
 )
 
 // DeadLetter is a record a task sent to its stage's dead-letter topic.

@@ -251,7 +251,7 @@
   }
 
   function taskState(t) {
-    const cell = h("td", { class: "state " + t.state, "data-field": "state" }, t.state.replace("_", " "));
+    const cell = h("td", { class: "state " + t.state, "data-field": "state" }, t.state === "standby" ? "standby copy" : t.state.replace("_", " "));
     if (t.state === "restoring") {
       const bar = h("progress", { max: 100, value: t.restore_percent || 0, "data-field": "restore" });
       cell.append(" ", bar, " " + fmtNum(t.restore_percent) + "% · ", h("span", { "data-field": "eta" }, fmtSecs(t.restore_eta_seconds)));
@@ -279,16 +279,17 @@
         h("tr", { "data-task": t.stage + "/" + t.partition },
           h("td", {}, t.stage), h("td", { class: "num" }, t.partition), h("td", { class: "small" }, t.topics.join(", ")),
           taskState(t),
-          h("td", { class: "num", "data-field": "lag" }, fmtNum(t.lag)),
-          h("td", { class: "num", "data-field": "rate" }, fmtNum(t.records_per_second)),
-          h("td", { class: "num", "data-field": "processed" }, fmtNum(t.processed)),
+          t.state === "standby" ? [h("td", { class: "num" }, "—"), h("td", { class: "num" }, "—"), h("td", { class: "num" }, "—")] : [
+            h("td", { class: "num", "data-field": "lag" }, fmtNum(t.lag)),
+            h("td", { class: "num", "data-field": "rate" }, fmtNum(t.records_per_second)),
+            h("td", { class: "num", "data-field": "processed" }, fmtNum(t.processed))],
           h("td", { class: "mono small" }, (t.module_version || "").slice(0, 12))));
       if (inst.answered) {
         card.append(table("tasks", ["stage", "partition", "topics", "state", "lag", "records/s", "processed", "module"], rows, "No tasks."));
       } else if ((inst.active || []).length) {
         card.append(h("p", { class: "small" }, "Assigned: " + inst.active.map((r) => r.stage + "/" + r.partition).join(", ")));
       }
-      if ((inst.standby || []).length) {
+      if (!inst.answered && (inst.standby || []).length) {
         card.append(h("p", { class: "small standbys", "data-field": "standbys" }, "Standby copies: " + inst.standby.map((r) => r.stage + "/" + r.partition).join(", ")));
       }
       out.push(card);
