@@ -30,45 +30,9 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
-// chromium returns the path of Debian's chromium. Without it the test is
-// skipped, except in CI (CI=true), where its absence is a failure.
-func chromium(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err == nil {
-		return bin
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("chromium is not installed, and CI=true: the dashboard's browser test needs it (apt-get install chromium): %v", err)
-	}
-	t.Skipf("chromium is not installed (apt-get install chromium); skipping the dashboard's browser test: %v", err)
-	return ""
-}
-
-// runChromium runs headless Chromium on url with flags and returns its
-// standard output. The virtual time budget does not advance while fetches
-// are pending, so the page's first poll of /v1/status completes, and more
-// follow within the budget.
-func runChromium(t *testing.T, bin, url string, flags ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update",
-		"--no-first-run", "--disable-sync", "--hide-scrollbars",
-		"--user-data-dir=" + t.TempDir()}, flags...)
-	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v %s: %v\n%s", flags, url, err, stderr.String())
-	}
-	return stdout.String()
-}
-
 func dashboardDOM(t *testing.T, bin, url string) string {
 	t.Helper()
-	return runChromium(t, bin, url, "--virtual-time-budget=2500", "--dump-dom")
+	return apptest.RunChromium(t, bin, url, "--virtual-time-budget=2500", "--dump-dom")
 }
 
 var (
@@ -108,7 +72,7 @@ func sumFigure(tasks map[string]map[string]float64, field string) (n float64) {
 // routes; it follows the app live; it paints a real page; and without
 // JavaScript it says it needs it.
 func TestDashboardRendersTheAppInABrowser(t *testing.T) {
-	bin := chromium(t)
+	bin := apptest.Chromium(t)
 	brokers := testkafka.Brokers(t)
 	appName, in, out := names(t)
 	a := startApp(t, appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("faulty"), stores: []string{"seen"},
@@ -234,7 +198,7 @@ const stageBlue = 0x2f6fdb
 func screenshot(t *testing.T, bin, url string, flags ...string) image.Image {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "dashboard.png")
-	runChromium(t, bin, url, append(flags, "--virtual-time-budget=2500", "--window-size=1280,1000", "--screenshot="+file)...)
+	apptest.RunChromium(t, bin, url, append(flags, "--virtual-time-budget=2500", "--window-size=1280,1000", "--screenshot="+file)...)
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +270,7 @@ func TestDashboardFilesAndTokens(t *testing.T) {
 		t.Errorf("/v1/status with the token: %d, want 200", resp.StatusCode)
 	}
 
-	bin := chromium(t)
+	bin := apptest.Chromium(t)
 	if dom := dashboardDOM(t, bin, "http://"+a.http+"/ui"); !strings.Contains(dom, `<form id="token-form" class="notice">`) || strings.Contains(dom, "data-node=") {
 		t.Errorf("without a token the page does not ask for one:\n%s", dom)
 	}
@@ -350,7 +314,7 @@ func TestStatusAndDashboardUnderAServer(t *testing.T) {
 		t.Errorf("/apps/%s/ui: %d %s, want the page", appName, code, body)
 	}
 
-	bin := chromium(t)
+	bin := apptest.Chromium(t)
 	dom := dashboardDOM(t, bin, "http://"+s.addr+"/apps/"+appName+"/ui")
 	for _, w := range []string{`data-node="stage:main"`, `data-node="store:seen"`, `data-node="input:` + in + `"`, `<tr data-task="main/3">`} {
 		if !strings.Contains(dom, w) {
@@ -469,7 +433,7 @@ func (e *uiEngine) InstanceID() string { return "" }
 // instance that does not answer, a table and a repartition topic in the
 // graph, and highlights the store its URL names.
 func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
-	bin := chromium(t)
+	bin := apptest.Chromium(t)
 	cfg := &config.Config{App: "shop", Partitions: 4,
 		Tables: []config.Table{{Name: "prices", Topic: "prices"}},
 		Stages: []config.Stage{

@@ -1,56 +1,22 @@
 package kafkamusic_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"html"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/streamrt/streamrt/internal/apptest"
 )
 
-// chromium returns the path of Debian's chromium. Without it the test is
-// skipped, except in CI (CI=true), where .ci/run installs it and its
-// absence is a failure.
-func chromium(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err == nil {
-		return bin
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("chromium is not installed, and CI=true: the browser test needs it (.ci/run installs it with apt-get install chromium): %v", err)
-	}
-	t.Skipf("chromium is not installed (apt-get install chromium); skipping the browser test: %v", err)
-	return ""
-}
-
 // dumpDOM loads url in headless Chromium and returns the DOM once the
-// page's scripts have run. The virtual time budget does not advance while
-// fetches are pending, so the page's first refresh completes; it ends
-// before the page's next refresh.
+// page's scripts have run; the virtual time budget ends before the page's
+// next refresh.
 func dumpDOM(t *testing.T, bin, url string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin,
-		"--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update",
-		"--no-first-run", "--disable-sync",
-		"--user-data-dir="+t.TempDir(),
-		"--virtual-time-budget=3000",
-		"--dump-dom", url)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium --dump-dom %s: %v\n%s", url, err, stderr.String())
-	}
-	return stdout.String()
+	return apptest.RunChromium(t, bin, url, "--virtual-time-budget=3000", "--dump-dom")
 }
 
 var (

@@ -162,7 +162,7 @@ func TestKafkaMusic(t *testing.T) {
 	}
 
 	t.Run("web page in headless Chromium", func(t *testing.T) {
-		bin := chromium(t)
+		bin := apptest.Chromium(t)
 		want := map[string]string{"top-five": topFive, "punk": punk, "hip hop": hipHop, "electronic": electronic, "jazz": "[]"}
 		for _, in := range instances {
 			dom := dumpDOM(t, bin, "http://"+in.Addr+"/kafka-music/")
