@@ -18,7 +18,6 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
-	"github.com/tetratelabs/wazero"
 )
 
 // app is one app at work: its modules compiled, its state open, its engine
@@ -50,7 +49,7 @@ type appSpec struct {
 	// modules holds each stage's module bytes, by stage name.
 	modules map[string][]byte
 	// cache is the compilation cache shared by the process's engines.
-	cache wazero.CompilationCache
+	cache *wasm.Cache
 	log   *slog.Logger
 	// advertise is the address other instances reach this app's API at,
 	// and prefix the path its API is served under ("" in run mode,
@@ -123,7 +122,7 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 		queryModules[sc.Name] = qm
 	}
 
-	if a.db, err = state.Open(filepath.Join(cfg.StateDir, "state"), state.Options{Logger: a.log}); err != nil {
+	if a.db, err = openState(cfg, a.log); err != nil {
 		return nil, err
 	}
 	a.metrics = metrics.New()
@@ -165,6 +164,22 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	}
 	a.api = serve.New(opts)
 	return a, nil
+}
+
+// openState opens the app's state database, moving a corrupt one aside
+// and starting afresh under state_recovery: rebuild. The tasks then restore
+// their stores from the changelogs, as they do in a new state directory.
+func openState(cfg *config.Config, log *slog.Logger) (*state.DB, error) {
+	dir := filepath.Join(cfg.StateDir, "state")
+	opts := state.Options{Logger: log, Recovery: state.Rebuild}
+	if cfg.StateRecovery == config.RecoveryRefuse {
+		opts.Recovery = state.Refuse
+	}
+	db, err := state.Open(dir, opts)
+	if _, corrupt := errors.AsType[*state.CorruptError](err); corrupt && opts.Recovery == state.Refuse {
+		return nil, fmt.Errorf("%w; with state_recovery: refuse the instance does not start on it. The state is a copy of the app's changelogs: move %s aside (or delete it) and start again to restore it from them, or set state_recovery: rebuild to have that done at start", err, dir)
+	}
+	return db, err
 }
 
 // Handler is the app's HTTP API, routed by paths without its prefix.

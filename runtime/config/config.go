@@ -41,6 +41,19 @@ const (
 	StartLatest   StartOffset = "latest"
 )
 
+// StateRecovery is what an instance does with local state that is corrupt
+// when it starts.
+type StateRecovery string
+
+// State recoveries.
+const (
+	// RecoveryRebuild moves the corrupt state aside and restores it from
+	// the changelogs, as for a new state directory.
+	RecoveryRebuild StateRecovery = "rebuild"
+	// RecoveryRefuse stops the instance with an error naming the state.
+	RecoveryRefuse StateRecovery = "refuse"
+)
+
 // ErrorPolicy says what a stage does with a record its module fails on.
 type ErrorPolicy string
 
@@ -61,6 +74,7 @@ const (
 	DefaultReplicationFactor = -1 // the broker's default
 	DefaultCommitInterval    = 100 * time.Millisecond
 	DefaultStartOffset       = StartEarliest
+	DefaultStateRecovery     = RecoveryRebuild
 	DefaultMaxKeyBytes       = 4096
 	DefaultErrorPolicy       = PolicyFail
 	DefaultBatchSize         = 500
@@ -136,6 +150,10 @@ type Config struct {
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
+	// StateRecovery says what to do when the local state does not open
+	// because it is corrupt: rebuild it from the changelogs (moving the
+	// corrupt copy aside) or refuse to start.
+	StateRecovery StateRecovery `koanf:"state_recovery"`
 	// Generation numbers the app's state: a server rebuilding an app from
 	// its inputs runs the next generation beside the one serving, with a
 	// consumer group, changelogs and repartition topics of its own (named
@@ -384,7 +402,7 @@ var overridable = func() map[string]bool {
 	m := map[string]bool{
 		"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
 		"guarantee": true, "partitions": true, "replication_factor": true,
-		"commit_interval": true, "start_offset": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
+		"commit_interval": true, "start_offset": true, "state_recovery": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
 		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
 		"query.tokens":       true,
 		"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,

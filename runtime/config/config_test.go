@@ -63,6 +63,7 @@ func TestDefaults(t *testing.T) {
 		ReplicationFactor: -1,
 		CommitInterval:    100 * time.Millisecond,
 		StartOffset:       StartEarliest,
+		StateRecovery:     RecoveryRebuild,
 		Query:             Query{MaxKeyBytes: 4096, MaxRangeLimit: 1000, HandlerDeadline: 2 * time.Second, ForwardTimeout: 5 * time.Second},
 		Stages: []Stage{{
 			Name:          "count",
@@ -89,6 +90,7 @@ partitions: 12
 replication_factor: 3
 commit_interval: 250ms
 start_offset: latest
+state_recovery: refuse
 advertise: orders-1.internal:8080
 query:
   max_key_bytes: 1024
@@ -147,6 +149,7 @@ func TestFullRoundTrip(t *testing.T) {
 		ReplicationFactor: 3,
 		CommitInterval:    250 * time.Millisecond,
 		StartOffset:       StartLatest,
+		StateRecovery:     RecoveryRefuse,
 		Advertise:         "orders-1.internal:8080",
 		Query: Query{MaxKeyBytes: 1024, MaxRangeLimit: 500, HandlerDeadline: 250 * time.Millisecond,
 			ForwardTimeout: 2 * time.Second, Tokens: []string{"s3cret", "other-token"},
@@ -336,6 +339,8 @@ func TestErrors(t *testing.T) {
 			}},
 		{name: "bad start offset", yaml: minimal + "start_offset: newest\n",
 			want: []problem{{"start_offset", `must be earliest or latest, got "newest"`}}},
+		{name: "bad state recovery", yaml: minimal + "state_recovery: wipe\n",
+			want: []problem{{"state_recovery", `must be rebuild or refuse, got "wipe"`}}},
 		{name: "bad partitions and replication", yaml: minimal + "partitions: 0\nreplication_factor: 0\n",
 			want: []problem{
 				{"partitions", "must be at least 1, got 0"},

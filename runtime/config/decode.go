@@ -14,7 +14,7 @@ import (
 // The keys each mapping accepts, in the order the schema documents them.
 var (
 	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "instance_id", "partitions",
-		"replication_factor", "commit_interval", "start_offset", "module_header", "generation", "kafka", "query", "tables", "stages"}
+		"replication_factor", "commit_interval", "start_offset", "state_recovery", "module_header", "generation", "kafka", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "routes"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
@@ -53,6 +53,7 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", 0, math.MinInt16, math.MaxInt16))
 	c.CommitInterval = d.duration(m, "", "commit_interval", 0)
 	c.StartOffset = StartOffset(d.str(m, "", "start_offset", ""))
+	c.StateRecovery = StateRecovery(d.str(m, "", "state_recovery", ""))
 	c.ModuleHeader = d.boolean(m, "", "module_header")
 	c.Generation = int(d.integer(m, "", "generation", 0, 0, math.MaxInt32))
 

@@ -67,6 +67,9 @@ func (c *Config) validate(p *problems) {
 	if c.StartOffset != StartEarliest && c.StartOffset != StartLatest {
 		p.add("start_offset", fmt.Sprintf("must be %s or %s, got %q", StartEarliest, StartLatest, c.StartOffset))
 	}
+	if c.StateRecovery != RecoveryRebuild && c.StateRecovery != RecoveryRefuse {
+		p.add("state_recovery", fmt.Sprintf("must be %s or %s, got %q", RecoveryRebuild, RecoveryRefuse, c.StateRecovery))
+	}
 
 	validateKafka(p, "kafka", &c.Kafka)
 	validateHTTPTLS(p, "http_tls", &c.HTTPTLS)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,28 @@ type Options struct {
 	// Logger receives Pebble's log lines, informational ones at Debug and
 	// errors at Error. Nil discards them.
 	Logger *slog.Logger
+
+	// Recovery says what Open does with a database it finds corrupt.
+	Recovery Recovery
+
+	// now stamps the name of a database moved aside; time.Now when nil.
+	now func() time.Time
 }
+
+// Recovery is what Open does with a database that does not open because
+// it is corrupt: a malformed or missing MANIFEST, a table missing, short or
+// failing its checksum.
+type Recovery int
+
+const (
+	// Refuse returns a *CorruptError: the caller decides.
+	Refuse Recovery = iota
+	// Rebuild moves the database aside, to a sibling directory named
+	// DIR.corrupt-TIMESTAMP kept for inspection, logs where at Warn, and
+	// opens a fresh, empty one in its place. The caller restores the
+	// state from its changelogs, as for a new state directory.
+	Rebuild
+)
 
 // DB is the state database of one streamrt instance. Its methods are safe for
 // concurrent use; a Txn it creates is not.
@@ -79,18 +101,68 @@ type DB struct {
 	refs sync.WaitGroup
 }
 
-// Open opens the state database in dir, creating it if needed.
 // lockHeld reports whether err is Pebble's refusal of a directory whose
 // LOCK file another process (or this one) holds.
 func lockHeld(err error) bool {
 	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")
 }
 
+// Open opens the state database in dir, creating it if needed. A database
+// that is corrupt is refused with a *CorruptError, or moved aside and
+// replaced by an empty one, as opts.Recovery says.
 func Open(dir string, opts Options) (*DB, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	db, err := open(dir, opts, logger)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || opts.Recovery != Rebuild {
+		return db, err
+	}
+	now := opts.now
+	if now == nil {
+		now = time.Now
+	}
+	aside, merr := moveAside(opts.FS, dir, now())
+	if merr != nil {
+		return nil, fmt.Errorf("%w; moving it aside failed: %w", err, merr)
+	}
+	ce.MovedTo = aside
+	logger.Warn("state db is corrupt: moved it aside and opened an empty one; its stores restore from their changelogs",
+		"dir", dir, "moved_to", aside, "err", ce.Err.Error())
+	return open(dir, opts, logger)
+}
+
+// moveAside renames dir to a sibling named after it and t, which no other
+// directory has.
+func moveAside(fs vfs.FS, dir string, t time.Time) (string, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	base := dir + ".corrupt-" + t.UTC().Format("20060102T150405Z")
+	aside := base
+	for i := 2; ; i++ {
+		if _, err := fs.Stat(aside); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := fs.Rename(dir, aside); err != nil {
+		return "", err
+	}
+	return aside, nil
+}
+
+// corrupt reports whether err, from pebble.Open, says the database's files
+// are damaged or missing, as opposed to unreachable (a lock held, no
+// permission, no space).
+func corrupt(err error) bool {
+	return pebble.IsCorruptionError(err) || errors.Is(err, os.ErrNotExist) ||
+		strings.Contains(err.Error(), "object size mismatch")
+}
+
+func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
 	po := &pebble.Options{
 		FS:                          opts.FS,
 		CacheSize:                   cacheSize,
@@ -105,6 +177,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		if lockHeld(err) {
 			return nil, fmt.Errorf("open state db %q: another instance holds it (its LOCK file is locked): give each instance a state_dir of its own: %w", dir, err)
+		}
+		if corrupt(err) {
+			return nil, &CorruptError{Dir: dir, Err: err}
 		}
 		return nil, fmt.Errorf("open state db %q: %w", dir, err)
 	}
