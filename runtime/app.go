@@ -40,6 +40,9 @@ type app struct {
 	mu           sync.Mutex
 	stageEngines map[string]*wasm.Engine
 	queryEngines map[string]*wasm.Engine
+
+	// What watchDisk last found, used by its goroutine only.
+	diskPaused, diskErrLogged bool
 }
 
 // appSpec is what an app needs beyond its configuration.
@@ -191,6 +194,19 @@ func (a *app) Run(ctx context.Context) error {
 	if a.cfg.Kafka.TLS.InsecureSkipVerify {
 		a.log.Warn("kafka.tls.insecure_skip_verify is on: any certificate is accepted from the brokers, so anyone on the way can read and change what the app sends and receives; for tests only")
 	}
+	// Measured once before processing starts, so that an instance started
+	// on a full disk waits from its first record.
+	a.checkDisk()
+	wctx, stopWatching := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		a.watchDisk(wctx)
+	}()
+	defer func() {
+		stopWatching()
+		<-watching
+	}()
 	if err := ensureTopics(ctx, a.cfg, a.topo, a.log, a.eng.BrokerHooks()); err != nil {
 		if ctx.Err() != nil {
 			return nil

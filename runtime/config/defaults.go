@@ -42,6 +42,9 @@ func (c *Config) EnsureDefaults() {
 	if c.StateRecovery == "" && unset("state_recovery") {
 		c.StateRecovery = DefaultStateRecovery
 	}
+	if c.StateMinFree == (MinFree{}) && unset("state_min_free") {
+		c.StateMinFree = MinFree{Bytes: DefaultStateMinFreeBytes, Percent: DefaultStateMinFreePercent}
+	}
 	if c.StateDir == "" && validName(c.App) == "" {
 		c.StateDir = filepath.Join(".streamrt", c.App)
 	}

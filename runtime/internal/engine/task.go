@@ -96,6 +96,9 @@ type env struct {
 	fence Fence
 	// guestTime meters the tasks' guest time (SetGuestTime); nil for none.
 	guestTime GuestTime
+	// disk holds the writers of state while the disk is short of space
+	// (SetDisk).
+	disk diskGate
 	// isInternal reports whether a topic is one of the app's repartition
 	// topics.
 	isInternal func(topic string) bool
