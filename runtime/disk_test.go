@@ -3,7 +3,6 @@
 package runtime_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
-	"github.com/streamrt/streamrt/runtime/internal/probe"
 )
 
 // smallDisk mounts a tmpfs of size bytes on a new directory and returns
@@ -36,17 +34,6 @@ func smallDisk(t *testing.T, size string) string {
 		}
 	})
 	return dir
-}
-
-// readiness reads /readyz.
-func readiness(t *testing.T, a *app) (int, probe.Readiness) {
-	t.Helper()
-	code, body := a.get("/readyz")
-	var r probe.Readiness
-	if err := json.Unmarshal([]byte(body), &r); err != nil {
-		t.Fatalf("/readyz: %d %q: %v", code, body, err)
-	}
-	return code, r
 }
 
 // An instance whose state directory's filesystem runs short of space
