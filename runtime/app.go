@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
@@ -43,6 +44,10 @@ type app struct {
 
 	// What watchDisk last found, used by its goroutine only.
 	diskPaused, diskErrLogged bool
+	// diskFull is set when a write met a full disk and took the reserve,
+	// until the reserve is written again; diskAlarm then wakes watchDisk.
+	diskFull  atomic.Bool
+	diskAlarm chan struct{}
 }
 
 // appSpec is what an app needs beyond its configuration.
@@ -125,7 +130,8 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 		queryModules[sc.Name] = qm
 	}
 
-	if a.db, err = openState(cfg, a.log); err != nil {
+	a.diskAlarm = make(chan struct{}, 1)
+	if a.db, err = openState(cfg, a.log, a.onDiskFull); err != nil {
 		return nil, err
 	}
 	a.metrics = metrics.New()
@@ -172,9 +178,14 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 // openState opens the app's state database, moving a corrupt one aside
 // and starting afresh under state_recovery: rebuild. The tasks then restore
 // their stores from the changelogs, as they do in a new state directory.
-func openState(cfg *config.Config, log *slog.Logger) (*state.DB, error) {
+// A reserve file beside it gives Pebble's writes one retry when the disk
+// fills up (onFull learns of it).
+func openState(cfg *config.Config, log *slog.Logger, onFull func()) (*state.DB, error) {
 	dir := filepath.Join(cfg.StateDir, "state")
-	opts := state.Options{Logger: log, Recovery: state.Rebuild}
+	opts := state.Options{Logger: log, Recovery: state.Rebuild, OnDiskFull: onFull}
+	if space, err := state.FreeSpace(cfg.StateDir); err == nil {
+		opts.Reserve = reserveSize(space.Total)
+	}
 	if cfg.StateRecovery == config.RecoveryRefuse {
 		opts.Recovery = state.Refuse
 	}
@@ -182,7 +193,13 @@ func openState(cfg *config.Config, log *slog.Logger) (*state.DB, error) {
 	if _, corrupt := errors.AsType[*state.CorruptError](err); corrupt && opts.Recovery == state.Refuse {
 		return nil, fmt.Errorf("%w; with state_recovery: refuse the instance does not start on it. The state is a copy of the app's changelogs: move %s aside (or delete it) and start again to restore it from them, or set state_recovery: rebuild to have that done at start", err, dir)
 	}
-	return db, err
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.EnsureReserve(); err != nil {
+		log.Warn("cannot write the state disk's reserve: a full disk would stop the process", "err", err)
+	}
+	return db, nil
 }
 
 // Handler is the app's HTTP API, routed by paths without its prefix.

@@ -31,6 +31,8 @@ func (a *app) watchDisk(ctx context.Context) {
 			return
 		case <-t.C:
 			a.checkDisk()
+		case <-a.diskAlarm:
+			a.checkDisk()
 		}
 	}
 }
@@ -56,16 +58,32 @@ func (a *app) checkDisk() {
 			a.metrics.StoreBytes.WithLabelValues(qs.Name).Set(float64(n))
 		}
 	}
-	paused := a.diskPaused
+	resume := d.MinFreeBytes + resumeMargin(d.MinFreeBytes)
+	low := a.diskPaused
 	switch {
 	case d.FreeBytes < d.MinFreeBytes:
-		paused = true
-	case d.FreeBytes >= d.MinFreeBytes+resumeMargin(d.MinFreeBytes):
-		paused = false
+		low = true
+	case d.FreeBytes >= resume:
+		low = false
 	}
-	if paused {
+	// After a full disk took the reserve, processing waits until the
+	// reserve is back, so that the next full disk finds one too.
+	if a.diskFull.Load() && !low && d.FreeBytes >= resume+uint64(reserveSize(d.TotalBytes)) {
+		if ok, err := a.db.EnsureReserve(); ok {
+			a.diskFull.Store(false)
+		} else {
+			a.log.Warn("cannot write the state disk's reserve again", "err", err)
+		}
+	}
+	full := a.diskFull.Load()
+	paused := low || full
+	switch {
+	case full:
+		d.Paused = fmt.Sprintf("processing paused: a write met a full disk on the filesystem of the state directory %s and took the reserve kept for it; %s free; it resumes once %s are free and the reserve is written again",
+			d.Dir, formatBytes(d.FreeBytes), formatBytes(resume+uint64(reserveSize(d.TotalBytes))))
+	case low:
 		d.Paused = fmt.Sprintf("processing paused: %s free on the filesystem of the state directory %s, below state_min_free (%s, here %s); it resumes once %s are free",
-			formatBytes(d.FreeBytes), d.Dir, a.cfg.StateMinFree, formatBytes(d.MinFreeBytes), formatBytes(d.MinFreeBytes+resumeMargin(d.MinFreeBytes)))
+			formatBytes(d.FreeBytes), d.Dir, a.cfg.StateMinFree, formatBytes(d.MinFreeBytes), formatBytes(resume))
 	}
 	switch {
 	case paused && !a.diskPaused:
@@ -88,6 +106,25 @@ func (a *app) diskErr(err error) {
 		a.diskErrLogged = true
 		a.log.Warn("cannot measure the state directory's free space: state_min_free is not enforced", "dir", a.cfg.StateDir, "err", err)
 	}
+}
+
+// onDiskFull is told by the state database that a write met a full disk
+// and took the reserve: processing pauses at once, until the reserve is
+// back. It runs while the database's writes wait, so it only signals.
+func (a *app) onDiskFull() {
+	a.diskFull.Store(true)
+	select {
+	case a.diskAlarm <- struct{}{}:
+	default:
+	}
+}
+
+// reserveSize is the state database's reserve on a filesystem of total
+// bytes: 1% of it, from 1 MiB to 64 MiB. It is released when a write meets
+// a full disk, which the watermark should prevent, so it is sized for the
+// write that slipped past, not for more processing.
+func reserveSize(total uint64) int64 {
+	return int64(min(max(total/100, 1<<20), 64<<20))
 }
 
 // resumeMargin is how far above the watermark the free space must be for

@@ -143,3 +143,92 @@ func TestStateDiskWatermarkPausesProcessing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// fill writes a file in dir until its filesystem is full.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	for size := len(chunk) / 2; size > 0; size /= 2 {
+		f.Write(chunk[:size])
+	}
+	return p
+}
+
+// Even with no watermark, a write that meets a full disk does not stop the
+// process (Pebble panics on a failed WAL write): the reserve kept beside
+// the state is released for it, processing pauses with the reason in
+// /readyz, and resumes once there is space for the reserve again.
+func TestStateDiskFullReleasesTheReserve(t *testing.T) {
+	disk := smallDisk(t, "16m")
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	spec := appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"},
+		stateDir: filepath.Join(disk, "state"), extra: "state_min_free: 0\n"}
+	a := startApp(t, spec)
+	a.waitReady()
+	reserve := filepath.Join(spec.stateDir, "state.reserve")
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != 1<<20 {
+		t.Fatalf("reserve %s: %v, want 1MiB", reserve, err)
+	}
+
+	filler := fill(t, disk)
+	pad := strings.Repeat("y", 3000)
+	key := func(i int) string { return fmt.Sprintf("k%04d-%s", i, pad) }
+	var kvs []string
+	for i := range 200 {
+		kvs = append(kvs, key(i), "v")
+	}
+	produce(t, brokers, in, kvs...)
+	var reason string
+	apptest.WaitCheck(t, 60*time.Second, "processing to pause on the full disk", func() error {
+		select {
+		case err := <-a.done:
+			a.cancel = nil
+			t.Fatalf("the instance stopped on a full disk: %v", err)
+		default:
+		}
+		code, r := readiness(t, a)
+		if code != http.StatusServiceUnavailable || r.Disk == nil || r.Disk.Paused == "" {
+			return fmt.Errorf("/readyz %d %+v", code, r)
+		}
+		reason = r.Disk.Paused
+		return nil
+	})
+	if !strings.Contains(reason, "met a full disk") {
+		t.Errorf("pause reason %q, want the full disk", reason)
+	}
+	if _, err := os.Stat(reserve); !os.IsNotExist(err) {
+		t.Errorf("the reserve is still there after the disk filled up: %v", err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "processing to resume", func() bool {
+		code, r := readiness(t, a)
+		return code == http.StatusOK && r.Disk != nil && r.Disk.Paused == ""
+	})
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != 1<<20 {
+		t.Errorf("reserve after resuming: %v, want it written again", err)
+	}
+	waitFor(t, 60*time.Second, "all 200 records counted", func() bool {
+		return apptest.Metric(a.http, "streamrt_records_in_total", "stage", "main") == 200
+	})
+	for _, i := range []int{0, 99, 199} {
+		a.waitGet(t, "/v1/stores/counts/keys/"+key(i), "1")
+	}
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+}

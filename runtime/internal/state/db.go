@@ -58,6 +58,18 @@ type Options struct {
 	// Recovery says what Open does with a database it finds corrupt.
 	Recovery Recovery
 
+	// Reserve is the size of a file of zeros kept beside the database
+	// (DIR.reserve), 0 for none. Pebble treats a failed WAL or MANIFEST
+	// write as fatal and panics; with a reserve, a write that meets a full
+	// disk removes the file and is retried once in the space it held, and
+	// OnDiskFull is called. EnsureReserve writes the file again. It
+	// needs FS nil: the reserve is a file of the operating system's.
+	Reserve int64
+	// OnDiskFull is called when a write met a full disk and the reserve
+	// was released. It runs while every write of the database waits: it
+	// must be quick. Nil for none.
+	OnDiskFull func()
+
 	// now stamps the name of a database moved aside; time.Now when nil.
 	now func() time.Time
 }
@@ -90,6 +102,10 @@ type DB struct {
 	ingestPath string
 	writerOpts sstable.WriterOptions
 	ingestSeq  atomic.Uint64
+
+	// reserve is the file Options.Reserve keeps, of reserveLen bytes.
+	reserve    string
+	reserveLen int64
 
 	// mu guards closed. It is held only to check closed and take a reference
 	// in refs, never across a call, so calls may nest (a Scan callback may
@@ -163,8 +179,23 @@ func corrupt(err error) bool {
 }
 
 func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	reserve := dir + ".reserve"
+	if opts.Reserve > 0 && opts.FS == nil {
+		inner := fs
+		fs = vfs.OnDiskFull(inner, func() {
+			_ = inner.Remove(reserve) // when it is already gone, the retry fails as it would have
+			logger.Warn("state disk full: released the reserve for the write that met it", "reserve", reserve, "bytes", opts.Reserve)
+			if opts.OnDiskFull != nil {
+				opts.OnDiskFull()
+			}
+		})
+	}
 	po := &pebble.Options{
-		FS:                          opts.FS,
+		FS:                          fs,
 		CacheSize:                   cacheSize,
 		MemTableSize:                memTableSize,
 		MemTableStopWritesThreshold: memTableStopWritesThreshold,
@@ -183,10 +214,6 @@ func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open state db %q: %w", dir, err)
 	}
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
 	// Load writes tables as Pebble writes L0's. The defaults are filled in on
 	// a copy, as Open does, so that Open gets the options as they were.
 	wo := po.Clone()
@@ -198,6 +225,10 @@ func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
 		fs:         fs,
 		ingestPath: fs.PathJoin(dir, ingestDir),
 		writerOpts: wo.MakeWriterOptions(0, pdb.TableFormat()),
+		reserve:    reserve,
+	}
+	if opts.FS == nil {
+		db.reserveLen = opts.Reserve
 	}
 	if err := db.clearIngestDir(); err != nil {
 		_ = pdb.Close() // the directory's error is the one to report
@@ -540,4 +571,37 @@ func (r *Reader) Close() {
 	r.Refresh()
 	r.db.release()
 	r.db, r.err = nil, ErrTxnDone
+}
+
+// EnsureReserve writes the reserve file (Options.Reserve) again when it is
+// missing or short, as after a full disk released it, and reports whether
+// it is whole. A disk too full to hold it leaves no partial file.
+func (db *DB) EnsureReserve() (bool, error) {
+	if db.reserveLen == 0 {
+		return true, nil
+	}
+	if fi, err := os.Stat(db.reserve); err == nil && fi.Size() == db.reserveLen {
+		return true, nil
+	}
+	f, err := os.Create(db.reserve)
+	if err != nil {
+		return false, fmt.Errorf("state reserve %s: %w", db.reserve, err)
+	}
+	// Zeros written, not a sparse file: the blocks must be taken now to
+	// be given back later.
+	chunk := make([]byte, 1<<20)
+	for left := db.reserveLen; left > 0 && err == nil; left -= int64(len(chunk)) {
+		_, err = f.Write(chunk[:min(left, int64(len(chunk)))])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(db.reserve)
+		return false, fmt.Errorf("state reserve %s: %w", db.reserve, err)
+	}
+	return true, nil
 }
