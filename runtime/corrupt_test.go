@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime/internal/guesttest"
+	"github.com/streamrt/streamrt/runtime/internal/state"
 )
 
 // An instance whose state does not open because its current MANIFEST is
@@ -88,4 +89,73 @@ func truncateManifest(t *testing.T, dir string) {
 	if err := os.Truncate(filepath.Join(dir, name), 5); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A table of the state that fails its checksum when it is read does not
+// bring the process down (Pebble's default is to panic): the instance stops
+// with an error that says the state is corrupt, and, started again, moves
+// the state aside and restores it from the changelogs.
+func TestCorruptTableIsRebuiltAtTheNextStart(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	spec := appSpec{brokers: brokers, app: appName, in: in, out: out, module: guesttest.Dir("counter"), stores: []string{"counts"}, stateDir: stateDir}
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	a := startApp(t, spec)
+	a.waitReady()
+	produce(t, brokers, in, clicks(keys, 1)...)
+	counts(t, a, keys, 1)
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Opening the state again flushes what its WAL holds into a table.
+	db := filepath.Join(stateDir, "state")
+	sdb, err := state.Open(db, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdb.Close()
+	tables, _ := filepath.Glob(filepath.Join(db, "*.sst"))
+	if len(tables) == 0 {
+		t.Fatal("no table in the state")
+	}
+	for _, p := range tables {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(b)/3; i++ {
+			b[i] ^= 0x5a
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b := startApp(t, spec)
+	select {
+	case err := <-b.done:
+		b.cancel = nil
+		if err == nil || !strings.Contains(err.Error(), "local state is corrupt") || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("instance stopped with %v, want the corrupt state named", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the instance did not stop on its corrupt state")
+	}
+
+	c := startApp(t, spec)
+	c.waitReady()
+	counts(t, c, keys, 1)
+	if !strings.Contains(c.log.String(), "corruption found while it ran") {
+		t.Error("the restarted instance does not say why it rebuilt the state")
+	}
+	aside, _ := filepath.Glob(db + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("corrupt copies: %v, want one", aside)
+	}
+	if _, err := os.Stat(filepath.Join(aside[0], "DAMAGED")); err != nil {
+		t.Errorf("the corrupt copy does not say what was found: %v", err)
+	}
+	produce(t, brokers, in, clicks(keys, 1)...)
+	counts(t, c, keys, 2)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("%w; moving it aside failed: %w", err, merr)
 	}
 	ce.MovedTo = aside
+	if opts.FS == nil {
+		// The mark goes with the copy it describes.
+		_ = os.Rename(damagedMark(dir), filepath.Join(aside, "DAMAGED"))
+	}
 	logger.Warn("state db is corrupt: moved it aside and opened an empty one; its stores restore from their changelogs",
 		"dir", dir, "moved_to", aside, "err", ce.Err.Error())
 	return open(dir, opts, logger)
@@ -168,6 +173,16 @@ func moveAside(fs vfs.FS, dir string, t time.Time) (string, error) {
 		return "", err
 	}
 	return aside, nil
+}
+
+// damagedMark is the file that records corruption found in the database
+// in dir while it ran.
+func damagedMark(dir string) string { return dir + ".damaged" }
+
+// IsCorrupt reports whether err says that the state's files are damaged:
+// ErrCorrupt, or Pebble's corruption errors (a table failing its checksum).
+func IsCorrupt(err error) bool {
+	return errors.Is(err, ErrCorrupt) || pebble.IsCorruptionError(err)
 }
 
 // corrupt reports whether err, from pebble.Open, says the database's files
@@ -194,6 +209,11 @@ func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
 			}
 		})
 	}
+	if opts.FS == nil {
+		if why, err := os.ReadFile(damagedMark(dir)); err == nil {
+			return nil, &CorruptError{Dir: dir, Err: fmt.Errorf("corruption found while it ran (%s): %s", damagedMark(dir), strings.TrimSpace(string(why)))}
+		}
+	}
 	po := &pebble.Options{
 		FS:                          fs,
 		CacheSize:                   cacheSize,
@@ -201,6 +221,21 @@ func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
 		MemTableStopWritesThreshold: memTableStopWritesThreshold,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{logger.With("component", "pebble")},
+	}
+	// Pebble's default answer to a table failing its checksum on a read is
+	// Logger.Fatalf, which stops the process. The read returns the error
+	// all the same, and the caller (the task that met it) can stop alone:
+	// log it and let the error through.
+	// A mark beside the database makes the next Open treat it as corrupt,
+	// since it may well open without error.
+	var marked atomic.Bool
+	po.EventListener = &pebble.EventListener{
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			logger.Error("state db: on-disk corruption; the reads that meet it fail, and the next start rebuilds the state", "path", info.Path, "err", info.Details.Error())
+			if opts.FS == nil && marked.CompareAndSwap(false, true) {
+				_ = os.WriteFile(damagedMark(dir), []byte(info.Path+": "+info.Details.Error()+"\n"), 0o644)
+			}
+		},
 	}
 	// Deeper levels inherit L0's filter policy.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
