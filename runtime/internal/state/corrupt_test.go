@@ -80,13 +80,17 @@ func TestOpenCorrupt(t *testing.T) {
 				t.Errorf("log %q does not warn of %s", log.String(), aside)
 			}
 
-			// A second corruption in the same second gets a name of its own.
+			// A second corruption in the same second gets a name of its
+			// own, and only the latest copy is kept.
 			mustOK(t, db.Close())
 			damaged(t, dir, tc.damage)
 			db, err = Open(dir, Options{Recovery: Rebuild, now: func() time.Time { return at }})
 			mustOK(t, err)
 			if _, err := os.Stat(aside + "-2"); err != nil {
 				t.Errorf("second corrupt copy: %v", err)
+			}
+			if _, err := os.Stat(aside); !os.IsNotExist(err) {
+				t.Errorf("first corrupt copy still there: %v", err)
 			}
 		})
 	}

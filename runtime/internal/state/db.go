@@ -84,7 +84,8 @@ const (
 	// Refuse returns a *CorruptError: the caller decides.
 	Refuse Recovery = iota
 	// Rebuild moves the database aside, to a sibling directory named
-	// DIR.corrupt-TIMESTAMP kept for inspection, logs where at Warn, and
+	// DIR.corrupt-TIMESTAMP kept for inspection (the latest one only),
+	// logs where at Warn, and
 	// opens a fresh, empty one in its place. The caller restores the
 	// state from its changelogs, as for a new state directory.
 	Rebuild
@@ -156,7 +157,7 @@ func Open(dir string, opts Options) (*DB, error) {
 }
 
 // moveAside renames dir to a sibling named after it and t, which no other
-// directory has.
+// directory has, and removes the copies moved aside before.
 func moveAside(fs vfs.FS, dir string, t time.Time) (string, error) {
 	if fs == nil {
 		fs = vfs.Default
@@ -169,8 +170,17 @@ func moveAside(fs vfs.FS, dir string, t time.Time) (string, error) {
 		}
 		aside = fmt.Sprintf("%s-%d", base, i)
 	}
+	older, _ := fs.List(filepath.Dir(dir))
 	if err := fs.Rename(dir, aside); err != nil {
 		return "", err
+	}
+	// Only the latest copy is kept, so that a disk that keeps corrupting
+	// the state does not fill up with copies of it.
+	prefix := filepath.Base(dir) + ".corrupt-"
+	for _, name := range older {
+		if strings.HasPrefix(name, prefix) {
+			_ = fs.RemoveAll(fs.PathJoin(filepath.Dir(dir), name))
+		}
 	}
 	return aside, nil
 }
