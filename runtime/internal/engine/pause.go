@@ -8,9 +8,10 @@ import (
 )
 
 // updatePause pauses a task's fetching while it waits: everything while its
-// stores restore or after the fail policy stopped it, its inputs while its
-// tables catch up to where they ended at assignment; and resumes what it no
-// longer waits for. It publishes the change to queries. Callers hold e.mu.
+// stores restore, after the fail policy stopped it or while the disk is
+// short of space (diskGate), its inputs while its tables catch up to where
+// they ended at assignment; and resumes what it no longer waits for. It
+// publishes the change to queries. Callers hold e.mu.
 func (e *Engine) updatePause(t *task) {
 	inputs, tables := map[string][]int32{}, map[string][]int32{}
 	for _, topic := range t.stage.inputs {
