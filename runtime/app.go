@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamrt/streamrt/abi"
@@ -18,7 +19,6 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
-	"github.com/tetratelabs/wazero"
 )
 
 // app is one app at work: its modules compiled, its state open, its engine
@@ -41,6 +41,13 @@ type app struct {
 	mu           sync.Mutex
 	stageEngines map[string]*wasm.Engine
 	queryEngines map[string]*wasm.Engine
+
+	// What watchDisk last found, used by its goroutine only.
+	diskPaused, diskErrLogged bool
+	// diskFull is set when a write met a full disk and took the reserve,
+	// until the reserve is written again; diskAlarm then wakes watchDisk.
+	diskFull  atomic.Bool
+	diskAlarm chan struct{}
 }
 
 // appSpec is what an app needs beyond its configuration.
@@ -50,7 +57,7 @@ type appSpec struct {
 	// modules holds each stage's module bytes, by stage name.
 	modules map[string][]byte
 	// cache is the compilation cache shared by the process's engines.
-	cache wazero.CompilationCache
+	cache *wasm.Cache
 	log   *slog.Logger
 	// advertise is the address other instances reach this app's API at,
 	// and prefix the path its API is served under ("" in run mode,
@@ -123,7 +130,8 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 		queryModules[sc.Name] = qm
 	}
 
-	if a.db, err = state.Open(filepath.Join(cfg.StateDir, "state"), state.Options{Logger: a.log}); err != nil {
+	a.diskAlarm = make(chan struct{}, 1)
+	if a.db, err = openState(cfg, a.log, a.onDiskFull); err != nil {
 		return nil, err
 	}
 	a.metrics = metrics.New()
@@ -167,6 +175,33 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	return a, nil
 }
 
+// openState opens the app's state database, moving a corrupt one aside
+// and starting afresh under state_recovery: rebuild. The tasks then restore
+// their stores from the changelogs, as they do in a new state directory.
+// A reserve file beside it gives Pebble's writes one retry when the disk
+// fills up (onFull learns of it).
+func openState(cfg *config.Config, log *slog.Logger, onFull func()) (*state.DB, error) {
+	dir := filepath.Join(cfg.StateDir, "state")
+	opts := state.Options{Logger: log, Recovery: state.Rebuild, OnDiskFull: onFull}
+	if space, err := state.FreeSpace(cfg.StateDir); err == nil {
+		opts.Reserve = reserveSize(space.Total)
+	}
+	if cfg.StateRecovery == config.RecoveryRefuse {
+		opts.Recovery = state.Refuse
+	}
+	db, err := state.Open(dir, opts)
+	if _, corrupt := errors.AsType[*state.CorruptError](err); corrupt && opts.Recovery == state.Refuse {
+		return nil, fmt.Errorf("%w; with state_recovery: refuse the instance does not start on it. The state is a copy of the app's changelogs: move %s aside (or delete it) and start again to restore it from them, or set state_recovery: rebuild to have that done at start", err, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.EnsureReserve(); err != nil {
+		log.Warn("cannot write the state disk's reserve: a full disk would stop the process", "err", err)
+	}
+	return db, nil
+}
+
 // Handler is the app's HTTP API, routed by paths without its prefix.
 func (a *app) Handler() http.Handler { return a.api }
 
@@ -176,6 +211,19 @@ func (a *app) Run(ctx context.Context) error {
 	if a.cfg.Kafka.TLS.InsecureSkipVerify {
 		a.log.Warn("kafka.tls.insecure_skip_verify is on: any certificate is accepted from the brokers, so anyone on the way can read and change what the app sends and receives; for tests only")
 	}
+	// Measured once before processing starts, so that an instance started
+	// on a full disk waits from its first record.
+	a.checkDisk()
+	wctx, stopWatching := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		a.watchDisk(wctx)
+	}()
+	defer func() {
+		stopWatching()
+		<-watching
+	}()
 	if err := ensureTopics(ctx, a.cfg, a.topo, a.log, a.eng.BrokerHooks()); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -87,6 +87,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cache.Logger = r.log
 	defer cache.Close(context.Background())
 	modules := map[string][]byte{}
 	for _, sc := range cfg.Stages {

@@ -19,7 +19,6 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/control"
 	"github.com/streamrt/streamrt/runtime/internal/quota"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
-	"github.com/tetratelabs/wazero"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
 )
@@ -76,6 +75,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cache.Logger = s.log
 	defer cache.Close(context.Background())
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
@@ -138,7 +138,7 @@ type host struct {
 	cfg       *config.Server
 	security  []kgo.Opt // TLS and SASL to the brokers
 	log       *slog.Logger
-	cache     wazero.CompilationCache
+	cache     *wasm.Cache
 	ctl       *control.Log
 	instance  string
 	advertise string

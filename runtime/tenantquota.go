@@ -82,7 +82,8 @@ func (h *host) enforceQuotas(ctx context.Context) {
 }
 
 // stateBytes is the size of the local state of tenant's apps on this
-// server: every generation's stores, under state_dir/apps/TENANT.NAME.
+// server: every generation's stores, under state_dir/apps/TENANT.NAME,
+// but not the reserve kept beside each.
 func (h *host) stateBytes(tenant string) int64 {
 	root := filepath.Join(h.cfg.StateDir, "apps")
 	entries, err := os.ReadDir(root)
@@ -95,7 +96,9 @@ func (h *host) stateBytes(tenant string) int64 {
 			continue
 		}
 		filepath.WalkDir(filepath.Join(root, e.Name()), func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
+			// The state's reserve (state.Options.Reserve) is the
+			// server's, not the tenant's.
+			if err == nil && !d.IsDir() && !strings.HasSuffix(d.Name(), ".reserve") {
 				if info, err := d.Info(); err == nil {
 					n += info.Size()
 				}

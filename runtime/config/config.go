@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,67 @@ const (
 	StartLatest   StartOffset = "latest"
 )
 
+// StateRecovery is what an instance does with local state that is corrupt
+// when it starts.
+type StateRecovery string
+
+// State recoveries.
+const (
+	// RecoveryRebuild moves the corrupt state aside and restores it from
+	// the changelogs, as for a new state directory.
+	RecoveryRebuild StateRecovery = "rebuild"
+	// RecoveryRefuse stops the instance with an error naming the state.
+	RecoveryRefuse StateRecovery = "refuse"
+)
+
+// MinFree is a free-space watermark: the larger of a number of bytes and a
+// percentage of the filesystem's size. The zero MinFree is no watermark.
+type MinFree struct {
+	Bytes   int64
+	Percent float64
+}
+
+// Of is the watermark on a filesystem of total bytes.
+func (m MinFree) Of(total uint64) uint64 {
+	return max(uint64(max(m.Bytes, 0)), uint64(m.Percent/100*float64(total)))
+}
+
+// String renders m as state_min_free takes it: "1GiB", "5%" or
+// "1GiB+5%" for the larger of both.
+func (m MinFree) String() string {
+	pct := strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
+	switch {
+	case m.Percent == 0:
+		return FormatByteSize(m.Bytes)
+	case m.Bytes == 0:
+		return pct
+	}
+	return FormatByteSize(m.Bytes) + "+" + pct
+}
+
+// ParseMinFree parses a watermark: a size ("512MiB"), a percentage of the
+// filesystem ("5%"), or both joined by "+", meaning the larger ("1GiB+5%").
+func ParseMinFree(s string) (MinFree, error) {
+	var m MinFree
+	for part := range strings.SplitSeq(s, "+") {
+		part = strings.TrimSpace(part)
+		if p, ok := strings.CutSuffix(part, "%"); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+			if err != nil || f < 0 || f > 100 || m.Percent != 0 {
+				return MinFree{}, strconv.ErrSyntax
+			}
+			m.Percent = f
+			continue
+		}
+		n, err := ParseByteSize(part)
+		if err != nil || m.Bytes != 0 {
+			return MinFree{}, strconv.ErrSyntax
+		}
+		m.Bytes = n
+	}
+	return m, nil
+}
+
 // ErrorPolicy says what a stage does with a record its module fails on.
 type ErrorPolicy string
 
@@ -61,6 +123,7 @@ const (
 	DefaultReplicationFactor = -1 // the broker's default
 	DefaultCommitInterval    = 100 * time.Millisecond
 	DefaultStartOffset       = StartEarliest
+	DefaultStateRecovery     = RecoveryRebuild
 	DefaultMaxKeyBytes       = 4096
 	DefaultErrorPolicy       = PolicyFail
 	DefaultBatchSize         = 500
@@ -69,6 +132,12 @@ const (
 	DefaultMaxRangeLimit     = 1000
 	DefaultHandlerDeadline   = 2 * time.Second
 	DefaultForwardTimeout    = 5 * time.Second
+)
+
+// state_min_free's default: the larger of 1 GiB and 5% of the filesystem.
+const (
+	DefaultStateMinFreeBytes   = 1 << 30
+	DefaultStateMinFreePercent = 5
 )
 
 // Limits checked by Validate.
@@ -136,6 +205,14 @@ type Config struct {
 	ReplicationFactor int16         `koanf:"replication_factor"`
 	CommitInterval    time.Duration `koanf:"commit_interval"`
 	StartOffset       StartOffset   `koanf:"start_offset"`
+	// StateRecovery says what to do when the local state does not open
+	// because it is corrupt: rebuild it from the changelogs (moving the
+	// corrupt copy aside) or refuse to start.
+	StateRecovery StateRecovery `koanf:"state_recovery"`
+	// StateMinFree is the free space below which processing pauses, so
+	// that the state never fills its filesystem; it resumes once there is
+	// more. Zero (given as 0) turns the watermark off.
+	StateMinFree MinFree `koanf:"state_min_free"`
 	// Generation numbers the app's state: a server rebuilding an app from
 	// its inputs runs the next generation beside the one serving, with a
 	// consumer group, changelogs and repartition topics of its own (named
@@ -388,7 +465,7 @@ var overridable = func() map[string]bool {
 	m := map[string]bool{
 		"app": true, "brokers": true, "state_dir": true, "cache_dir": true, "http": true, "advertise": true,
 		"guarantee": true, "partitions": true, "replication_factor": true,
-		"commit_interval": true, "start_offset": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
+		"commit_interval": true, "start_offset": true, "state_recovery": true, "state_min_free": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
 		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
 		"query.tokens":       true,
 		"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,

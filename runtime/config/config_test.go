@@ -63,6 +63,8 @@ func TestDefaults(t *testing.T) {
 		ReplicationFactor: -1,
 		CommitInterval:    100 * time.Millisecond,
 		StartOffset:       StartEarliest,
+		StateRecovery:     RecoveryRebuild,
+		StateMinFree:      MinFree{Bytes: 1 << 30, Percent: 5},
 		Query:             Query{MaxKeyBytes: 4096, MaxRangeLimit: 1000, HandlerDeadline: 2 * time.Second, ForwardTimeout: 5 * time.Second},
 		Stages: []Stage{{
 			Name:          "count",
@@ -89,6 +91,8 @@ partitions: 12
 replication_factor: 3
 commit_interval: 250ms
 start_offset: latest
+state_recovery: refuse
+state_min_free: 256MiB+2.5%
 advertise: orders-1.internal:8080
 query:
   max_key_bytes: 1024
@@ -147,6 +151,8 @@ func TestFullRoundTrip(t *testing.T) {
 		ReplicationFactor: 3,
 		CommitInterval:    250 * time.Millisecond,
 		StartOffset:       StartLatest,
+		StateRecovery:     RecoveryRefuse,
+		StateMinFree:      MinFree{Bytes: 256 << 20, Percent: 2.5},
 		Advertise:         "orders-1.internal:8080",
 		Query: Query{MaxKeyBytes: 1024, MaxRangeLimit: 500, HandlerDeadline: 250 * time.Millisecond,
 			ForwardTimeout: 2 * time.Second, Tokens: []string{"s3cret", "other-token"},
@@ -206,6 +212,8 @@ func encode(v reflect.Value) any {
 	switch v.Type() {
 	case reflect.TypeFor[time.Duration]():
 		return time.Duration(v.Int()).String()
+	case reflect.TypeFor[MinFree]():
+		return v.Interface().(MinFree).String()
 	}
 	switch v.Kind() {
 	case reflect.Struct:
@@ -343,6 +351,12 @@ func TestErrors(t *testing.T) {
 			}},
 		{name: "bad start offset", yaml: minimal + "start_offset: newest\n",
 			want: []problem{{"start_offset", `must be earliest or latest, got "newest"`}}},
+		{name: "bad state min free", yaml: minimal + "state_min_free: 5 percent\n",
+			want: []problem{{"state_min_free", `must be a size such as 512MiB, a percentage of the filesystem such as 5%, or the larger of both such as 1GiB+5%, got "5 percent"`}}},
+		{name: "state min free over 100%", yaml: minimal + "state_min_free: 120%\n",
+			want: []problem{{"state_min_free", `must be a size such as 512MiB, a percentage of the filesystem such as 5%, or the larger of both such as 1GiB+5%, got "120%"`}}},
+		{name: "bad state recovery", yaml: minimal + "state_recovery: wipe\n",
+			want: []problem{{"state_recovery", `must be rebuild or refuse, got "wipe"`}}},
 		{name: "bad partitions and replication", yaml: minimal + "partitions: 0\nreplication_factor: 0\n",
 			want: []problem{
 				{"partitions", "must be at least 1, got 0"},
@@ -839,6 +853,38 @@ func TestRoutingKey(t *testing.T) {
 		r := Route{Key: c.key}
 		if got := r.RoutingKey(func(n string) string { return params[n] }); got != c.want {
 			t.Errorf("RoutingKey(%q) = %q, want %q", c.key, got, c.want)
+		}
+	}
+}
+
+func TestMinFree(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		want  MinFree
+		total uint64
+		of    uint64
+	}{
+		{"512MiB", MinFree{Bytes: 512 << 20}, 100 << 30, 512 << 20},
+		{"10%", MinFree{Percent: 10}, 100 << 30, 10 << 30},
+		{"1GiB+5%", MinFree{Bytes: 1 << 30, Percent: 5}, 100 << 30, 5 << 30},
+		{"1GiB + 5%", MinFree{Bytes: 1 << 30, Percent: 5}, 10 << 30, 1 << 30},
+		{"0", MinFree{}, 10 << 30, 0},
+	} {
+		got, err := ParseMinFree(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseMinFree(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			continue
+		}
+		if of := got.Of(tc.total); of != tc.of {
+			t.Errorf("%q of %d bytes = %d, want %d", tc.in, tc.total, of, tc.of)
+		}
+		if again, err := ParseMinFree(got.String()); err != nil || again != got {
+			t.Errorf("%q renders as %q, which parses as %+v, %v", tc.in, got.String(), again, err)
+		}
+	}
+	for _, bad := range []string{"", "%", "5%+6%", "1GiB+2GiB", "-1%", "101%", "lots"} {
+		if got, err := ParseMinFree(bad); err == nil {
+			t.Errorf("ParseMinFree(%q) = %+v, want an error", bad, got)
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 // The keys each mapping accepts, in the order the schema documents them.
 var (
 	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "instance_id", "partitions",
-		"replication_factor", "commit_interval", "start_offset", "module_header", "generation", "kafka", "query", "tables", "stages"}
+		"replication_factor", "commit_interval", "start_offset", "state_recovery", "state_min_free", "module_header", "generation", "kafka", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
 	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "content_types", "routes"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
@@ -53,6 +53,8 @@ func (d decoder) config(m map[string]any, c *Config) {
 	c.ReplicationFactor = int16(d.integer(m, "", "replication_factor", 0, math.MinInt16, math.MaxInt16))
 	c.CommitInterval = d.duration(m, "", "commit_interval", 0)
 	c.StartOffset = StartOffset(d.str(m, "", "start_offset", ""))
+	c.StateRecovery = StateRecovery(d.str(m, "", "state_recovery", ""))
+	c.StateMinFree = d.minFree(m, "", "state_min_free")
 	c.ModuleHeader = d.boolean(m, "", "module_header")
 	c.Generation = int(d.integer(m, "", "generation", 0, 0, math.MaxInt32))
 
@@ -394,6 +396,30 @@ func (d decoder) byteSize(m map[string]any, path, key string, def int64) int64 {
 		return def
 	}
 	return n
+}
+
+func (d decoder) minFree(m map[string]any, path, key string) MinFree {
+	v, full, ok := d.value(m, path, key)
+	if !ok {
+		return MinFree{}
+	}
+	var mf MinFree
+	var err error
+	switch t := v.(type) {
+	case int:
+		mf.Bytes = int64(t)
+	case int64:
+		mf.Bytes = t
+	case string:
+		mf, err = ParseMinFree(t)
+	default:
+		err = errors.New("not a size")
+	}
+	if err != nil || mf.Bytes < 0 {
+		d.p.add(full, "must be a size such as 512MiB, a percentage of the filesystem such as 5%, or the larger of both such as 1GiB+5%, got "+describe(v))
+		return MinFree{}
+	}
+	return mf
 }
 
 // byteUnits maps size suffixes to their multipliers.

@@ -39,6 +39,12 @@ func (c *Config) EnsureDefaults() {
 	if c.StartOffset == "" && unset("start_offset") {
 		c.StartOffset = DefaultStartOffset
 	}
+	if c.StateRecovery == "" && unset("state_recovery") {
+		c.StateRecovery = DefaultStateRecovery
+	}
+	if c.StateMinFree == (MinFree{}) && unset("state_min_free") {
+		c.StateMinFree = MinFree{Bytes: DefaultStateMinFreeBytes, Percent: DefaultStateMinFreePercent}
+	}
 	if c.StateDir == "" && validName(c.App) == "" {
 		c.StateDir = filepath.Join(".streamrt", c.App)
 	}

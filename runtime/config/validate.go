@@ -67,6 +67,12 @@ func (c *Config) validate(p *problems) {
 	if c.StartOffset != StartEarliest && c.StartOffset != StartLatest {
 		p.add("start_offset", fmt.Sprintf("must be %s or %s, got %q", StartEarliest, StartLatest, c.StartOffset))
 	}
+	if c.StateRecovery != RecoveryRebuild && c.StateRecovery != RecoveryRefuse {
+		p.add("state_recovery", fmt.Sprintf("must be %s or %s, got %q", RecoveryRebuild, RecoveryRefuse, c.StateRecovery))
+	}
+	if mf := c.StateMinFree; mf.Bytes < 0 || mf.Percent < 0 || mf.Percent >= 100 {
+		p.add("state_min_free", fmt.Sprintf("must be a size of at least 0 and a percentage below 100%%, got %s", mf))
+	}
 
 	validateKafka(p, "kafka", &c.Kafka)
 	validateHTTPTLS(p, "http_tls", &c.HTTPTLS)

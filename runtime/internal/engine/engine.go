@@ -13,7 +13,7 @@
 //	cycle.go     a task's uncommitted work
 //	commit.go    the commit protocol (at-least-once and exactly-once)
 //	group.go     the consumer group's callbacks: assignment, planning, revocation
-//	pause.go     pausing the partitions of tasks that wait
+//	pause.go     pausing the partitions of tasks that wait; the disk gate
 //	restore.go   restoring stores from their changelogs
 //	standby.go   standby copies of other instances' tasks
 //	global.go    global tables

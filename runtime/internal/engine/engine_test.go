@@ -356,3 +356,31 @@ func TestKeepLatestOutputHoldsTheLastRecordPerKey(t *testing.T) {
 		t.Fatalf("after compaction %s, want c=1,a=3,b=2", got)
 	}
 }
+
+// A store call that fails in the host (a corrupt table, a failing disk)
+// is no fault of the record's: the task stops with the state's error
+// whatever its error policy, instead of skipping the record or
+// dead-lettering it.
+func TestStateFailureStopsTheTaskWhateverThePolicy(t *testing.T) {
+	for _, policy := range []config.ErrorPolicy{config.PolicySkip, config.PolicyDeadLetter, config.PolicyFail} {
+		t.Run(string(policy), func(t *testing.T) {
+			tk := newTestTask(t, stageOpts{guest: "counter", policy: policy})
+			// A closed database stands in for a damaged one: every read
+			// of the cycle's Txn fails.
+			if err := tk.env.db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			err := tk.process(records("a", "1", "b", "1"))
+			var te *TaskError
+			if !errors.As(err, &te) {
+				t.Fatalf("got %v, want a TaskError", err)
+			}
+			if te.Offset != 0 || !strings.Contains(te.Reason, "local state failed") || !strings.Contains(te.Reason, "state db closed") {
+				t.Errorf("TaskError %+v, want the state's error at offset 0", te)
+			}
+			if emits := outputs(tk); len(emits) != 0 {
+				t.Errorf("%d records emitted, want none", len(emits))
+			}
+		})
+	}
+}

@@ -63,8 +63,14 @@ func (f *follower) close() { f.cl.Close() }
 // each record apply accepts. It returns ctx's error when ctx ends and the
 // first error of apply, which stops the poll; fetch errors are logged and
 // counted, not returned: the client retries them. An ACL that denies the
-// read is returned, and recorded for the engine to stop with.
+// read is returned, and recorded for the engine to stop with. While the
+// engine's disk gate holds, it waits first.
 func (f *follower) poll(ctx context.Context, wait time.Duration, apply func(r *kgo.Record) error) error {
+	// Nothing is fetched, and so nothing written, while the disk is short
+	// of space.
+	if err := f.env.disk.wait(ctx); err != nil {
+		return err
+	}
 	pctx, cancel := ctx, context.CancelFunc(func() {})
 	if wait > 0 {
 		pctx, cancel = context.WithTimeout(ctx, wait)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -65,6 +66,11 @@ func (e *Engine) prepare(ctx context.Context, offsets map[string]map[int32]kgo.O
 	for _, t := range tasks {
 		pl, err := e.env.planTask(t, ends)
 		if err != nil {
+			if state.IsCorrupt(err) {
+				// Retrying reads the same damaged table: stop, and let
+				// the next start rebuild the state from the changelogs.
+				e.env.fail(fmt.Errorf("stage %q partition %d: the local state is corrupt; restart the instance to rebuild it from the changelogs: %w", t.stage.name, t.partition, err))
+			}
 			return nil, err
 		}
 		if pl.useLocal {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"fmt"
 
 	"github.com/streamrt/streamrt/abi"
 	"github.com/streamrt/streamrt/runtime/internal/state"
@@ -31,6 +32,9 @@ type batchHost struct {
 
 	iters  state.Cursors
 	getBuf []byte
+	// stateErr is the first store call of the batch that failed in the
+	// host (stateFailed).
+	stateErr error
 
 	// replayed holds, under a fence, whether each record's outputs are
 	// dropped (Fence).
@@ -56,6 +60,19 @@ func (h *batchHost) reset(txn *state.Txn, recs []*kgo.Record) {
 	h.writes, h.emits, h.interleaved = effects{rec: abi.NoRecord}, effects{rec: abi.NoRecord}, false
 	clear(h.failed)
 	h.batchMsg = ""
+	h.stateErr = nil
+}
+
+// stateFailed logs a store call that failed in the host, remembers the
+// first of the batch for the task to stop with (a damaged or unusable
+// state is no fault of the record's, and no error policy should skip it),
+// and returns the code the guest gets.
+func (h *batchHost) stateFailed(op string, ks state.Keyspace, err error) abi.Code {
+	h.t.log.Error("store "+op+" failed", "store", ks.Store(), "err", err)
+	if h.stateErr == nil {
+		h.stateErr = fmt.Errorf("%s %v: %w", op, ks, err)
+	}
+	return abi.ErrInternal
 }
 
 // closeIters closes iterators the guest left open; they live for one call.
@@ -123,8 +140,7 @@ func (h *batchHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 	}
 	v, found, err := h.txn.Get(ks, key, h.getBuf)
 	if err != nil {
-		h.t.log.Error("store read failed", "store", ks.Store(), "err", err)
-		return nil, abi.ErrInternal
+		return nil, h.stateFailed("read", ks, err)
 	}
 	h.getBuf = v
 	h.t.cache.set(store, key, v, found)
@@ -151,8 +167,7 @@ func (h *batchHost) getGlobal(gc *globalCache, handle int32, ks state.Keyspace, 
 		gr.gen = gen
 		v, found, err := gr.r.Get(ks, key, h.getBuf)
 		if err != nil {
-			h.t.log.Error("store read failed", "store", ks.Store(), "err", err)
-			return nil, abi.ErrInternal
+			return nil, h.stateFailed("read", ks, err)
 		}
 		h.getBuf = v
 		gc.put(gen, key, v, found)
@@ -176,8 +191,7 @@ func (h *batchHost) Put(store, rec int32, key, value []byte) abi.Code {
 		return abi.ErrInvalid
 	}
 	if err := h.txn.Put(ks, key, value); err != nil {
-		h.t.log.Error("store write failed", "store", ks.Store(), "err", err)
-		return abi.ErrInternal
+		return h.stateFailed("write", ks, err)
 	}
 	h.t.cache.set(store, key, value, true)
 	h.change(store, rec, key, value)
@@ -213,8 +227,7 @@ func (h *batchHost) Delete(store, rec int32, key []byte) abi.Code {
 		return abi.ErrInvalid
 	}
 	if err := h.txn.Delete(ks, key); err != nil {
-		h.t.log.Error("store delete failed", "store", ks.Store(), "err", err)
-		return abi.ErrInternal
+		return h.stateFailed("delete", ks, err)
 	}
 	h.t.cache.set(store, key, nil, false)
 	h.change(store, rec, key, nil)
@@ -228,8 +241,7 @@ func (h *batchHost) Range(store int32, start, end []byte) (int32, abi.Code) {
 	}
 	it, err := h.txn.NewIter(ks, start, end)
 	if err != nil {
-		h.t.log.Error("store range failed", "store", ks.Store(), "err", err)
-		return 0, abi.ErrInternal
+		return 0, h.stateFailed("range", ks, err)
 	}
 	return h.iters.Open(it), abi.OK
 }

@@ -51,6 +51,7 @@ func (e *Engine) loop(ctx context.Context) error {
 			}
 		}
 		e.mu.Lock()
+		e.holdForDisk()
 		if !pending {
 			// A cycle starts with its first record.
 			cycleStart, due = time.Now(), time.Now().Add(e.cfg.CommitInterval)

@@ -103,6 +103,9 @@ type env struct {
 	fence Fence
 	// guestTime meters the tasks' guest time (SetGuestTime); nil for none.
 	guestTime GuestTime
+	// disk holds the writers of state while the disk is short of space
+	// (SetDisk).
+	disk diskGate
 	// isInternal reports whether a topic is one of the app's repartition
 	// topics.
 	isInternal func(topic string) bool
@@ -397,6 +400,11 @@ func (t *task) runBatch(recs []*kgo.Record) error {
 	// The batch is encoded straight into the guest's buffer.
 	err := t.inst.ProcessBatch(t.ctx, &t.host, t.encodedSize(recs), func(dst []byte) []byte { return t.encode(dst, recs) })
 	t.host.closeIters()
+	if serr := t.host.stateErr; serr != nil {
+		// The task stops whatever its error policy; stopTask drops its cycle.
+		return &TaskError{Stage: t.stage.name, Topic: recs[0].Topic, Partition: t.partition, Offset: recs[0].Offset,
+			Reason: fmt.Sprintf("local state failed: %v (a state that is corrupt is rebuilt from the changelogs when the instance restarts)", serr)}
+	}
 	if err == nil && !t.host.interleaved {
 		for i := range recs {
 			if msg, ok := t.host.failed[int32(i)]; ok {

@@ -142,6 +142,7 @@ func (e *Engine) Readiness() probe.Readiness {
 		st.Ready = false
 		st.Reasons = append(st.Reasons, fmt.Sprintf("%d task(s) stopped by the fail error policy", len(st.Stopped)))
 	}
+	e.diskReadiness(&st)
 	return st
 }
 

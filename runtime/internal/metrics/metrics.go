@@ -35,6 +35,12 @@ type Metrics struct {
 	TableRecords      *prometheus.CounterVec // table
 	RebuildReplayed   prometheus.Gauge
 	RebuildLag        prometheus.Gauge
+	// The state directory's disk, measured every second or so.
+	StateFreeBytes    prometheus.Gauge
+	StateMinFreeBytes prometheus.Gauge
+	StateBytes        prometheus.Gauge
+	StoreBytes        *prometheus.GaugeVec // store
+	StatePaused       prometheus.Gauge
 }
 
 // New creates and registers the collectors, with Go runtime and process
@@ -65,7 +71,12 @@ func New() *Metrics {
 	m.TableRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_table_records_total", Help: "Records materialised into tables, global tables included."}, []string{"table"})
 	m.RebuildReplayed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_rebuild_replayed_records", Help: "Input records the generation being rebuilt has committed, over every partition (server mode)."})
 	m.RebuildLag = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_rebuild_lag_records", Help: "Records the generation being rebuilt is behind the one serving (server mode)."})
-	for _, c := range []prometheus.Collector{m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.InstancesReleased, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
+	m.StateFreeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_state_free_bytes", Help: "Free bytes on the filesystem of the state directory."})
+	m.StateMinFreeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_state_min_free_bytes", Help: "The free-space watermark of the state directory (state_min_free): below it, processing pauses."})
+	m.StateBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_state_bytes", Help: "Bytes of the files under the state directory."})
+	m.StoreBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamrt_store_bytes", Help: "Estimated bytes of a store's flushed tables, over its partitions on this instance."}, []string{"store"})
+	m.StatePaused = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_state_disk_paused", Help: "1 while processing is paused because the state directory's free space is below state_min_free."})
+	for _, c := range []prometheus.Collector{m.StateFreeBytes, m.StateMinFreeBytes, m.StateBytes, m.StoreBytes, m.StatePaused, m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.InstancesReleased, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

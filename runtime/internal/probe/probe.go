@@ -18,4 +18,22 @@ type Readiness struct {
 	// processed yet: ready means assigned and answering, caught up means
 	// also a lag of (nearly) none.
 	Lag int64 `json:"lag"`
+	// Disk is the state directory's disk as last measured; nil before the
+	// first measure.
+	Disk *Disk `json:"disk,omitempty"`
+}
+
+// Disk is what an instance's state takes of its disk, and what is left.
+type Disk struct {
+	Dir        string `json:"dir"`         // the state directory
+	FreeBytes  uint64 `json:"free_bytes"`  // free on its filesystem
+	TotalBytes uint64 `json:"total_bytes"` // the filesystem's size
+	// MinFreeBytes is the watermark: below it, processing pauses.
+	MinFreeBytes uint64 `json:"min_free_bytes"`
+	// StateBytes is the size of the files under the state directory.
+	StateBytes int64 `json:"state_bytes"`
+	// StoreBytes estimates, per store, the bytes its flushed tables hold.
+	StoreBytes map[string]uint64 `json:"store_bytes,omitempty"`
+	// Paused says why processing waits for space; "" while it does not.
+	Paused string `json:"paused,omitempty"`
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +55,41 @@ type Options struct {
 	// Logger receives Pebble's log lines, informational ones at Debug and
 	// errors at Error. Nil discards them.
 	Logger *slog.Logger
+
+	// Recovery says what Open does with a database it finds corrupt.
+	Recovery Recovery
+
+	// Reserve is the size of a file of zeros kept beside the database
+	// (DIR.reserve), 0 for none. Pebble treats a failed WAL or MANIFEST
+	// write as fatal and panics; with a reserve, a write that meets a full
+	// disk removes the file and is retried once in the space it held, and
+	// OnDiskFull is called. EnsureReserve writes the file again. It
+	// needs FS nil: the reserve is a file of the operating system's.
+	Reserve int64
+	// OnDiskFull is called when a write met a full disk and the reserve
+	// was released. It runs while every write of the database waits: it
+	// must be quick. Nil for none.
+	OnDiskFull func()
+
+	// now stamps the name of a database moved aside; time.Now when nil.
+	now func() time.Time
 }
+
+// Recovery is what Open does with a database that does not open because
+// it is corrupt: a malformed or missing MANIFEST, a table missing, short or
+// failing its checksum.
+type Recovery int
+
+const (
+	// Refuse returns a *CorruptError: the caller decides.
+	Refuse Recovery = iota
+	// Rebuild moves the database aside, to a sibling directory named
+	// DIR.corrupt-TIMESTAMP kept for inspection (the latest one only),
+	// logs where at Warn, and
+	// opens a fresh, empty one in its place. The caller restores the
+	// state from its changelogs, as for a new state directory.
+	Rebuild
+)
 
 // DB is the state database of one streamrt instance. Its methods are safe for
 // concurrent use; a Txn it creates is not.
@@ -69,6 +105,10 @@ type DB struct {
 	writerOpts sstable.WriterOptions
 	ingestSeq  atomic.Uint64
 
+	// reserve is the file Options.Reserve keeps, of reserveLen bytes.
+	reserve    string
+	reserveLen int64
+
 	// mu guards closed. It is held only to check closed and take a reference
 	// in refs, never across a call, so calls may nest (a Scan callback may
 	// call Get) without deadlocking against a pending Close.
@@ -79,25 +119,133 @@ type DB struct {
 	refs sync.WaitGroup
 }
 
-// Open opens the state database in dir, creating it if needed.
 // lockHeld reports whether err is Pebble's refusal of a directory whose
 // LOCK file another process (or this one) holds.
 func lockHeld(err error) bool {
 	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")
 }
 
+// Open opens the state database in dir, creating it if needed. A database
+// that is corrupt is refused with a *CorruptError, or moved aside and
+// replaced by an empty one, as opts.Recovery says.
 func Open(dir string, opts Options) (*DB, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	db, err := open(dir, opts, logger)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || opts.Recovery != Rebuild {
+		return db, err
+	}
+	now := opts.now
+	if now == nil {
+		now = time.Now
+	}
+	aside, merr := moveAside(opts.FS, dir, now())
+	if merr != nil {
+		return nil, fmt.Errorf("%w; moving it aside failed: %w", err, merr)
+	}
+	ce.MovedTo = aside
+	if opts.FS == nil {
+		// The mark goes with the copy it describes.
+		_ = os.Rename(damagedMark(dir), filepath.Join(aside, "DAMAGED"))
+	}
+	logger.Warn("state db is corrupt: moved it aside and opened an empty one; its stores restore from their changelogs",
+		"dir", dir, "moved_to", aside, "err", ce.Err.Error())
+	return open(dir, opts, logger)
+}
+
+// moveAside renames dir to a sibling named after it and t, which no other
+// directory has, and removes the copies moved aside before.
+func moveAside(fs vfs.FS, dir string, t time.Time) (string, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	base := dir + ".corrupt-" + t.UTC().Format("20060102T150405Z")
+	aside := base
+	for i := 2; ; i++ {
+		if _, err := fs.Stat(aside); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s-%d", base, i)
+	}
+	older, _ := fs.List(filepath.Dir(dir))
+	if err := fs.Rename(dir, aside); err != nil {
+		return "", err
+	}
+	// Only the latest copy is kept, so that a disk that keeps corrupting
+	// the state does not fill up with copies of it.
+	prefix := filepath.Base(dir) + ".corrupt-"
+	for _, name := range older {
+		if strings.HasPrefix(name, prefix) {
+			_ = fs.RemoveAll(fs.PathJoin(filepath.Dir(dir), name))
+		}
+	}
+	return aside, nil
+}
+
+// damagedMark is the file that records corruption found in the database
+// in dir while it ran.
+func damagedMark(dir string) string { return dir + ".damaged" }
+
+// IsCorrupt reports whether err says that the state's files are damaged:
+// ErrCorrupt, or Pebble's corruption errors (a table failing its checksum).
+func IsCorrupt(err error) bool {
+	return errors.Is(err, ErrCorrupt) || pebble.IsCorruptionError(err)
+}
+
+// corrupt reports whether err, from pebble.Open, says the database's files
+// are damaged or missing, as opposed to unreachable (a lock held, no
+// permission, no space).
+func corrupt(err error) bool {
+	return pebble.IsCorruptionError(err) || errors.Is(err, os.ErrNotExist) ||
+		strings.Contains(err.Error(), "object size mismatch")
+}
+
+func open(dir string, opts Options, logger *slog.Logger) (*DB, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	reserve := dir + ".reserve"
+	if opts.Reserve > 0 && opts.FS == nil {
+		inner := fs
+		fs = vfs.OnDiskFull(inner, func() {
+			_ = inner.Remove(reserve) // when it is already gone, the retry fails as it would have
+			logger.Warn("state disk full: released the reserve for the write that met it", "reserve", reserve, "bytes", opts.Reserve)
+			if opts.OnDiskFull != nil {
+				opts.OnDiskFull()
+			}
+		})
+	}
+	if opts.FS == nil {
+		if why, err := os.ReadFile(damagedMark(dir)); err == nil {
+			return nil, &CorruptError{Dir: dir, Err: fmt.Errorf("corruption found while it ran (%s): %s", damagedMark(dir), strings.TrimSpace(string(why)))}
+		}
+	}
 	po := &pebble.Options{
-		FS:                          opts.FS,
+		FS:                          fs,
 		CacheSize:                   cacheSize,
 		MemTableSize:                memTableSize,
 		MemTableStopWritesThreshold: memTableStopWritesThreshold,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{logger.With("component", "pebble")},
+	}
+	// Pebble's default answer to a table failing its checksum on a read is
+	// Logger.Fatalf, which stops the process. The read returns the error
+	// all the same, and the caller (the task that met it) can stop alone:
+	// log it and let the error through.
+	// A mark beside the database makes the next Open treat it as corrupt,
+	// since it may well open without error.
+	var marked atomic.Bool
+	po.EventListener = &pebble.EventListener{
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			logger.Error("state db: on-disk corruption; the reads that meet it fail, and the next start rebuilds the state", "path", info.Path, "err", info.Details.Error())
+			if opts.FS == nil && marked.CompareAndSwap(false, true) {
+				_ = os.WriteFile(damagedMark(dir), []byte(info.Path+": "+info.Details.Error()+"\n"), 0o644)
+			}
+		},
 	}
 	// Deeper levels inherit L0's filter policy.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
@@ -106,11 +254,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		if lockHeld(err) {
 			return nil, fmt.Errorf("open state db %q: another instance holds it (its LOCK file is locked): give each instance a state_dir of its own: %w", dir, err)
 		}
+		if corrupt(err) {
+			return nil, &CorruptError{Dir: dir, Err: err}
+		}
 		return nil, fmt.Errorf("open state db %q: %w", dir, err)
-	}
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
 	}
 	// Load writes tables as Pebble writes L0's. The defaults are filled in on
 	// a copy, as Open does, so that Open gets the options as they were.
@@ -123,6 +270,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		fs:         fs,
 		ingestPath: fs.PathJoin(dir, ingestDir),
 		writerOpts: wo.MakeWriterOptions(0, pdb.TableFormat()),
+		reserve:    reserve,
+	}
+	if opts.FS == nil {
+		db.reserveLen = opts.Reserve
 	}
 	if err := db.clearIngestDir(); err != nil {
 		_ = pdb.Close() // the directory's error is the one to report
@@ -465,4 +616,37 @@ func (r *Reader) Close() {
 	r.Refresh()
 	r.db.release()
 	r.db, r.err = nil, ErrTxnDone
+}
+
+// EnsureReserve writes the reserve file (Options.Reserve) again when it is
+// missing or short, as after a full disk released it, and reports whether
+// it is whole. A disk too full to hold it leaves no partial file.
+func (db *DB) EnsureReserve() (bool, error) {
+	if db.reserveLen == 0 {
+		return true, nil
+	}
+	if fi, err := os.Stat(db.reserve); err == nil && fi.Size() == db.reserveLen {
+		return true, nil
+	}
+	f, err := os.Create(db.reserve)
+	if err != nil {
+		return false, fmt.Errorf("state reserve %s: %w", db.reserve, err)
+	}
+	// Zeros written, not a sparse file: the blocks must be taken now to
+	// be given back later.
+	chunk := make([]byte, 1<<20)
+	for left := db.reserveLen; left > 0 && err == nil; left -= int64(len(chunk)) {
+		_, err = f.Write(chunk[:min(left, int64(len(chunk)))])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(db.reserve)
+		return false, fmt.Errorf("state reserve %s: %w", db.reserve, err)
+	}
+	return true, nil
 }

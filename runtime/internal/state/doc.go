@@ -40,4 +40,12 @@
 // can be rolled back to a Mark when the guest reports that one record failed.
 // A restore replaying a changelog goes through a Load instead, which writes
 // its changes as sorted sstables for Pebble to ingest.
+//
+// # Corruption
+//
+// The database is a cache of the changelogs. One that does not open
+// because its files are damaged or missing is refused with a *CorruptError,
+// or, under Options.Recovery Rebuild, moved aside whole and replaced by an
+// empty one, which the engine restores as it restores a new state
+// directory.
 package state

@@ -1,6 +1,9 @@
 package state
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrClosed is returned by calls made after DB.Close has begun.
@@ -36,3 +39,19 @@ var (
 	// ErrCorrupt is returned when a stored value cannot be decoded.
 	ErrCorrupt = errors.New("streamrt: corrupt state")
 )
+
+// CorruptError is Open's refusal of a database whose files are damaged or
+// missing. It wraps ErrCorrupt and Pebble's error.
+type CorruptError struct {
+	Dir string
+	Err error // Pebble's
+	// MovedTo is where Open moved the database under Rebuild; "" when it
+	// did not.
+	MovedTo string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("open state db %q: it is corrupt: %v", e.Dir, e.Err)
+}
+
+func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }

@@ -28,7 +28,7 @@ import (
 type Config struct {
 	// Cache is the compilation cache shared by the process's engines; nil
 	// compiles without one.
-	Cache wazero.CompilationCache
+	Cache *Cache
 	// MemoryLimit bounds each guest instance's linear memory, in bytes; it is
 	// rounded down to whole 64 KiB pages. Zero means wazero's default (4 GiB).
 	MemoryLimit int64
@@ -58,17 +58,8 @@ const defaultWallFactor = 10
 // Engine compiles and instantiates modules in one wazero runtime.
 type Engine struct {
 	rt       wazero.Runtime
+	cache    *Cache    // nil without one
 	watchdog *watchdog // nil without a deadline
-}
-
-// NewCache returns a compilation cache kept in dir, shared by the engines of a
-// process so that a module compiles once per version, across restarts too.
-func NewCache(dir string) (wazero.CompilationCache, error) {
-	c, err := wazero.NewCompilationCacheWithDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("wasm compilation cache %s: %w", dir, err)
-	}
-	return c, nil
 }
 
 // NewEngine creates a runtime with the streamrt_v1 host module and WASI
@@ -79,7 +70,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	rc := wazero.NewRuntimeConfig()
 	if cfg.Cache != nil {
-		rc = rc.WithCompilationCache(cfg.Cache)
+		rc = rc.WithCompilationCache(cfg.Cache.CompilationCache)
 	}
 	if cfg.MemoryLimit > 0 {
 		pages := cfg.MemoryLimit / 65536
@@ -100,7 +91,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		rt.Close(ctx)
 		return nil, err
 	}
-	e := &Engine{rt: rt}
+	e := &Engine{rt: rt, cache: cfg.Cache}
 	if cfg.Deadline > 0 {
 		wall := cfg.WallLimit
 		if wall == 0 {

@@ -93,6 +93,10 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte) (*Module
 		}
 	}
 	compiled, err := e.rt.CompileModule(ctx, code)
+	if err != nil && e.cache != nil && unreadable(err) {
+		e.cache.clear(ctx, err)
+		compiled, err = e.rt.CompileModule(ctx, code)
+	}
 	if err != nil {
 		return nil, refuse("does not compile: %v", err)
 	}

@@ -3,6 +3,10 @@ package wasm
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +203,54 @@ func TestModuleCloseReleasesItsCodeOnce(t *testing.T) {
 	defer again.Close(ctx)
 	if err := run(again); err != nil {
 		t.Fatalf("the bytes compiled again after every module of them was closed: %v", err)
+	}
+}
+
+// A compilation cache entry cut short (a full disk, a crash) does not stop
+// a module from compiling: the entry is removed and written again whole.
+func TestCacheEntryTruncatedIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := validGuest().bytes()
+	compile := func() error {
+		cache, err := NewCache(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close(ctx)
+		m, err := newEngine(t, Config{Cache: cache}).Compile(ctx, "guest.wasm", bin)
+		if err != nil {
+			return err
+		}
+		return m.Close(ctx)
+	}
+	entries := func() map[string]int64 {
+		out := map[string]int64{}
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				info, _ := d.Info()
+				out[p] = info.Size()
+			}
+			return nil
+		})
+		return out
+	}
+	if err := compile(); err != nil {
+		t.Fatal(err)
+	}
+	whole := entries()
+	if len(whole) == 0 {
+		t.Fatal("no cache entry written")
+	}
+	for p, size := range whole {
+		if err := os.Truncate(p, size/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := compile(); err != nil {
+		t.Fatalf("compiling over a truncated cache entry: %v", err)
+	}
+	if again := entries(); !maps.Equal(again, whole) {
+		t.Errorf("cache entries after the rebuild: %v, want them whole again: %v", again, whole)
 	}
 }
