@@ -69,12 +69,19 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 // Limits of the HTTP server of an app or a server: a client gets this long
 // to send its headers, which may be this large, and an idle keep-alive
 // connection is closed after this long, so that slow or idle clients cannot
-// hold connections and memory without end.
-const (
+// hold connections and memory without end. Variables only so that a test
+// can wait for them in less than minutes.
+var (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
 )
+
+// httpServer is the HTTP server of an app or a server, serving h within
+// the limits above.
+func httpServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+}
 
 // Run loads and validates the app's modules, opens its state, waits for the
 // brokers, creates missing topics, serves HTTP and processes records until
@@ -118,7 +125,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.Close()
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	srv := httpServer(a.Handler())
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, r.log)()
 	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise, "tls", cfg.HTTPTLS.Enabled(),
 		"client_certificates", cfg.HTTPTLS.RequireClientCert())

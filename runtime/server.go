@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -123,7 +122,7 @@ func (s *Server) Run(ctx context.Context) error {
 	h := &host{cfg: cfg, security: security, log: log, cache: cache, ctl: ctl, instance: instance, advertise: advertise, apps: map[string]*hosted{}, failedStarts: map[string]int64{}, routes: map[string]*generation{}, kicks: make(chan chan struct{})}
 	h.meters = map[string]*quota.Meter{}
 	h.metrics = newServerMetrics(h)
-	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	srv := httpServer(h.mux())
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, log)()
 	log.Info("server serving", "http", ln.Addr().String(), "advertised", advertise, "apps_topic", topics.Apps,
 		"tls", cfg.HTTPTLS.Enabled(), "client_certificates", cfg.HTTPTLS.RequireClientCert())

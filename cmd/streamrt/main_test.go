@@ -384,6 +384,9 @@ func TestQuery(t *testing.T) {
 		stderr string
 	}{
 		{"found", []string{"query", "-a", srv.URL, "click-counts", "page-1"}, 0, "42\n", ""},
+		{"flags after arguments", []string{"query", "click-counts", "page-1", "-a", srv.URL}, 0, "42\n", ""},
+		{"flags between arguments", []string{"query", "click-counts", "--addr=" + srv.URL, "page-1"}, 0, "42\n", ""},
+		{"a flag's value that looks like an argument", []string{"query", "-a", srv.URL, "--timeout", "5s", "click-counts", "page-1"}, 0, "42\n", ""},
 		{"escaped", []string{"query", "--addr", srv.URL + "/", "by page", "a/b?c"}, 0, "escaped\n", ""},
 		{"no scheme", []string{"query", "-a", strings.TrimPrefix(srv.URL, "http://"), "click-counts", "page-1"}, 0, "42\n", ""},
 		{"not found", []string{"query", "-a", srv.URL, "click-counts", "page-2"}, 1, "",

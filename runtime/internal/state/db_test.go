@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -429,4 +430,26 @@ func TestClearOffset(t *testing.T) {
 	if _, found, err := db.Offset("", "app-s-changelog", 3); found || err != nil {
 		t.Fatalf("offset still found (err %v) after ClearOffset", err)
 	}
+}
+
+// A state dir another instance has open is refused with a message that
+// says so, and the first instance's store is left alone, whatever the
+// second one's recovery setting.
+func TestSecondOpenIsRefusedNamingTheHolder(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	mustOK(t, err)
+	defer db.Close()
+	second, err := Open(dir, Options{})
+	if err == nil {
+		second.Close()
+		t.Fatal("a second Open of a state dir in use succeeded")
+	}
+	if !strings.Contains(err.Error(), "another instance holds it") || !strings.Contains(err.Error(), "state_dir of its own") {
+		t.Errorf("the second Open said %q; want it to say another instance holds the dir, and what to do", err)
+	}
+	ks := mustKeyspace(t, db, "counts", 0)
+	tx := db.NewTxn()
+	mustOK(t, tx.Put(ks, []byte("k"), []byte("1")))
+	mustOK(t, tx.Commit())
 }
