@@ -454,8 +454,11 @@ func TestTenantGuestExhaustingCPUOrMemoryIsContained(t *testing.T) {
 		testkafka.CreateTopic(t, brokers, name+".in", 4)
 	}
 	badApp, goodApp, snoopApp := bad+".faulty", good+".counts", bad+".snoop"
+	// The deadline is long enough that a guest running out of memory traps
+	// before it, even on a loaded machine (it is also ten times that in
+	// wall time), so that each failure has its own kind.
 	badYAML := strings.Replace(deployedApp(badApp, bad+".in", bad+".out", false, "seen"), "    outputs:",
-		"    error_policy: dead_letter\n    dead_letter_topic: "+bad+".dlq\n    batch_deadline: 300ms\n    memory_limit: 16MiB\n    outputs:", 1)
+		"    error_policy: dead_letter\n    dead_letter_topic: "+bad+".dlq\n    batch_deadline: 1s\n    memory_limit: 16MiB\n    outputs:", 1)
 	for _, d := range []struct {
 		tenant, app, yaml, guest string
 	}{

@@ -461,8 +461,6 @@ func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
 	hs.Config.Handler = serve.New(serve.Options{DB: db, Engine: eng, Metrics: metrics.New(), Topology: topo, Advertise: hs.Listener.Addr().String(),
 		Query:  config.Query{MaxKeyBytes: 64, MaxRangeLimit: 10, ForwardTimeout: time.Second},
 		Stores: []serve.Store{{Name: "totals", Partitions: 4, Topic: "shop-byuser"}, {Name: "prices", Partitions: 4, Topic: "prices"}}})
-	hs.Start()
-	defer hs.Close()
 	silent := freeAddr(t) // nothing listens there
 	if eng.a, err = assign.Static(1, "a", []assign.Member{
 		{ID: "a", Addr: hs.Listener.Addr().String(), Partitions: map[string][]int32{"shop-byuser": {0, 1, 2}, "prices": {0, 1, 2}},
@@ -472,6 +470,9 @@ func TestDashboardShowsRestoresStopsAndSilentInstances(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Started once the engine is complete: the server reads it from then on.
+	hs.Start()
+	defer hs.Close()
 
 	dom := dashboardDOM(t, bin, hs.URL+"/ui?store=totals")
 	rows := map[string]string{}
