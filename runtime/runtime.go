@@ -120,7 +120,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	advertised.Advertise = advertiseAddr(cfg.Advertise, ln.Addr())
 	cfg = &advertised
 
-	a, err := openApp(ctx, appSpec{cfg: cfg, topo: r.topo, modules: modules, cache: cache, log: r.log, advertise: cfg.Advertise})
+	a, err := openApp(ctx, appSpec{cfg: cfg, topo: r.topo, modules: modules, cache: cache, log: r.log, advertise: cfg.Advertise, static: true})
 	if err != nil {
 		return err
 	}
