@@ -9,15 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/streamrt/streamrt/runtime/config"
 )
 
 // instanceIDFile keeps, in an app's state dir, the static member id its
 // instance uses in the app's consumer group.
 const instanceIDFile = "instance-id"
-
-var validInstanceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // stateInstanceID returns the instance id kept in stateDir, making and
 // keeping a new one when there is none. An id is tied to the state: an
@@ -30,7 +29,7 @@ func stateInstanceID(stateDir string, log *slog.Logger) (string, error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if id := strings.TrimSpace(string(b)); validInstanceID.MatchString(id) {
+		if id := strings.TrimSpace(string(b)); config.ValidInstanceID(id) {
 			return id, nil
 		}
 		log.Warn("the instance id file is corrupt; this instance takes a new id and joins its group as a new member", "path", path, "content", fmt.Sprintf("%.40q", b))

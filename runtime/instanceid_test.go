@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamrt/streamrt/runtime/config"
 )
 
 // The instance id is made once and kept in the state dir; a file that
@@ -16,7 +18,7 @@ func TestStateInstanceIDIsKeptAndACorruptOneReplaced(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	first, err := stateInstanceID(dir, log)
-	if err != nil || !validInstanceID.MatchString(first) {
+	if err != nil || !config.ValidInstanceID(first) {
 		t.Fatalf("first id %q, %v: want a valid id", first, err)
 	}
 	again, err := stateInstanceID(dir, log)
@@ -36,7 +38,7 @@ func TestStateInstanceIDIsKeptAndACorruptOneReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh, err := stateInstanceID(dir, log)
-	if err != nil || !validInstanceID.MatchString(fresh) || fresh == first {
+	if err != nil || !config.ValidInstanceID(fresh) || fresh == first {
 		t.Fatalf("after corruption: %q, %v: want a new valid id", fresh, err)
 	}
 	if !strings.Contains(logs.String(), "instance id file is corrupt") || !strings.Contains(logs.String(), path) {

@@ -279,3 +279,7 @@ func (s *Server) validate(p *problems) {
 }
 
 var instanceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// ValidInstanceID reports whether id may name an instance (instance_id):
+// 1 to 128 letters, digits, '.', '_', ':' or '-'.
+func ValidInstanceID(id string) bool { return instanceID.MatchString(id) }

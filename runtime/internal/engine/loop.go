@@ -198,9 +198,6 @@ func (e *Engine) dispatch(ctx context.Context, fs kgo.Fetches) error {
 			firstErr = err
 			return
 		}
-		if t.hwm == nil {
-			t.hwm = map[string]int64{}
-		}
 		t.hwm[p.Topic] = p.HighWatermark
 		if t.restoring || t.stopped != nil {
 			// Fetched before the pause took hold: fetch again after.

@@ -168,6 +168,8 @@ func newTask(ctx context.Context, env *env, log *slog.Logger, s *stage, partitio
 		cycle:      newCycle(),
 		queue:      queue{rank: s.topicRank},
 		refetch:    map[string]int64{},
+		hwm:        map[string]int64{},
+		position:   map[string]int64{},
 		catchUp:    map[string]int64{},
 		streamTime: -1,
 	}
@@ -319,9 +321,6 @@ func (t *task) rewind() {
 		}
 	}
 	maps.Copy(t.refetch, t.cycle.start)
-	if t.position == nil {
-		t.position = map[string]int64{}
-	}
 	maps.Copy(t.position, t.refetch)
 	t.queue.clear()
 	t.drop()
@@ -349,9 +348,6 @@ func (t *task) isTableTopic(topic string) bool {
 // it may be the record a table catching up waited for.
 func (t *task) advance(r *kgo.Record) {
 	t.cycle.advance(r)
-	if t.position == nil {
-		t.position = map[string]int64{}
-	}
 	t.position[r.Topic] = r.Offset + 1
 	if end, ok := t.catchUp[r.Topic]; ok && r.Offset+1 >= end {
 		delete(t.catchUp, r.Topic)
