@@ -3,9 +3,14 @@
 // The chaos test of the fault-tolerance issue: three instances of the
 // clickcount example, run as separate streamrt processes, are killed with
 // SIGKILL one at a time while clicks stream in, and restarted on their state
-// directories. When the stream has been processed, every page's count must
-// be right: exactly under exactly_once, on the store and on the output
-// topic, and never below the truth under at_least_once.
+// directories; meanwhile the Kafka broker itself is restarted twice. When
+// the stream has been processed, every page's count must be right: exactly
+// under exactly_once, on the store and on the output topic, and never below
+// the truth under at_least_once.
+//
+// The broker it restarts is its own (scripts/kafka.sh in a temporary
+// directory): a shared broker restarted under the other tests would fail
+// them.
 //
 // Linux only: the children get PR_SET_PDEATHSIG, so that they die with the
 // test binary even when it is killed or panics on -timeout.
@@ -16,6 +21,7 @@ package runtime_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -48,6 +54,7 @@ const (
 	chaosKeys       = 10_000
 	chaosInstances  = 3
 	chaosKills      = 10
+	chaosBrokerDown = 2 // broker restarts, before kills 3 and 7
 	chaosPartitions = 6
 	chaosBurst      = 5_000                  // clicks per produce burst
 	chaosBurstEvery = 750 * time.Millisecond // 40 bursts: about 30 s of producing
@@ -65,15 +72,20 @@ func TestChaosKillNine(t *testing.T) {
 		t.Skip("runs against a real Kafka (STREAMRT_TEST_BROKERS), as .ci/run does")
 	}
 	bin := buildStreamrt(t)
+	kafkaDir, brokers := startPrivateKafka(t)
 	for _, g := range []string{"exactly_once", "at_least_once"} {
-		t.Run(g, func(t *testing.T) { chaos(t, bin, g) })
+		t.Run(g, func(t *testing.T) { chaos(t, bin, g, kafkaDir, brokers) })
 	}
 }
 
-func chaos(t *testing.T, bin, guarantee string) {
+// brokerRestartAt reports whether the broker is restarted before kill k:
+// spread over the run, so that instances are killed both while the broker
+// is away and while they recover from its return.
+func brokerRestartAt(k int) bool { return k == 3 || k == 7 }
+
+func chaos(t *testing.T, bin, guarantee, kafkaDir string, brokers []string) {
 	began := time.Now()
 	exact := guarantee == "exactly_once"
-	brokers := testkafka.Brokers(t)
 	app := testkafka.Name(t, "chaos-"+strings.ReplaceAll(guarantee, "_", "-"))
 	in, out := app+"-clicks", app+"-page-counts"
 	testkafka.CreateTopic(t, brokers, in, chaosPartitions)
@@ -106,35 +118,65 @@ func chaos(t *testing.T, bin, guarantee string) {
 	})
 	t.Logf("%s: %d instances ready after %v", guarantee, len(procs), time.Since(began).Round(time.Millisecond))
 
-	// Produce in bursts from a goroutine while this one kills.
-	truth := make([]int64, chaosKeys)
-	produced := make(chan error, 1)
+	// Produce in bursts from a goroutine while this one kills, and
+	// restarts the broker from a third.
+	acked := make([]int64, chaosKeys)
+	produced := make(chan produceResult, 1)
 	prodStart := time.Now()
-	go func() { produced <- produceClicks(brokers, in, truth) }()
+	go func() { produced <- produceClicks(brokers, in, acked) }()
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
+	var brokerBack chan error
+	restarts := 0
 	for k := 1; k <= chaosKills; k++ {
 		pause := 2*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 		sleepWatching(t, procs, pause)
+		if brokerRestartAt(k) {
+			if brokerBack != nil {
+				waitBroker(t, brokerBack)
+			}
+			restarts++
+			t.Logf("broker restart %d/%d at %v", restarts, chaosBrokerDown, time.Since(prodStart).Round(time.Millisecond))
+			brokerBack = make(chan error, 1)
+			go func(back chan<- error) {
+				began := time.Now()
+				_, err := kafkaScript(3*time.Minute, "restart", kafkaDir)
+				if err == nil {
+					t.Logf("broker back after %v", time.Since(began).Round(time.Millisecond))
+				}
+				back <- err
+			}(brokerBack)
+		}
 		victim := procs[rng.IntN(len(procs))]
 		pid := victim.kill(t)
 		t.Logf("kill %d/%d at %v: SIGKILL %s (pid %d); restarting it on its state directory", k, chaosKills, time.Since(prodStart).Round(time.Millisecond), victim.name, pid)
 		sleepWatching(t, procs, time.Duration(rng.Int64N(int64(500*time.Millisecond))))
 		victim.start(t)
 	}
+	if brokerBack != nil {
+		waitBroker(t, brokerBack)
+	}
+	var res produceResult
 	select {
-	case err := <-produced:
-		if err != nil {
-			t.Fatalf("producing clicks: %v", err)
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatal("producing 200,000 clicks took over 3 minutes")
+	case res = <-produced:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("producing 200,000 clicks took over 5 minutes")
 	}
-	var total int64
-	for _, n := range truth {
+	if res.failed > 0 {
+		// A burst the restart interrupted may still have been written:
+		// the truth is what the input topic holds, read below.
+		t.Logf("%d produce bursts failed while the broker restarted, first: %v", res.failed, res.first)
+	}
+	truth := readCounts(t, brokers, in, chaosKeys)
+	var total, ackedTotal int64
+	for i, n := range truth {
 		total += n
+		ackedTotal += acked[i]
+		if n < acked[i] {
+			t.Fatalf("page-%d: %d acknowledged clicks but %d on the input topic: the broker lost acknowledged records", i, acked[i], n)
+		}
 	}
-	t.Logf("%s: produced %d clicks over %d keys in %v, with %d kills", guarantee, total, chaosKeys, time.Since(prodStart).Round(time.Millisecond), chaosKills)
+	t.Logf("%s: %d clicks over %d keys on the input topic (%d acknowledged) in %v, with %d kills and %d broker restarts", guarantee, total, chaosKeys, ackedTotal, time.Since(prodStart).Round(time.Millisecond), chaosKills, restarts)
 
 	// Wait until the group has consumed everything and every key is
 	// answered by an instance with a count that is right.
@@ -211,17 +253,33 @@ func chaos(t *testing.T, bin, guarantee string) {
 	t.Logf("%s: took %v in all", guarantee, time.Since(began).Round(time.Millisecond))
 }
 
+// waitBroker waits for a broker restart begun by the chaos test, which
+// fails if the broker did not come back.
+func waitBroker(t *testing.T, back <-chan error) {
+	t.Helper()
+	if err := <-back; err != nil {
+		t.Fatalf("restart the broker: %v", err)
+	}
+}
+
+// produceResult is how producing went: the bursts that failed (whose
+// clicks may or may not be on the topic) and the first error.
+type produceResult struct {
+	failed int
+	first  error
+}
+
 // produceClicks produces chaosClicks clicks on random keys page-0 ...
-// page-(chaosKeys-1), in bursts, counting each acknowledged click in truth.
-// It returns on the first produce error: with an unacknowledged click the
-// truth is unknown.
-func produceClicks(brokers []string, topic string, truth []int64) error {
+// page-(chaosKeys-1), in bursts, counting each acknowledged click in
+// acked. A burst that fails (the broker restarting under it) is counted and
+// not retried: whether its clicks were written is for the topic to say.
+func produceClicks(brokers []string, topic string, acked []int64) (res produceResult) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxBufferedRecords(2*chaosBurst))
 	if err != nil {
-		return err
+		return produceResult{failed: 1, first: err}
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	tick := time.NewTicker(chaosBurstEvery)
 	defer tick.Stop()
@@ -235,18 +293,23 @@ func produceClicks(brokers []string, topic string, truth []int64) error {
 			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte("page-" + strconv.Itoa(k)), Value: []byte("click")})
 		}
 		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			return fmt.Errorf("after %d clicks: %w", sent, err)
-		}
-		for _, k := range idx {
-			truth[k]++
+			if res.failed++; res.first == nil {
+				res.first = fmt.Errorf("after %d clicks: %w", sent, err)
+			}
+		} else {
+			for _, k := range idx {
+				acked[k]++
+			}
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return ctx.Err()
+			res.failed++
+			res.first = cmp.Or(res.first, ctx.Err())
+			return res
 		}
 	}
-	return nil
+	return res
 }
 
 // catchUpDeadline is when to stop waiting for processing to catch up:
