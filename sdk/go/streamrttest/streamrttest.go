@@ -168,6 +168,11 @@ type Harness struct {
 	h       *host
 	offsets map[string]int64 // next offset per topic/partition
 	failed  []Failure
+
+	// The handlers of Config, if any.
+	record func(*streamrt.Record) error
+	batch  func(*streamrt.Batch) error
+	query  func(*streamrt.Query) streamrt.Response
 }
 
 // active guards the SDK's process-wide state: one harness at a time.
@@ -204,24 +209,14 @@ func New(tb testing.TB, cfg Config) *Harness {
 		h.stores = append(h.stores, &store{name: name, readOnly: true, data: map[string][]byte{}})
 	}
 	x.h = h
-	own := cfg.Record != nil || cfg.Batch != nil || cfg.Query != nil
-	native.Guest.Attach(h, own)
+	x.record, x.batch, x.query = cfg.Record, cfg.Batch, cfg.Query
+	x.attach()
 	tb.Cleanup(x.Close)
-	if own {
-		if cfg.Record != nil {
-			streamrt.HandleRecord(cfg.Record)
-		}
-		if cfg.Batch != nil {
-			streamrt.HandleBatch(cfg.Batch)
-		}
-		if cfg.Query != nil {
-			streamrt.HandleQuery(cfg.Query)
-		}
-	}
 	h.inCall = true // streamrt_init may open handles, as on the host
 	rc := native.Guest.Init()
 	h.end()
 	if rc != 0 {
+		x.Close()
 		tb.Fatalf("streamrttest: the stage refused to start (streamrt_init returned %d): %s", rc, x.lastLog())
 	}
 	return x
@@ -235,6 +230,23 @@ func (x *Harness) Close() {
 	if active.h == x {
 		native.Guest.Attach(nil, false)
 		active.h = nil
+	}
+}
+
+// attach resets the SDK to a new instance's state, with the handlers the
+// harness runs: at New, and after a trap, as the host replaces a trapped
+// instance.
+func (x *Harness) attach() {
+	own := x.record != nil || x.batch != nil || x.query != nil
+	native.Guest.Attach(x.h, own)
+	if x.record != nil {
+		streamrt.HandleRecord(x.record)
+	}
+	if x.batch != nil {
+		streamrt.HandleBatch(x.batch)
+	}
+	if x.query != nil {
+		streamrt.HandleQuery(x.query)
 	}
 }
 
@@ -270,7 +282,8 @@ func (x *Harness) lastLog() string {
 }
 
 // Feed runs one record, on partition 0 of topic, as a batch of its own.
-// It fails the test if the Fail policy stopped the task.
+// It fails the test if the Fail policy stopped the task; use Run to see
+// the stop.
 func (x *Harness) Feed(topic string, key, value []byte, timestamp int64) {
 	x.tb.Helper()
 	if err := x.Run(Input{Topic: topic, Key: key, Value: value, Timestamp: timestamp}); err != nil {
@@ -329,7 +342,7 @@ func (x *Harness) runBatch(recs []abi.Record) *StoppedError {
 		ts[i] = r.Timestamp
 	}
 	b.Records = recs
-	rc, trap := call(h, ts, abi.EncodeBatch(nil, &b))
+	rc, trap := x.call(ts, abi.EncodeBatch(nil, &b))
 	if rc == 0 && trap == "" && !h.interleaved {
 		for i := range recs {
 			if msg, ok := h.failed[int32(i)]; ok {
@@ -374,18 +387,27 @@ func (x *Harness) runBatch(recs []abi.Record) *StoppedError {
 // call runs streamrt_process on enc. A panic that escapes the SDK, which
 // on the host would trap the instance, is returned as trap, and the SDK is
 // reset as the host replaces a trapped instance.
-func call(h *host, timestamps []int64, enc []byte) (rc int32, trap string) {
+func (x *Harness) call(timestamps []int64, enc []byte) (rc int32, trap string) {
+	h := x.h
 	h.begin(timestamps)
 	defer h.end()
 	defer func() {
 		if v := recover(); v != nil {
-			trap = fmt.Sprintf("panic: %v\n%s", v, debug.Stack())
-			native.Guest.Attach(h, false)
+			trap = x.trapped(v)
 		}
 	}()
 	buf := native.Guest.Buffer(int32(len(enc)))
 	copy(buf, enc)
 	return native.Guest.Process(buf[:len(enc)]), ""
+}
+
+// trapped logs a panic that escaped the SDK, which on the host traps the
+// instance, and replaces the instance. It returns the trap's text.
+func (x *Harness) trapped(v any) string {
+	msg := fmt.Sprintf("panic: %v", v)
+	x.h.Log(int32(streamrt.LevelError), "streamrttest: the guest trapped: "+msg+"\n"+string(debug.Stack()))
+	x.attach()
+	return msg
 }
 
 func (x *Harness) recordFailed(r *abi.Record, kind, msg string) *StoppedError {
@@ -410,7 +432,8 @@ func (x *Harness) recordFailed(r *abi.Record, kind, msg string) *StoppedError {
 	return nil
 }
 
-// Output returns the records produced to output so far, in order.
+// Output returns the records produced to output so far, in order. The
+// messages' slices are the harness's: read them, do not modify them.
 func (x *Harness) Output(output string) []Message {
 	x.tb.Helper()
 	i := slices.Index(x.h.outputs, output)
@@ -506,8 +529,7 @@ func (x *Harness) Query(req QueryRequest) streamrt.Response {
 	rc, trap := func() (rc int32, trap string) {
 		defer func() {
 			if v := recover(); v != nil {
-				trap = fmt.Sprint(v)
-				native.Guest.Attach(h, false)
+				trap = x.trapped(v)
 			}
 		}()
 		buf := native.Guest.Buffer(int32(len(enc)))
@@ -519,13 +541,15 @@ func (x *Harness) Query(req QueryRequest) streamrt.Response {
 	if h.response != nil && trap == "" {
 		return *h.response
 	}
-	why := "the query handler gave no answer"
+	why := "returned without responding"
 	switch {
 	case trap != "":
-		why = "guest trapped: panic: " + trap
+		why = "streamrt: guest trapped: " + trap
 	case rc != 0:
 		why = fmt.Sprintf("%s returned %d", abi.ExportQuery, rc)
 	}
+	// The host's answer to a query that fails: 500, its error in JSON.
+	msg := fmt.Sprintf("query handler of stage %q: %s", h.stage, why)
 	return streamrt.Response{Status: 500, ContentType: "application/json",
-		Body: append(append([]byte(`{"error":`), strconv.Quote("streamrt: "+why)...), '}')}
+		Body: append(append([]byte(`{"error":`), strconv.Quote(msg)...), '}')}
 }

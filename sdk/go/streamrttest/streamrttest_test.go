@@ -174,3 +174,25 @@ func TestOneHarnessAtATime(t *testing.T) {
 	h.Close()
 	streamrttest.New(t, streamrttest.Config{Record: script}) // after Close, a new one may be made
 }
+
+func TestNewRefusesBadStages(t *testing.T) {
+	for name, cfg := range map[string]streamrttest.Config{
+		"no handler":       {},
+		"record and batch": {Record: script, Batch: func(*streamrt.Batch) error { return nil }},
+		"store twice":      {Record: script, Stores: []string{"s"}, Tables: []string{"s"}},
+		"output twice":     {Record: script, Outputs: []string{"o", "o"}},
+		"unknown policy":   {Record: script, Policy: 7},
+	} {
+		var inner testing.T
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			streamrttest.New(&inner, cfg)
+		}()
+		<-done
+		if !inner.Failed() {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+	streamrttest.New(t, streamrttest.Config{Record: script}) // none is left attached
+}
