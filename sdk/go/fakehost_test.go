@@ -109,13 +109,6 @@ func newFakeHost(cfg FakeConfig) *fakeHost {
 	return f
 }
 
-func resetInstance() {
-	for _, s := range inst.stores {
-		*s = Store{name: s.name}
-	}
-	inst = instance{current: abi.NoRecord, streamTime: -1, stores: inst.stores}
-}
-
 // Process encodes b, writes it into the guest's buffer as the host does and
 // calls streamrt_process.
 func (f *fakeHost) Process(b *abi.Batch) int32 {
