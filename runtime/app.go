@@ -19,6 +19,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/serve"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/streamrt/streamrt/runtime/internal/watch"
 )
 
 // app is one app at work: its modules compiled, its state open, its engine
@@ -171,7 +172,13 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 	// The engine owns the stages' modules from here, and the handlers
 	// their query modules: each closes what it owns, once.
 	loose = nil
-	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores,
+	hub := watch.NewHub(watch.Limits{Buffer: cfg.Query.WatchBuffer, Coalesce: cfg.Query.WatchCoalesceKeys}, watch.Counters{
+		Sent:      func(n int) { a.metrics.WatchEvents.Add(float64(n)) },
+		Coalesced: func(n int) { a.metrics.WatchDrops.Add(float64(n)) },
+		Ended:     func(kind string) { a.metrics.WatchesEnded.WithLabelValues(kind).Inc() },
+	})
+	a.eng.SetWatch(hub)
+	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores, Watch: hub,
 		Query: cfg.Query, Topology: s.topo, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
 		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
 	if cfg.HTTPTLS.Enabled() {

@@ -126,6 +126,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer a.Close()
 	srv := httpServer(a.Handler())
+	srv.RegisterOnShutdown(a.api.ShutdownWatches) // or Shutdown waits on them
 	defer serveHTTP(srv, func() error { return srv.Serve(serveLn) }, r.log)()
 	r.log.Info("serving queries", "http", ln.Addr().String(), "advertised", cfg.Advertise, "tls", cfg.HTTPTLS.Enabled(),
 		"client_certificates", cfg.HTTPTLS.RequireClientCert())
@@ -184,7 +185,7 @@ func advertiseAddr(configured string, bound net.Addr) string {
 func queryStores(topo *config.Topology, contentTypes map[string]string) []serve.Store {
 	var out []serve.Store
 	for _, qs := range topo.QueryStores() {
-		out = append(out, serve.Store{Name: qs.Name, Partitions: topo.Partitions, Topic: qs.Topic, Global: qs.Global, ContentType: contentTypes[qs.Name]})
+		out = append(out, serve.Store{Name: qs.Name, Partitions: topo.Partitions, Topic: qs.Topic, Global: qs.Global, Changelog: qs.Changelog, ContentType: contentTypes[qs.Name]})
 	}
 	return out
 }

@@ -115,23 +115,27 @@ const (
 
 // Defaults for keys absent from every source.
 const (
-	DefaultHTTP              = "127.0.0.1:7070"
-	DefaultGuarantee         = AtLeastOnce
-	DefaultStandbyReplicas   = 0
-	DefaultSessionTimeout    = 45 * time.Second // Kafka's default
-	DefaultPartitions        = 4
-	DefaultReplicationFactor = -1 // the broker's default
-	DefaultCommitInterval    = 100 * time.Millisecond
-	DefaultStartOffset       = StartEarliest
-	DefaultStateRecovery     = RecoveryRebuild
-	DefaultMaxKeyBytes       = 4096
-	DefaultErrorPolicy       = PolicyFail
-	DefaultBatchSize         = 500
-	DefaultMemoryLimit       = 64 << 20
-	DefaultBatchDeadline     = 5 * time.Second
-	DefaultMaxRangeLimit     = 1000
-	DefaultHandlerDeadline   = 2 * time.Second
-	DefaultForwardTimeout    = 5 * time.Second
+	DefaultHTTP                = "127.0.0.1:7070"
+	DefaultGuarantee           = AtLeastOnce
+	DefaultStandbyReplicas     = 0
+	DefaultSessionTimeout      = 45 * time.Second // Kafka's default
+	DefaultPartitions          = 4
+	DefaultReplicationFactor   = -1 // the broker's default
+	DefaultCommitInterval      = 100 * time.Millisecond
+	DefaultStartOffset         = StartEarliest
+	DefaultStateRecovery       = RecoveryRebuild
+	DefaultMaxKeyBytes         = 4096
+	DefaultErrorPolicy         = PolicyFail
+	DefaultBatchSize           = 500
+	DefaultMemoryLimit         = 64 << 20
+	DefaultBatchDeadline       = 5 * time.Second
+	DefaultMaxRangeLimit       = 1000
+	DefaultHandlerDeadline     = 2 * time.Second
+	DefaultForwardTimeout      = 5 * time.Second
+	DefaultMaxWatches          = 1000
+	DefaultMaxWatchesPerClient = 16
+	DefaultWatchBuffer         = 1024
+	DefaultWatchCoalesceKeys   = 10_000
 )
 
 // state_min_free's default: the larger of 1 GiB and 5% of the filesystem.
@@ -255,6 +259,17 @@ type Query struct {
 	// Routes are the app's own HTTP routes, served by guest query handlers
 	// or by the host's built-in answers.
 	Routes []Route `koanf:"routes"`
+	// MaxWatches caps the watches (push queries) open on an instance at
+	// once, relayed ones included; MaxWatchesPerClient caps those of one
+	// client (its token, or its address when the API has no tokens).
+	MaxWatches          int `koanf:"max_watches"`
+	MaxWatchesPerClient int `koanf:"max_watches_per_client"`
+	// WatchBuffer is how many changes a watch queues for a client that
+	// reads slowly before it sends only the latest per key;
+	// WatchCoalesceKeys how many keys it then holds before it ends the
+	// watch with the reason.
+	WatchBuffer       int `koanf:"watch_buffer"`
+	WatchCoalesceKeys int `koanf:"watch_coalesce_keys"`
 }
 
 // Route is one HTTP route of the app.
@@ -467,7 +482,7 @@ var overridable = func() map[string]bool {
 		"guarantee": true, "partitions": true, "replication_factor": true,
 		"commit_interval": true, "start_offset": true, "state_recovery": true, "state_min_free": true, "module_header": true, "generation": true, "query.max_key_bytes": true,
 		"query.max_range_limit": true, "query.handler_deadline": true, "query.forward_timeout": true,
-		"query.tokens":       true,
+		"query.tokens": true, "query.max_watches": true, "query.max_watches_per_client": true, "query.watch_buffer": true, "query.watch_coalesce_keys": true,
 		"http_tls.cert_file": true, "http_tls.key_file": true, "http_tls.client_ca_file": true, "http_tls.ca_file": true,
 	}
 	kafkaSettable("kafka", m)

@@ -65,7 +65,7 @@ func TestDefaults(t *testing.T) {
 		StartOffset:       StartEarliest,
 		StateRecovery:     RecoveryRebuild,
 		StateMinFree:      MinFree{Bytes: 1 << 30, Percent: 5},
-		Query:             Query{MaxKeyBytes: 4096, MaxRangeLimit: 1000, HandlerDeadline: 2 * time.Second, ForwardTimeout: 5 * time.Second},
+		Query:             Query{MaxKeyBytes: 4096, MaxRangeLimit: 1000, HandlerDeadline: 2 * time.Second, ForwardTimeout: 5 * time.Second, MaxWatches: 1000, MaxWatchesPerClient: 16, WatchBuffer: 1024, WatchCoalesceKeys: 10_000},
 		Stages: []Stage{{
 			Name:          "count",
 			Module:        filepath.Join(dir, "guest.wasm"),
@@ -100,6 +100,10 @@ query:
   handler_deadline: 250ms
   forward_timeout: 2s
   tokens: [s3cret, other-token]
+  max_watches: 50
+  max_watches_per_client: 4
+  watch_buffer: 64
+  watch_coalesce_keys: 500
   routes:
     - {path: "/orders/{id}", stage: enrich, store: products, key: "p-{id}"}
     - {method: POST, path: /orders/, stage: fold}
@@ -156,6 +160,7 @@ func TestFullRoundTrip(t *testing.T) {
 		Advertise:         "orders-1.internal:8080",
 		Query: Query{MaxKeyBytes: 1024, MaxRangeLimit: 500, HandlerDeadline: 250 * time.Millisecond,
 			ForwardTimeout: 2 * time.Second, Tokens: []string{"s3cret", "other-token"},
+			MaxWatches: 50, MaxWatchesPerClient: 4, WatchBuffer: 64, WatchCoalesceKeys: 500,
 			Routes: []Route{
 				{Method: "GET", Path: "/orders/{id}", Stage: "enrich", Store: "products", Key: "p-{id}"},
 				{Method: "POST", Path: "/orders/", Stage: "fold"},
@@ -366,11 +371,12 @@ func TestErrors(t *testing.T) {
 			want: []problem{{"partitions", "must be between -2147483648 and 2147483647, got 9999999999"}}},
 		{name: "bad max key bytes", yaml: minimal + "query: {max_key_bytes: 0}\n",
 			want: []problem{{"query.max_key_bytes", "must be between 1 and 1048576, got 0"}}},
-		{name: "bad query limits", yaml: minimal + "query: {max_range_limit: 0, handler_deadline: 0s, forward_timeout: -1s, tokens: ['a b']}\nadvertise: nohost\n",
+		{name: "bad query limits", yaml: minimal + "query: {max_range_limit: 0, handler_deadline: 0s, forward_timeout: -1s, tokens: ['a b'], watch_buffer: 0}\nadvertise: nohost\n",
 			want: []problem{
 				{"query.max_range_limit", "must be between 1 and 100000, got 0"},
 				{"query.handler_deadline", "must be positive, got 0s"},
 				{"query.forward_timeout", "must be positive, got -1s"},
+				{"query.watch_buffer", "must be at least 1, got 0"},
 				{"query.tokens[0]", "a token must be non-empty and contain no white space"},
 				{"advertise", `must be host:port, got "nohost"`},
 			}},

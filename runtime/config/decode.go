@@ -16,7 +16,7 @@ var (
 	configKeys = []string{"app", "brokers", "state_dir", "cache_dir", "http", "http_tls", "advertise", "guarantee", "standby_replicas", "session_timeout", "instance_id", "partitions",
 		"replication_factor", "commit_interval", "start_offset", "state_recovery", "state_min_free", "module_header", "generation", "kafka", "query", "tables", "stages"}
 	tableKeys = []string{"name", "topic", "global"}
-	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "content_types", "routes"}
+	queryKeys = []string{"max_key_bytes", "max_range_limit", "handler_deadline", "forward_timeout", "tokens", "content_types", "routes", "max_watches", "max_watches_per_client", "watch_buffer", "watch_coalesce_keys"}
 	routeKeys = []string{"method", "path", "stage", "store", "key", "builtin"}
 	stageKeys = []string{"name", "module", "inputs", "stores", "tables", "outputs", "error_policy",
 		"dead_letter_topic", "batch_size", "memory_limit", "batch_deadline", "idle_release"}
@@ -113,6 +113,10 @@ func (d decoder) query(m map[string]any, q *Query) {
 	q.HandlerDeadline = d.duration(m, "query", "handler_deadline", 0)
 	q.ForwardTimeout = d.duration(m, "query", "forward_timeout", 0)
 	q.Tokens = d.strList(m, "query", "tokens", true)
+	q.MaxWatches = int(d.integer(m, "query", "max_watches", 0, math.MinInt32, math.MaxInt32))
+	q.MaxWatchesPerClient = int(d.integer(m, "query", "max_watches_per_client", 0, math.MinInt32, math.MaxInt32))
+	q.WatchBuffer = int(d.integer(m, "query", "watch_buffer", 0, math.MinInt32, math.MaxInt32))
+	q.WatchCoalesceKeys = int(d.integer(m, "query", "watch_coalesce_keys", 0, math.MinInt32, math.MaxInt32))
 	if cm, ok := d.mapping(m, "query", "content_types"); ok && len(cm) > 0 {
 		q.ContentTypes = make(map[string]string, len(cm))
 		for _, store := range sortedKeys(cm) {

@@ -65,6 +65,18 @@ func (c *Config) EnsureDefaults() {
 	if q.ForwardTimeout == 0 && unset("query.forward_timeout") {
 		q.ForwardTimeout = DefaultForwardTimeout
 	}
+	if q.MaxWatches == 0 && unset("query.max_watches") {
+		q.MaxWatches = DefaultMaxWatches
+	}
+	if q.MaxWatchesPerClient == 0 && unset("query.max_watches_per_client") {
+		q.MaxWatchesPerClient = DefaultMaxWatchesPerClient
+	}
+	if q.WatchBuffer == 0 && unset("query.watch_buffer") {
+		q.WatchBuffer = DefaultWatchBuffer
+	}
+	if q.WatchCoalesceKeys == 0 && unset("query.watch_coalesce_keys") {
+		q.WatchCoalesceKeys = DefaultWatchCoalesceKeys
+	}
 	for i := range q.Routes {
 		if r := &q.Routes[i]; r.Method == "" && unset(fmt.Sprintf("query.routes[%d].method", i)) {
 			r.Method = "GET"

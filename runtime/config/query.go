@@ -70,6 +70,14 @@ func (c *Config) validateQuery(p *problems, storeAt map[string]string) {
 	if q.ForwardTimeout <= 0 {
 		p.add("query.forward_timeout", fmt.Sprintf("must be positive, got %s", q.ForwardTimeout))
 	}
+	for _, lim := range []struct {
+		key string
+		n   int
+	}{{"query.max_watches", q.MaxWatches}, {"query.max_watches_per_client", q.MaxWatchesPerClient}, {"query.watch_buffer", q.WatchBuffer}, {"query.watch_coalesce_keys", q.WatchCoalesceKeys}} {
+		if lim.n < 1 {
+			p.add(lim.key, fmt.Sprintf("must be at least 1, got %d", lim.n))
+		}
+	}
 	for i, t := range q.Tokens {
 		if t == "" || strings.ContainsAny(t, " \t\r\n") {
 			p.add(fmt.Sprintf("query.tokens[%d]", i), "a token must be non-empty and contain no white space")

@@ -92,6 +92,8 @@ type QueryStore struct {
 	// partition p means owning the store's partition p.
 	Topic  string
 	Global bool // held whole on every instance, under partition 0
+	// Changelog is a store's changelog topic; "" for a table.
+	Changelog string
 }
 
 // TopicUse says how the app uses one topic.
@@ -246,7 +248,7 @@ func (t *Topology) QueryStores() []QueryStore {
 	var out []QueryStore
 	for _, s := range t.Stages {
 		for _, st := range s.Stores {
-			out = append(out, QueryStore{Name: st.Name, Topic: s.Topics[0]})
+			out = append(out, QueryStore{Name: st.Name, Topic: s.Topics[0], Changelog: st.Changelog})
 		}
 	}
 	for _, tt := range t.Tables {

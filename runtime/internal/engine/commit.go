@@ -72,6 +72,9 @@ func (e *Engine) commit(ctx context.Context) error {
 			e.rewind()
 			return fmt.Errorf("stage %q partition %d: commit state: %w", t.stage.name, t.partition, err)
 		}
+		if e.env.watch.Active() {
+			e.publishChanges(t)
+		}
 		for topic, next := range c.next {
 			if offsets[topic] == nil {
 				offsets[topic] = map[int32]kgo.EpochOffset{}

@@ -223,6 +223,7 @@ func (e *Engine) release(parts map[string][]int32, drop bool) {
 	for _, t := range gone {
 		e.stopRestore(t)
 		t.close()
+		e.endWatches(t)
 		// A task this instance is now a standby of keeps its state: it is
 		// the warm copy.
 		if drop && !e.isStandby(t.stage, t.partition) {

@@ -17,6 +17,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/metrics"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/wasm"
+	"github.com/streamrt/streamrt/runtime/internal/watch"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -106,6 +107,9 @@ type env struct {
 	// disk holds the writers of state while the disk is short of space
 	// (SetDisk).
 	disk diskGate
+	// watch takes the committed store changes for the clients watching
+	// them (SetWatch); nil for none.
+	watch *watch.Hub
 	// isInternal reports whether a topic is one of the app's repartition
 	// topics.
 	isInternal func(topic string) bool

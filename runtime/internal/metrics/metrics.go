@@ -41,6 +41,11 @@ type Metrics struct {
 	StateBytes        prometheus.Gauge
 	StoreBytes        *prometheus.GaugeVec // store
 	StatePaused       prometheus.Gauge
+	// Watches (push queries).
+	Watches      prometheus.Gauge
+	WatchEvents  prometheus.Counter
+	WatchDrops   prometheus.Counter
+	WatchesEnded *prometheus.CounterVec // reason
 }
 
 // New creates and registers the collectors, with Go runtime and process
@@ -76,7 +81,11 @@ func New() *Metrics {
 	m.StateBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_state_bytes", Help: "Bytes of the files under the state directory."})
 	m.StoreBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "streamrt_store_bytes", Help: "Estimated bytes of a store's flushed tables, over its partitions on this instance."}, []string{"store"})
 	m.StatePaused = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_state_disk_paused", Help: "1 while processing is paused because the state directory's free space is below state_min_free."})
-	for _, c := range []prometheus.Collector{m.StateFreeBytes, m.StateMinFreeBytes, m.StateBytes, m.StoreBytes, m.StatePaused, m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.InstancesReleased, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
+	m.Watches = prometheus.NewGauge(prometheus.GaugeOpts{Name: "streamrt_watches", Help: "Watches (push queries) open on this instance, relayed ones included."})
+	m.WatchEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_watch_events_total", Help: "Store changes sent to watching clients."})
+	m.WatchDrops = prometheus.NewCounter(prometheus.CounterOpts{Name: "streamrt_watch_coalesced_total", Help: "Store changes a slow watching client never saw: replaced by a later change of the same key before it read them."})
+	m.WatchesEnded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamrt_watches_ended_total", Help: "Watches this instance ended, by reason: slow (the client read too slowly), moved (the partition moved away), limit (refused: too many open)."}, []string{"reason"})
+	for _, c := range []prometheus.Collector{m.Watches, m.WatchEvents, m.WatchDrops, m.WatchesEnded, m.StateFreeBytes, m.StateMinFreeBytes, m.StateBytes, m.StoreBytes, m.StatePaused, m.RebuildReplayed, m.RebuildLag, m.TableRecords, m.RestoredRecords, m.RestoringTasks, m.StandbyRecords, m.StandbyTasks, m.RecordsIn, m.RecordsOut, m.BatchSeconds, m.GuestErrors, m.InstanceRestarts, m.InstancesReleased, m.ModuleSwaps, m.TasksStopped, m.Lag, m.Commits, m.CommitSeconds, m.BrokerErrors, m.BrokerUp, m.Queries, m.QuerySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

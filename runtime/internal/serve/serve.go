@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,7 @@ import (
 	"github.com/streamrt/streamrt/runtime/internal/probe"
 	"github.com/streamrt/streamrt/runtime/internal/state"
 	"github.com/streamrt/streamrt/runtime/internal/ui"
+	"github.com/streamrt/streamrt/runtime/internal/watch"
 )
 
 // Store describes one queryable store.
@@ -46,6 +48,9 @@ type Store struct {
 	// ContentType is the media type of the store's values, sent with key
 	// lookups; "" for application/octet-stream.
 	ContentType string
+	// Changelog is the store's changelog topic, whose positions its
+	// watches report; "" for a table, which cannot be watched yet.
+	Changelog string
 }
 
 // Engine is what the server reads of the app's processing. Its answers
@@ -77,6 +82,9 @@ type Options struct {
 	// a server hosts many apps; "" at the root. The server's routes are
 	// given paths without it, and requests it forwards carry it.
 	Prefix string
+	// Watch publishes the engine's committed store changes, which watches
+	// stream; nil refuses watches of partitions this instance owns.
+	Watch *watch.Hub
 	// Handlers serves the guest query handlers of Query.Routes; nil when the
 	// app declares none.
 	Handlers *Handlers
@@ -112,6 +120,16 @@ type Server struct {
 	needCert        bool   // the API requires a verified client certificate
 	client          *http.Client
 	mux             *http.ServeMux
+
+	// Watches: the engine's committed changes, the client that relays
+	// watches (no timeout: a watch lasts), and the open watches' count.
+	hub           *watch.Hub
+	watchHTTP     *http.Client
+	watchMu       sync.Mutex
+	watchesOpen   int
+	watchesBy     map[string]int // by client
+	watchStop     chan struct{}
+	watchStopOnce sync.Once
 }
 
 // Headers the server sets on answers, and reads on forwarded requests.
@@ -157,6 +175,8 @@ func New(opts Options) *Server {
 	if opts.ForwardTLS != nil {
 		s.scheme = "https"
 	}
+	s.hub, s.watchesBy, s.watchStop = opts.Watch, map[string]int{}, make(chan struct{})
+	s.watchHTTP = &http.Client{Transport: s.client.Transport}
 	s.keyspaces = map[string][]state.Keyspace{}
 	for _, st := range opts.Stores {
 		s.stores[st.Name] = st
@@ -180,6 +200,8 @@ func New(opts Options) *Server {
 	// not text) are given as ?key= or ?key_base64=.
 	s.mux.Handle("GET /v1/stores/{store}/key", api("key", s.getKey))
 	s.mux.Handle("GET /v1/stores/{store}", api("range", s.getRange))
+	s.mux.Handle("GET /v1/stores/{store}/keys/{key}/watch", api("watch", s.watchStore))
+	s.mux.Handle("GET /v1/stores/{store}/watch", api("watch", s.watchStore))
 	s.mux.Handle("GET /v1/metadata/stores/{store}/keys/{key}", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/metadata/stores/{store}/key", api("metadata", s.keyMetadata))
 	s.mux.Handle("GET /v1/instances", api("instances", s.getInstances))
@@ -237,8 +259,11 @@ func AllowedMethods(mux *http.ServeMux, r *http.Request) []string {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Close releases idle forwarding connections.
-func (s *Server) Close() { s.client.CloseIdleConnections() }
+// Close ends the watches and releases idle forwarding connections.
+func (s *Server) Close() {
+	s.ShutdownWatches()
+	s.client.CloseIdleConnections()
+}
 
 // observe counts each answer by route and status code, and times it by
 // where it was served. The metrics of the usual codes are resolved once,
@@ -270,6 +295,10 @@ type observed struct {
 	http.ResponseWriter
 	served string
 }
+
+// Unwrap lets http.ResponseController reach the writer's Flush, which a
+// watch needs after each event.
+func (o *observed) Unwrap() http.ResponseWriter { return o.ResponseWriter }
 
 // markServed records where w's answer comes from: "forwarded" or "stale".
 func markServed(w http.ResponseWriter, served string) {

@@ -380,9 +380,13 @@ func (db *DB) Scan(ks Keyspace, start, end []byte, limit int, fn func(key, value
 		return err
 	}
 	defer db.release()
+	return scan(db.pdb, ks, start, end, limit, fn)
+}
 
+// scan is Scan over r: the database or a snapshot of it.
+func scan(r pebble.Reader, ks Keyspace, start, end []byte, limit int, fn func(key, value []byte) error) error {
 	lower, upper := ks.bounds(start, end)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("scan %v: %w", ks, err)
 	}
@@ -408,16 +412,20 @@ func (db *DB) Scan(ks Keyspace, start, end []byte, limit int, fn func(key, value
 // Offset returns the committed checkpoint of (group, topic, partition): the
 // next input offset to consume, as last set by Txn.SetOffset.
 func (db *DB) Offset(group, topic string, partition int32) (next int64, found bool, err error) {
-	key, err := appendOffsetKey(nil, group, topic, partition)
-	if err != nil {
-		return 0, false, err
-	}
 	if err := db.acquire(); err != nil {
 		return 0, false, err
 	}
 	defer db.release()
+	return offset(db.pdb, group, topic, partition)
+}
 
-	v, closer, err := db.pdb.Get(key)
+// offset is Offset read from r: the database or a snapshot of it.
+func offset(r pebble.Reader, group, topic string, partition int32) (next int64, found bool, err error) {
+	key, err := appendOffsetKey(nil, group, topic, partition)
+	if err != nil {
+		return 0, false, err
+	}
+	v, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, false, nil
 	}

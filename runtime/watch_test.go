@@ -1,0 +1,311 @@
+package runtime_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamrt/streamrt/internal/testkafka"
+	"github.com/streamrt/streamrt/runtime/config"
+	"github.com/streamrt/streamrt/runtime/internal/partition"
+)
+
+// sseEvent is one Server-Sent Event of a watch, its data decoded.
+type sseEvent struct {
+	id, kind string
+	data     struct {
+		Store     string  `json:"store"`
+		Partition int32   `json:"partition"`
+		Position  int64   `json:"position"`
+		Offset    *int64  `json:"offset"`
+		Key       *string `json:"key"`
+		Found     *bool   `json:"found"`
+		Value     *string `json:"value"`
+		Deleted   bool    `json:"deleted"`
+		Reason    string  `json:"reason"`
+	}
+}
+
+func (e sseEvent) String() string {
+	k, v := "", ""
+	if e.data.Key != nil {
+		k = *e.data.Key
+	}
+	if e.data.Value != nil {
+		v = *e.data.Value
+	}
+	return fmt.Sprintf("%s id=%q p%d@%d %s=%s %s", e.kind, e.id, e.data.Partition, e.data.Position, k, v, e.data.Reason)
+}
+
+// sseWatch opens a watch at addr+path and delivers its events until the
+// test ends or the stream does.
+type sseWatch struct {
+	events chan sseEvent
+	status int
+	body   string
+	cancel context.CancelFunc
+}
+
+func openWatch(t *testing.T, addr, path, lastID string) *sseWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	w := &sseWatch{events: make(chan sseEvent, 1024), status: resp.StatusCode, cancel: cancel}
+	if resp.StatusCode != http.StatusOK {
+		var b strings.Builder
+		bufio.NewReader(resp.Body).WriteTo(&b)
+		resp.Body.Close()
+		w.body = b.String()
+		close(w.events)
+		return w
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("watch answered Content-Type %q, want text/event-stream", ct)
+	}
+	go func() {
+		defer resp.Body.Close()
+		defer close(w.events)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				ev.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				ev.kind = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				if err := json.Unmarshal([]byte(line[6:]), &ev.data); err != nil {
+					t.Errorf("event data %q: %v", line, err)
+				}
+			case line == "" && ev.kind != "":
+				w.events <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return w
+}
+
+// next returns the watch's next event, failing the test after 20 s.
+func (w *sseWatch) next(t *testing.T) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-w.events:
+		if !ok {
+			t.Fatal("the watch ended")
+		}
+		return ev
+	case <-time.After(20 * time.Second):
+		t.Fatal("no watch event within 20 s")
+	}
+	return sseEvent{}
+}
+
+// waitValue reads events until key's value is want, and returns the
+// events read.
+func (w *sseWatch) waitValue(t *testing.T, key, want string) []sseEvent {
+	t.Helper()
+	var seen []sseEvent
+	for {
+		ev := w.next(t)
+		seen = append(seen, ev)
+		if ev.kind == "end" {
+			t.Fatalf("the watch ended: %s (events: %v)", ev.data.Reason, seen)
+		}
+		if ev.data.Key != nil && *ev.data.Key == key && ev.data.Value != nil && *ev.data.Value == want {
+			return seen
+		}
+	}
+}
+
+func TestWatchStreamsCommittedChanges(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, faultPartitions)
+	a := startClickcount(t, brokers, appName, in, out, config.ExactlyOnce)
+	a.waitReady()
+	testkafka.Produce(t, brokers, in, "page-1", "c", "page-1", "c", "page-2", "c")
+	a.waitGet(t, "/v1/stores/click-counts/keys/page-1", "2")
+
+	// A key watch starts with the current value and its position, then
+	// sends each committed change of that key only.
+	kw := openWatch(t, a.http, "/v1/stores/click-counts/keys/page-1/watch", "")
+	if kw.status != http.StatusOK {
+		t.Fatalf("watch answered %d: %s", kw.status, kw.body)
+	}
+	first := kw.next(t)
+	p := partition.For([]byte("page-1"), faultPartitions)
+	if first.kind != "snapshot" || first.data.Found == nil || !*first.data.Found || *first.data.Value != "2" || first.data.Partition != p || first.id != fmt.Sprintf("%d:%d", p, first.data.Position) {
+		t.Fatalf("first event %v, want the snapshot page-1=2 of partition %d with its position as id", first, p)
+	}
+	missing := openWatch(t, a.http, "/v1/stores/click-counts/watch?key=nobody", "")
+	if ev := missing.next(t); ev.kind != "snapshot" || ev.data.Found == nil || *ev.data.Found || ev.data.Value != nil {
+		t.Fatalf("a watch of an absent key began with %v, want a snapshot saying not found", ev)
+	}
+	pw := openWatch(t, a.http, "/v1/stores/click-counts/watch?prefix=page-", "")
+	snapshot := map[string]string{}
+	synced := map[int32]bool{}
+	for len(synced) < faultPartitions {
+		ev := pw.next(t)
+		switch ev.kind {
+		case "snapshot":
+			snapshot[*ev.data.Key] = *ev.data.Value
+		case "synced":
+			synced[ev.data.Partition] = true
+		default:
+			t.Fatalf("prefix watch sent %v before every partition's snapshot was whole", ev)
+		}
+	}
+	if len(snapshot) != 2 || snapshot["page-1"] != "2" || snapshot["page-2"] != "1" {
+		t.Fatalf("prefix snapshot %v, want page-1=2 and page-2=1", snapshot)
+	}
+
+	testkafka.Produce(t, brokers, in, "home", "c", "page-1", "c", "page-3", "c")
+	for i := range 5 {
+		testkafka.Produce(t, brokers, in, "page-1", "c"+strconv.Itoa(i))
+	}
+	seen := kw.waitValue(t, "page-1", "8")
+	last := first.data.Position
+	prev := 2
+	for _, ev := range seen {
+		if ev.kind != "change" || *ev.data.Key != "page-1" || ev.data.Offset == nil {
+			t.Fatalf("key watch sent %v, want only changes of page-1 (all: %v)", ev, seen)
+		}
+		n, _ := strconv.Atoi(*ev.data.Value)
+		if *ev.data.Offset < last || n <= prev {
+			t.Fatalf("change %v goes back: offset below %d or count not above %d (all: %v)", ev, last, prev, seen)
+		}
+		last, prev = ev.data.Position, n
+		// Sent after the commit: the store answers at least this count.
+		if code, body := a.get("/v1/stores/click-counts/keys/page-1"); code != http.StatusOK {
+			t.Fatalf("lookup: %d %s", code, body)
+		} else if got, _ := strconv.Atoi(body); got < n {
+			t.Fatalf("the watch sent page-1=%d while the store answers %d: sent before it committed", n, got)
+		}
+	}
+	seenPrefix := pw.waitValue(t, "page-1", "8")
+	got := map[string]string{}
+	for _, ev := range seenPrefix {
+		if ev.kind != "change" || !strings.HasPrefix(*ev.data.Key, "page-") {
+			t.Fatalf("prefix watch sent %v (all: %v)", ev, seenPrefix)
+		}
+		got[*ev.data.Key] = *ev.data.Value
+	}
+	if got["page-3"] != "1" || got["home"] != "" {
+		t.Fatalf("prefix watch saw %v, want page-3=1 and nothing of home", got)
+	}
+
+	// Resuming at the last position sends no snapshot, only what changes
+	// after it; an older position gets a fresh snapshot.
+	lastID := seen[len(seen)-1].id
+	kw.cancel()
+	resumed := openWatch(t, a.http, "/v1/stores/click-counts/keys/page-1/watch", lastID)
+	testkafka.Produce(t, brokers, in, "page-1", "c")
+	if ev := resumed.next(t); ev.kind != "change" || *ev.data.Value != "9" {
+		t.Fatalf("resumed at %s, first event %v, want the change to 9", lastID, ev)
+	}
+	old := openWatch(t, a.http, "/v1/stores/click-counts/keys/page-1/watch", first.id)
+	if ev := old.next(t); ev.kind != "snapshot" || *ev.data.Value != "9" {
+		t.Fatalf("resumed at the old %s, first event %v, want a fresh snapshot of 9", first.id, ev)
+	}
+
+	for path, want := range map[string]string{
+		"/v1/stores/nope/watch":                          "404",
+		"/v1/stores/click-counts/watch?partition=99":     "400",
+		"/v1/stores/click-counts/watch?key=a&partition=" + strconv.Itoa(int(partition.For([]byte("a"), faultPartitions)+1)%faultPartitions): "400",
+	} {
+		w := openWatch(t, a.http, path, "")
+		if strconv.Itoa(w.status) != want {
+			t.Errorf("GET %s answered %d %s, want %s", path, w.status, w.body, want)
+		}
+	}
+	if w := openWatch(t, a.http, "/v1/stores/click-counts/keys/page-1/watch", "7:x"); w.status != http.StatusBadRequest || !strings.Contains(w.body, "Last-Event-ID") {
+		t.Errorf("a bad Last-Event-ID answered %d %s, want 400 naming it", w.status, w.body)
+	}
+	if code, body := a.get("/metrics"); code != http.StatusOK || !strings.Contains(body, "streamrt_watches ") || !strings.Contains(body, "streamrt_watch_events_total") {
+		t.Errorf("/metrics lacks the watch metrics: %d", code)
+	}
+}
+
+func TestWatchIsRelayedFromTheOwnerAndResumesAfterAMove(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, faultPartitions)
+	a := startClickcount(t, brokers, appName, in, out, config.AtLeastOnce)
+	b := startClickcount(t, brokers, appName, in, out, config.AtLeastOnce)
+	a.waitReady()
+	b.waitReady()
+	var key string
+	waitFor(t, 60*time.Second, "both instances to own partitions", func() bool {
+		for i := range 200 {
+			k := "page-" + strconv.Itoa(i)
+			if _, body := a.get("/v1/metadata/stores/click-counts/keys/" + k); strings.Contains(body, b.http) {
+				key = k
+				return true
+			}
+		}
+		return false
+	})
+	testkafka.Produce(t, brokers, in, key, "c")
+	b.waitGet(t, "/v1/stores/click-counts/keys/"+key, "1")
+
+	// Watched at a, answered by b.
+	w := openWatch(t, a.http, "/v1/stores/click-counts/keys/"+key+"/watch", "")
+	if w.status != http.StatusOK {
+		t.Fatalf("watch at the other instance answered %d: %s", w.status, w.body)
+	}
+	first := w.next(t)
+	if first.kind != "snapshot" || *first.data.Value != "1" {
+		t.Fatalf("relayed watch began with %v, want the snapshot 1", first)
+	}
+	testkafka.Produce(t, brokers, in, key, "c", key, "c")
+	lastID := w.waitValue(t, key, "3")[0].id
+
+	// b stops: its partitions move to a, the relayed watch ends with the
+	// reason, and the client resumes at a from its position.
+	if err := b.stop(); err != nil {
+		t.Fatalf("stop b: %v", err)
+	}
+	var end sseEvent
+	for end.kind != "end" {
+		end = w.next(t)
+		if end.kind == "change" {
+			lastID = end.id
+		}
+	}
+	if end.data.Reason == "" {
+		t.Fatal("the relayed watch ended without a reason")
+	}
+	t.Logf("the relayed watch ended: %s", end.data.Reason)
+	a.waitGet(t, "/v1/stores/click-counts/keys/"+key, "3")
+	again := openWatch(t, a.http, "/v1/stores/click-counts/keys/"+key+"/watch", lastID)
+	if again.status != http.StatusOK {
+		t.Fatalf("resumed watch answered %d: %s", again.status, again.body)
+	}
+	testkafka.Produce(t, brokers, in, key, "c")
+	seen := again.waitValue(t, key, "4")
+	for _, ev := range seen {
+		if ev.kind == "snapshot" && *ev.data.Value != "3" {
+			t.Fatalf("after the move the watch resent %v: a snapshot older or newer than the last state seen (3)", ev)
+		}
+	}
+	t.Logf("after the move: %v", seen)
+}
