@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -308,4 +309,65 @@ func TestWatchIsRelayedFromTheOwnerAndResumesAfterAMove(t *testing.T) {
 		}
 	}
 	t.Logf("after the move: %v", seen)
+}
+
+func TestWatchesPastTheLimitsAreRefusedWithTheReason(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, faultPartitions)
+	file := writeClickcount(t, t.TempDir(), appName, brokers, "at_least_once", faultPartitions, in, out,
+		"query: {max_watches: 3, max_watches_per_client: 2, tokens: [alpha, beta, gamma]}\n")
+	yaml, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startYAML(t, string(yaml), "", false)
+	a.waitReady()
+	open := func(token string) *sseWatch {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.http+"/v1/stores/click-counts/watch", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &sseWatch{status: resp.StatusCode, cancel: cancel}
+		if resp.StatusCode != http.StatusOK {
+			var b strings.Builder
+			bufio.NewReader(resp.Body).WriteTo(&b)
+			w.body = b.String()
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return w
+	}
+	if w := open(""); w.status != http.StatusUnauthorized {
+		t.Fatalf("a watch without a token answered %d, want 401", w.status)
+	}
+	open("alpha")
+	open("alpha")
+	if w := open("alpha"); w.status != http.StatusServiceUnavailable || !strings.Contains(w.body, "query.max_watches_per_client") {
+		t.Fatalf("a client's third watch answered %d %s, want 503 naming query.max_watches_per_client", w.status, w.body)
+	}
+	if w := open("beta"); w.status != http.StatusOK {
+		t.Fatalf("another client's watch answered %d %s", w.status, w.body)
+	}
+	if w := open("gamma"); w.status != http.StatusServiceUnavailable || !strings.Contains(w.body, "query.max_watches") {
+		t.Fatalf("the instance's fourth watch answered %d %s, want 503 naming query.max_watches", w.status, w.body)
+	}
+	if _, body := a.get("/metrics"); !strings.Contains(body, "streamrt_watches 3") || !strings.Contains(body, `streamrt_watches_ended_total{reason="limit"} 2`) {
+		t.Errorf("/metrics does not show 3 open watches and 2 refused:\n%s", grepLines(body, "streamrt_watch"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

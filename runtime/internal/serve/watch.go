@@ -100,7 +100,7 @@ func (s *Server) watchStore(w http.ResponseWriter, r *http.Request) int {
 	if why := s.admitWatch(client); why != "" {
 		s.metrics.WatchesEnded.WithLabelValues("limit").Inc()
 		w.Header().Set("Retry-After", "5")
-		return writeError(w, http.StatusTooManyRequests, why)
+		return writeError(w, http.StatusServiceUnavailable, why)
 	}
 	defer s.releaseWatch(client)
 
