@@ -229,8 +229,8 @@ func TestWatchStreamsCommittedChanges(t *testing.T) {
 	}
 
 	for path, want := range map[string]string{
-		"/v1/stores/nope/watch":                          "404",
-		"/v1/stores/click-counts/watch?partition=99":     "400",
+		"/v1/stores/nope/watch":                      "404",
+		"/v1/stores/click-counts/watch?partition=99": "400",
 		"/v1/stores/click-counts/watch?key=a&partition=" + strconv.Itoa(int(partition.For([]byte("a"), faultPartitions)+1)%faultPartitions): "400",
 	} {
 		w := openWatch(t, a.http, path, "")
