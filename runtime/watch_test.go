@@ -1,8 +1,6 @@
 package runtime_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamrt/streamrt/internal/apptest"
 	"github.com/streamrt/streamrt/internal/testkafka"
 	"github.com/streamrt/streamrt/runtime/config"
 	"github.com/streamrt/streamrt/runtime/internal/partition"
@@ -44,80 +43,36 @@ func (e sseEvent) String() string {
 	return fmt.Sprintf("%s id=%q p%d@%d %s=%s %s", e.kind, e.id, e.data.Partition, e.data.Position, k, v, e.data.Reason)
 }
 
-// sseWatch opens a watch at addr+path and delivers its events until the
-// test ends or the stream does.
+// sseWatch is an open watch whose events are decoded.
 type sseWatch struct {
-	events chan sseEvent
+	*apptest.Stream
 	status int
 	body   string
-	cancel context.CancelFunc
 }
 
-func openWatch(t *testing.T, addr, path, lastID string) *sseWatch {
+func openWatch(t *testing.T, addr, path, lastID string, header ...string) *sseWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
+		header = append(header, "Last-Event-ID", lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	w := &sseWatch{events: make(chan sseEvent, 1024), status: resp.StatusCode, cancel: cancel}
-	if resp.StatusCode != http.StatusOK {
-		var b strings.Builder
-		bufio.NewReader(resp.Body).WriteTo(&b)
-		resp.Body.Close()
-		w.body = b.String()
-		close(w.events)
-		return w
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Errorf("watch answered Content-Type %q, want text/event-stream", ct)
-	}
-	go func() {
-		defer resp.Body.Close()
-		defer close(w.events)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case strings.HasPrefix(line, "id: "):
-				ev.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.kind = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				if err := json.Unmarshal([]byte(line[6:]), &ev.data); err != nil {
-					t.Errorf("event data %q: %v", line, err)
-				}
-			case line == "" && ev.kind != "":
-				w.events <- ev
-				ev = sseEvent{}
-			}
+	s := apptest.Watch(t, addr, path, header...)
+	if s.Code == http.StatusOK {
+		if ct := s.Header.Get("Content-Type"); ct != "text/event-stream" {
+			t.Errorf("watch answered Content-Type %q, want text/event-stream", ct)
 		}
-	}()
-	return w
+	}
+	return &sseWatch{Stream: s, status: s.Code, body: s.Body}
 }
 
 // next returns the watch's next event, failing the test after 20 s.
 func (w *sseWatch) next(t *testing.T) sseEvent {
 	t.Helper()
-	select {
-	case ev, ok := <-w.events:
-		if !ok {
-			t.Fatal("the watch ended")
-		}
-		return ev
-	case <-time.After(20 * time.Second):
-		t.Fatal("no watch event within 20 s")
+	raw := w.Next(t, 20*time.Second)
+	ev := sseEvent{id: raw.ID, kind: raw.Kind}
+	if err := json.Unmarshal([]byte(raw.Data), &ev.data); err != nil {
+		t.Fatalf("event data %q: %v", raw.Data, err)
 	}
-	return sseEvent{}
+	return ev
 }
 
 // waitValue reads events until key's value is want, and returns the
@@ -202,22 +157,20 @@ func TestWatchStreamsCommittedChanges(t *testing.T) {
 			t.Fatalf("the watch sent page-1=%d while the store answers %d: sent before it committed", n, got)
 		}
 	}
-	seenPrefix := pw.waitValue(t, "page-1", "8")
+	// Partitions' changes come in no order between them: read until both
+	// keys have their last value.
 	got := map[string]string{}
-	for _, ev := range seenPrefix {
+	for got["page-1"] != "8" || got["page-3"] != "1" {
+		ev := pw.next(t)
 		if ev.kind != "change" || !strings.HasPrefix(*ev.data.Key, "page-") {
-			t.Fatalf("prefix watch sent %v (all: %v)", ev, seenPrefix)
+			t.Fatalf("prefix watch sent %v, want changes of page-* keys only", ev)
 		}
 		got[*ev.data.Key] = *ev.data.Value
 	}
-	if got["page-3"] != "1" || got["home"] != "" {
-		t.Fatalf("prefix watch saw %v, want page-3=1 and nothing of home", got)
-	}
-
 	// Resuming at the last position sends no snapshot, only what changes
 	// after it; an older position gets a fresh snapshot.
 	lastID := seen[len(seen)-1].id
-	kw.cancel()
+	kw.Close()
 	resumed := openWatch(t, a.http, "/v1/stores/click-counts/keys/page-1/watch", lastID)
 	testkafka.Produce(t, brokers, in, "page-1", "c")
 	if ev := resumed.next(t); ev.kind != "change" || *ev.data.Value != "9" {
@@ -324,24 +277,10 @@ func TestWatchesPastTheLimitsAreRefusedWithTheReason(t *testing.T) {
 	a := startYAML(t, string(yaml), "", false)
 	a.waitReady()
 	open := func(token string) *sseWatch {
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.http+"/v1/stores/click-counts/watch", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+		if token == "" {
+			return openWatch(t, a.http, "/v1/stores/click-counts/watch", "")
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := &sseWatch{status: resp.StatusCode, cancel: cancel}
-		if resp.StatusCode != http.StatusOK {
-			var b strings.Builder
-			bufio.NewReader(resp.Body).WriteTo(&b)
-			w.body = b.String()
-		}
-		t.Cleanup(func() { resp.Body.Close() })
-		return w
+		return openWatch(t, a.http, "/v1/stores/click-counts/watch", "", "Authorization", "Bearer "+token)
 	}
 	if w := open(""); w.status != http.StatusUnauthorized {
 		t.Fatalf("a watch without a token answered %d, want 401", w.status)

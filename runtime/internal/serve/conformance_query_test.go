@@ -103,7 +103,7 @@ func newConformanceHandlers(t *testing.T, name string, bin []byte, qt *queryTran
 func runConformanceQuery(t *testing.T, h *Handlers, logs *logtest.Capture, q conformanceQuery) {
 	t.Helper()
 	logs0 := logs.Len()
-	resp, err := h.serve(context.Background(), "s", &q.req)
+	resp, err := h.serve(context.Background(), "s", &q.req, nil)
 	if err != nil {
 		t.Errorf("query at line %d: %v", q.line, err)
 		return

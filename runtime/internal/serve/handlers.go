@@ -163,8 +163,9 @@ type response struct {
 	body        []byte
 }
 
-// serve runs stage's query handler on req.
-func (h *Handlers) serve(ctx context.Context, stage string, req *abi.QueryRequest) (*response, error) {
+// serve runs stage's query handler on req, noting in reads (when not nil)
+// what it read.
+func (h *Handlers) serve(ctx context.Context, stage string, req *abi.QueryRequest, reads *readSet) (*response, error) {
 	h.mu.Lock()
 	p := h.pools[stage]
 	h.mu.Unlock()
@@ -185,7 +186,7 @@ func (h *Handlers) serve(ctx context.Context, stage string, req *abi.QueryReques
 	if !in.Module().ServesQueries() {
 		return nil, fmt.Errorf("module %s of stage %q exports no %s: build it with a query handler", in.Module().Name(), stage, abi.ExportQuery)
 	}
-	qh := &queryHost{h: h, stage: stage, partition: req.Partition}
+	qh := &queryHost{h: h, stage: stage, partition: req.Partition, reads: reads}
 	defer qh.end()
 	if err := in.Query(ctx, qh, abi.AppendQueryRequest(nil, req)); err != nil {
 		if qh.resp == nil || ctx.Err() != nil {
@@ -213,6 +214,7 @@ type queryHost struct {
 	iters     state.Cursors
 	getBuf    []byte
 	resp      *response
+	reads     *readSet // what the handler read, for a watched route; nil when not watched
 }
 
 func (q *queryHost) end() {
@@ -259,6 +261,7 @@ func (q *queryHost) Get(store int32, key []byte) ([]byte, abi.Code) {
 	if c != abi.OK {
 		return nil, c
 	}
+	q.reads.get(ks.Store(), key)
 	v, found, err := q.txn.Get(ks, key, q.getBuf)
 	q.getBuf = v
 	if err != nil {
@@ -288,6 +291,7 @@ func (q *queryHost) Range(store int32, start, end []byte) (int32, abi.Code) {
 	if c != abi.OK {
 		return 0, c
 	}
+	q.reads.scan(ks.Store(), start, end)
 	it, err := q.txn.NewIter(ks, start, end)
 	if err != nil {
 		q.h.log.Error("query store range failed", "stage", q.stage, "store", ks.Store(), "err", err)
@@ -329,6 +333,9 @@ func (q *queryHost) Respond(status int32, contentType, body []byte) abi.Code {
 // when it names a store, then answered by its stage's guest handler.
 func (s *Server) appRoute(w http.ResponseWriter, r *http.Request, rt config.Route) int {
 	answer := func(p int32) int { return s.callGuest(w, r, rt, p) }
+	if wantsEvents(r) {
+		answer = func(p int32) int { return s.watchRoute(w, r, rt, p) }
+	}
 	if rt.Store == "" {
 		w.Header().Set(HeaderServedBy, s.self())
 		return answer(-1)
@@ -357,7 +364,7 @@ func (s *Server) callGuest(w http.ResponseWriter, r *http.Request, rt config.Rou
 	for _, name := range rt.Params() {
 		req.Params = append(req.Params, abi.Param{Name: name, Value: r.PathValue(name)})
 	}
-	resp, err := s.handlers.serve(r.Context(), rt.Stage, req)
+	resp, err := s.handlers.serve(r.Context(), rt.Stage, req, nil)
 	if err != nil {
 		s.log.Warn("query handler failed", "stage", rt.Stage, "route", rt.Pattern(), "path", r.URL.Path, "err", err)
 		return writeError(w, http.StatusInternalServerError, fmt.Sprintf("query handler of stage %q: %v", rt.Stage, err))

@@ -49,7 +49,7 @@ func TestSetModuleClosesTheOldVersionAfterItsRequests(t *testing.T) {
 	held := func() <-chan error {
 		done := make(chan error, 1)
 		go func() {
-			resp, err := h.serve(ctx, "s", &abi.QueryRequest{Partition: -1, Method: "GET", Path: "/", Body: []byte("log 1 hold")})
+			resp, err := h.serve(ctx, "s", &abi.QueryRequest{Partition: -1, Method: "GET", Path: "/", Body: []byte("log 1 hold")}, nil)
 			if err == nil && resp.status != 200 {
 				t.Errorf("held request answered %d %q", resp.status, resp.body)
 			}
@@ -64,7 +64,7 @@ func TestSetModuleClosesTheOldVersionAfterItsRequests(t *testing.T) {
 	}
 	answer := func(want string) {
 		t.Helper()
-		resp, err := h.serve(ctx, "s", &abi.QueryRequest{Partition: -1, Method: "GET", Path: "/"})
+		resp, err := h.serve(ctx, "s", &abi.QueryRequest{Partition: -1, Method: "GET", Path: "/"}, nil)
 		if err != nil || string(resp.body) != want {
 			t.Fatalf("request answered %v, %v; want %q", resp, err, want)
 		}
@@ -97,7 +97,7 @@ func TestSetModuleClosesTheOldVersionAfterItsRequests(t *testing.T) {
 	if last.Closed() {
 		t.Fatal("Close closed the version under the request it serves")
 	}
-	if _, err := h.serve(ctx, "s", &abi.QueryRequest{Partition: -1, Method: "GET", Path: "/"}); err == nil {
+	if _, err := h.serve(ctx, "s", &abi.QueryRequest{Partition: -1, Method: "GET", Path: "/"}, nil); err == nil {
 		t.Fatal("a request after Close was answered")
 	}
 	hold.release <- struct{}{}

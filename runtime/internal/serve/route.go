@@ -150,7 +150,7 @@ func (s *Server) unavailable(w http.ResponseWriter, err error) int {
 }
 
 // forwardedHeaders are the request headers a forwarded request carries.
-var forwardedHeaders = []string{"Authorization", "Content-Type", "Accept"}
+var forwardedHeaders = []string{"Authorization", "Content-Type", "Accept", "Last-Event-ID"}
 
 // answerHeaders are the response headers copied back from the owner.
 var answerHeaders = []string{"Content-Type", "Retry-After", "WWW-Authenticate", HeaderServedBy, HeaderPartition, HeaderStale}
@@ -168,7 +168,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string) (i
 		}
 	}
 	req.Header.Set(HeaderForwarded, s.self())
-	resp, err := s.client.Do(req)
+	client := s.client
+	if wantsEvents(r) {
+		client = s.watchHTTP // a watched route's answer lasts: no timeout
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -180,7 +184,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string) (i
 	}
 	markServed(w, "forwarded")
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	copyAnswer := io.Copy
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		copyAnswer = flushingCopy
+	}
+	if _, err := copyAnswer(w, resp.Body); err != nil {
 		s.log.Warn("forwarded answer cut short", "owner", addr, "path", r.URL.Path, "err", err)
 	}
 	return resp.StatusCode, nil

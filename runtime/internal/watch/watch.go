@@ -34,18 +34,25 @@ type Change struct {
 	Coalesced bool
 }
 
-// Filter selects the changes of a subscription: one store, one partition
-// or every one (Partition < 0), and one key or the keys under a prefix.
+// Filter selects the changes of a subscription: one store (or every one,
+// ""), one partition or every one (Partition < 0), and one key or the keys
+// under a prefix, or those Match selects.
 type Filter struct {
 	Store     string
 	Partition int32
 	Key       []byte
 	Prefix    bool // Key is a prefix; an empty one matches every key
+	// Match, when set, selects instead of Key and Prefix. It runs as
+	// changes are published: it must be quick and must not block.
+	Match func(*Change) bool
 }
 
 func (f *Filter) match(c *Change) bool {
-	if c.Store != f.Store || (f.Partition >= 0 && c.Partition != f.Partition) {
+	if (f.Store != "" && c.Store != f.Store) || (f.Partition >= 0 && c.Partition != f.Partition) {
 		return false
+	}
+	if f.Match != nil {
+		return f.Match(c)
 	}
 	if f.Prefix {
 		return bytes.HasPrefix(c.Key, f.Key)
@@ -157,7 +164,7 @@ func (h *Hub) Moved(store string, partition int32, reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
-		if s.f.Store == store && (s.f.Partition < 0 || s.f.Partition == partition) {
+		if (s.f.Store == store || s.f.Store == "") && (s.f.Partition < 0 || s.f.Partition == partition) {
 			s.end("moved", reason)
 		}
 	}
