@@ -7,17 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/streamrt/streamrt/internal/apptest"
 )
-
-// dumpDOM loads url in headless Chromium and returns the DOM once the
-// page's scripts have run; the virtual time budget ends before the page's
-// next refresh.
-func dumpDOM(t *testing.T, bin, url string) string {
-	t.Helper()
-	return apptest.RunChromium(t, bin, url, "--virtual-time-budget=3000", "--dump-dom")
-}
 
 var (
 	tableStart = regexp.MustCompile(`<table class="chart" data-chart="([^"]*)">`)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,18 +162,65 @@ func TestKafkaMusic(t *testing.T) {
 		}
 	}
 
+	// A chart route watched from either instance (one owns the chart, the
+	// other relays it) answers now, and again when plays change it.
+	t.Run("watched charts", func(t *testing.T) {
+		path := "/kafka-music/charts/genre/electronic"
+		var streams []*apptest.Stream
+		for _, in := range instances {
+			s := apptest.Watch(t, in.Addr, path)
+			if s.Code != 200 {
+				t.Fatalf("instance %s: watch %s answered %d %s", in.Addr, path, s.Code, s.Body)
+			}
+			if got, want := answerBody(t, s.Next(t, 20*time.Second)), electronic; got != want {
+				t.Fatalf("instance %s: first answer of %s:\n got %s\nwant %s", in.Addr, path, got, want)
+			}
+			streams = append(streams, s)
+		}
+		testkafka.ProduceRecords(t, app.brokers,
+			&kgo.Record{Topic: app.playEvents, Key: []byte("uk"), Value: []byte(`{"song_id":21,"duration":90000}`)},
+			&kgo.Record{Topic: app.playEvents, Key: []byte("us"), Value: []byte(`{"song_id":21,"duration":91000}`)})
+		want := chart(t, "20:6", "21:2")
+		for i, s := range streams {
+			for got := ""; got != want; {
+				got = answerBody(t, s.Next(t, 30*time.Second))
+				if got != want && got != chart(t, "20:6", "21:1") {
+					t.Fatalf("instance %s: %s pushed %s, want the chart with 21 at 1 then 2 plays", instances[i].Addr, path, got)
+				}
+			}
+		}
+		electronic = want
+	})
+
+	// The page, opened on either instance, shows every chart and follows
+	// them live: a play sent while it is open reaches it by a push, as the
+	// page sets no timer and never asks again.
 	t.Run("web page in headless Chromium", func(t *testing.T) {
 		bin := apptest.Chromium(t)
-		want := map[string]string{"top-five": topFive, "punk": punk, "hip hop": hipHop, "electronic": electronic, "jazz": "[]"}
-		for _, in := range instances {
-			dom := dumpDOM(t, bin, "http://"+in.Addr+"/kafka-music/")
+		page, err := os.ReadFile("charts/index.html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, timer := range []string{"setTimeout", "setInterval"} {
+			if strings.Contains(string(page), timer) {
+				t.Errorf("the page calls %s: it must follow the charts by watching, not polling", timer)
+			}
+		}
+		want := map[string]string{"top-five": topFive, "punk": punk, "hip hop": hipHop, "electronic": electronic}
+		for i, in := range instances {
+			jazzPlays := i + 1 // song 30, the only jazz song, had none so far
+			jazz := chart(t, fmt.Sprintf("30:%d", jazzPlays))
+			dom := watchPage(t, bin, in, instances, func() {
+				testkafka.ProduceRecords(t, app.brokers, &kgo.Record{Topic: app.playEvents, Key: []byte("jp"), Value: []byte(`{"song_id":30,"duration":120000}`)})
+			}, func(dom string) bool { return renderedChart(dom, "jazz") == pageRows(t, jazz) })
+			want["jazz"] = jazz
 			for name, rows := range want {
 				if got, want := renderedChart(dom, name), pageRows(t, rows); got != want {
 					t.Errorf("instance %s: chart %q on the page:\n got %s\nwant %s", in.Addr, name, got, want)
 				}
 			}
-			if !strings.Contains(dom, "No plays yet") {
-				t.Errorf("instance %s: the page does not say jazz has no plays yet", in.Addr)
+			if !strings.Contains(dom, "Live: ") {
+				t.Errorf("instance %s: the page does not say it is live", in.Addr)
 			}
 			for _, other := range instances {
 				if !strings.Contains(dom, other.Addr) {
@@ -186,7 +234,71 @@ func TestKafkaMusic(t *testing.T) {
 	})
 }
 
+// watchPage opens the charts page of in in headless Chromium, runs change
+// once the page watches its five charts (the top five and four genres;
+// all are the instances of the app), and returns the page's DOM once
+// done(dom) holds, or fails the test after 30 s: what the page shows then
+// came to it by pushes.
+func watchPage(t *testing.T, bin string, in *apptest.App, all []*apptest.App, change func(), done func(dom string) bool) string {
+	t.Helper()
+	base := openWatches(t, all)
+	page := apptest.OpenPage(t, bin, "http://"+in.Addr+"/kafka-music/")
+	apptest.WaitCheck(t, 30*time.Second, "the page to watch its five charts", func() error {
+		if n := openWatches(t, all) - base; n < 5 {
+			return fmt.Errorf("%d watches open", n)
+		}
+		return nil
+	})
+	change()
+	var dom string
+	apptest.WaitCheck(t, 30*time.Second, "the page to show the change", func() error {
+		if dom = page.DOM(t); !done(dom) {
+			return fmt.Errorf("the page shows:\n%s", dom)
+		}
+		return nil
+	})
+	return dom
+}
+
+// openWatches is the sum of the streamrt_watches gauges of instances: a
+// watch counts where it is answered, at the owner of its chart.
+func openWatches(t *testing.T, instances []*apptest.App) int {
+	t.Helper()
+	sum := 0
+	for _, in := range instances {
+		found := false
+		for _, line := range strings.Split(in.Get("/metrics").Body, "\n") {
+			if v, ok := strings.CutPrefix(line, "streamrt_watches "); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("streamrt_watches %q: %v", v, err)
+				}
+				sum, found = sum+n, true
+			}
+		}
+		if !found {
+			t.Fatalf("/metrics of %s has no streamrt_watches", in.Addr)
+		}
+	}
+	return sum
+}
+
 const jsonType = "application/json"
+
+// answerBody is the body of a watched route's answer event, which must be
+// a 200 of JSON.
+func answerBody(t *testing.T, ev apptest.Event) string {
+	t.Helper()
+	var a struct {
+		Status      int    `json:"status"`
+		ContentType string `json:"content_type"`
+		Body        string `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(ev.Data), &a); err != nil || ev.Kind != "answer" || a.Status != 200 || a.ContentType != jsonType {
+		t.Fatalf("watched route sent %s %s (%v), want an answer of 200 %s", ev.Kind, ev.Data, err, jsonType)
+	}
+	return a.Body
+}
 
 // chart returns the JSON a chart route answers for songs given as
 // "id:plays", in rank order.

@@ -188,7 +188,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, addr string) (i
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		copyAnswer = flushingCopy
 	}
-	if _, err := copyAnswer(w, resp.Body); err != nil {
+	if _, err := copyAnswer(w, resp.Body); err != nil && r.Context().Err() == nil {
 		s.log.Warn("forwarded answer cut short", "owner", addr, "path", r.URL.Path, "err", err)
 	}
 	return resp.StatusCode, nil
