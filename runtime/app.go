@@ -178,7 +178,7 @@ func openApp(ctx context.Context, s appSpec) (_ *app, err error) {
 		Ended:     func(kind string) { a.metrics.WatchesEnded.WithLabelValues(kind).Inc() },
 	})
 	a.eng.SetWatch(hub)
-	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores, Watch: hub,
+	opts := serve.Options{DB: a.db, Engine: a.eng, Metrics: a.metrics, Logger: a.log, Stores: stores, Watch: hub, ReadChangelog: a.eng.ReadChangelog,
 		Query: cfg.Query, Topology: s.topo, Advertise: s.advertise, Prefix: s.prefix, Handlers: a.handlers,
 		RequireClientCert: cfg.HTTPTLS.RequireClientCert()}
 	if cfg.HTTPTLS.Enabled() {

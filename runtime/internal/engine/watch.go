@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/streamrt/streamrt/runtime/internal/watch"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // SetWatch makes the engine publish every committed store change to h,
@@ -38,4 +40,29 @@ func (e *Engine) endWatches(t *task) {
 	for _, st := range t.stage.stores {
 		e.env.watch.Moved(st.Name, t.partition, fmt.Sprintf("partition %d of store %q moved away from this instance", t.partition, st.Name))
 	}
+}
+
+// ReadChangelog hands fn the committed records of partition p of a store's
+// changelog topic from offset from up to offset to (not included), in
+// order, with a nil value for a tombstone: what a watch that resumes at
+// from has not seen of a state at to. A compacted changelog may have
+// dropped some of them: what it still holds is what there is.
+func (e *Engine) ReadChangelog(ctx context.Context, topic string, p int32, from, to int64, fn func(offset int64, key, value []byte) error) error {
+	f, err := e.env.follow(map[string]map[int32]int64{topic: {p: from}}, e.log, 0)
+	if err != nil {
+		return fmt.Errorf("read changelog %s partition %d: %w", topic, p, err)
+	}
+	defer f.close()
+	for f.pos[topic][p] < to {
+		err := f.poll(ctx, 0, func(r *kgo.Record) error {
+			if r.Offset >= to || r.Attrs.IsControl() {
+				return nil
+			}
+			return fn(r.Offset, r.Key, r.Value)
+		})
+		if err != nil {
+			return fmt.Errorf("read changelog %s partition %d from %d to %d: %w", topic, p, from, to, err)
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@
 package serve
 
 import (
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
@@ -85,6 +86,10 @@ type Options struct {
 	// Watch publishes the engine's committed store changes, which watches
 	// stream; nil refuses watches of partitions this instance owns.
 	Watch *watch.Hub
+	// ReadChangelog reads a store changelog's committed records in
+	// [from, to): what a resuming watch missed. Nil sends such a watch a
+	// snapshot instead.
+	ReadChangelog func(ctx context.Context, topic string, partition int32, from, to int64, fn func(offset int64, key, value []byte) error) error
 	// Handlers serves the guest query handlers of Query.Routes; nil when the
 	// app declares none.
 	Handlers *Handlers
@@ -124,6 +129,7 @@ type Server struct {
 	// Watches: the engine's committed changes, the client that relays
 	// watches (no timeout: a watch lasts), and the open watches' count.
 	hub           *watch.Hub
+	readChangelog func(ctx context.Context, topic string, partition int32, from, to int64, fn func(offset int64, key, value []byte) error) error
 	watchHTTP     *http.Client
 	watchMu       sync.Mutex
 	watchesOpen   int
@@ -175,7 +181,7 @@ func New(opts Options) *Server {
 	if opts.ForwardTLS != nil {
 		s.scheme = "https"
 	}
-	s.hub, s.watchesBy, s.watchStop = opts.Watch, map[string]int{}, make(chan struct{})
+	s.hub, s.readChangelog, s.watchesBy, s.watchStop = opts.Watch, opts.ReadChangelog, map[string]int{}, make(chan struct{})
 	s.watchHTTP = &http.Client{Transport: s.client.Transport}
 	s.keyspaces = map[string][]state.Keyspace{}
 	for _, st := range opts.Stores {

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -438,6 +439,17 @@ func (s *Server) snapshot(ctx context.Context, spec watchSpec, p int32, from int
 		// instance has not caught up to: changes from there on.
 		return from, nil
 	}
+	if from >= 0 && s.readChangelog != nil && next-from <= maxReplay {
+		// The changelog holds what the client missed: send that rather
+		// than a snapshot, so that it sees every change.
+		if err := s.replay(ctx, spec, p, from, next, out); err == nil {
+			return next, nil
+		} else if ctx.Err() != nil {
+			return 0, err
+		} else {
+			s.log.Warn("a watch resumes with a snapshot: reading what it missed from the changelog failed", "store", spec.st.Name, "partition", p, "from", from, "to", next, "err", err)
+		}
+	}
 	ks, err := s.keyspace(spec.st.Name, p)
 	if err != nil {
 		return 0, err
@@ -472,6 +484,35 @@ func (s *Server) snapshot(ctx context.Context, spec watchSpec, p int32, from int
 	// A prefix's snapshot may hold no key at all: this says it is whole.
 	send(ctx, out, watchEvent{kind: "synced", Store: name, Partition: p, Position: next})
 	return next, nil
+}
+
+// maxReplay is the most changelog records a resuming watch reads back;
+// further behind, it gets a snapshot.
+const maxReplay = 100_000
+
+// replayTimeout bounds reading a resuming watch's changes back.
+var replayTimeout = 30 * time.Second
+
+// replay sends the changes of partition p's changelog in [from, to) that
+// the watch selects.
+func (s *Server) replay(ctx context.Context, spec watchSpec, p int32, from, to int64, out chan<- watchEvent) error {
+	rctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	defer cancel()
+	return s.readChangelog(rctx, spec.st.Changelog, p, from, to, func(off int64, key, value []byte) error {
+		if spec.prefix && !bytes.HasPrefix(key, spec.key) || !spec.prefix && !bytes.Equal(key, spec.key) {
+			return nil
+		}
+		o := off
+		ev := watchEvent{kind: "change", Store: spec.st.Name, Partition: p, Position: off + 1, Offset: &o, Deleted: value == nil}
+		ev.setKey(key)
+		if value != nil {
+			ev.setValue(value)
+		}
+		if !send(ctx, out, ev) {
+			return ctx.Err()
+		}
+		return nil
+	})
 }
 
 // relayWatch watches partition p at its owner and passes the events on.
