@@ -486,6 +486,29 @@ func judgeCounts(answers countAnswers, truth []int64, exact bool, partitions int
 // are not 1, 2, 3, ... in order, which exactly once requires of counts.
 func readOutputs(t *testing.T, brokers []string, topic string) (last map[string]int64, sum int64, seqErrs []string) {
 	t.Helper()
+	last = map[string]int64{}
+	prev := map[string]int64{}
+	readStable(t, brokers, topic, func(r *kgo.Record) {
+		k := string(r.Key)
+		n, err := strconv.ParseInt(string(r.Value), 10, 64)
+		if err != nil {
+			n = -1
+		}
+		if n != prev[k]+1 && len(seqErrs) < 1000 {
+			seqErrs = append(seqErrs, fmt.Sprintf("%s: %d follows %d at %s/%d offset %d", k, n, prev[k], r.Topic, r.Partition, r.Offset))
+		}
+		prev[k], last[k] = n, n
+	})
+	for _, n := range last {
+		sum += n
+	}
+	return last, sum, seqErrs
+}
+
+// readStable hands fn the committed records of topic, read with
+// read_committed from the start up to its last stable offsets.
+func readStable(t *testing.T, brokers []string, topic string, fn func(r *kgo.Record)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	stable, err := kadm.NewClient(testkafka.Client(t, brokers)).ListCommittedOffsets(ctx, topic)
@@ -509,8 +532,6 @@ func readOutputs(t *testing.T, brokers []string, topic string) (last map[string]
 		stable.Each(func(o kadm.ListedOffset) { finished = finished && next[o.Partition] >= o.Offset })
 		return finished
 	}
-	last = map[string]int64{}
-	prev := map[string]int64{}
 	for !done() {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -519,24 +540,11 @@ func readOutputs(t *testing.T, brokers []string, topic string) (last map[string]
 		fs.EachError(func(_ string, p int32, err error) { t.Logf("reading %s partition %d: %v", topic, p, err) })
 		fs.EachRecord(func(r *kgo.Record) {
 			next[r.Partition] = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
+			if !r.Attrs.IsControl() {
+				fn(r)
 			}
-			k := string(r.Key)
-			n, err := strconv.ParseInt(string(r.Value), 10, 64)
-			if err != nil {
-				n = -1
-			}
-			if n != prev[k]+1 && len(seqErrs) < 1000 {
-				seqErrs = append(seqErrs, fmt.Sprintf("%s: %d follows %d at %s/%d offset %d", k, n, prev[k], r.Topic, r.Partition, r.Offset))
-			}
-			prev[k], last[k] = n, n
 		})
 	}
-	for _, n := range last {
-		sum += n
-	}
-	return last, sum, seqErrs
 }
 
 // buildStreamrt builds the CLI once for the test; the children are not
