@@ -1,12 +1,16 @@
 package runtime_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -322,4 +326,107 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// openUnread opens a watch of every key of click-counts at a over a raw
+// connection with a small receive buffer, and does not read it.
+func openUnread(t *testing.T, a *app) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", a.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /v1/stores/click-counts/watch HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", a.http)
+	waitFor(t, 30*time.Second, "the watch to open", func() bool {
+		_, body := a.get("/metrics")
+		return strings.Contains(body, "streamrt_watches 1")
+	})
+	return conn
+}
+
+// clickMany counts clicks on n new keys of about 2 KB each, named after
+// round.
+func clickMany(t *testing.T, brokers []string, in string, round, n int) {
+	big := strings.Repeat("x", 2000)
+	var kvs []string
+	for k := range n {
+		kvs = append(kvs, fmt.Sprintf("key-%d-%d-%s", round, k, big), "c")
+	}
+	testkafka.Produce(t, brokers, in, kvs...)
+}
+
+func startWatchLimited(t *testing.T, query string) (*app, []string, string) {
+	t.Helper()
+	brokers := testkafka.Brokers(t)
+	appName, in, out := names(t)
+	testkafka.CreateTopic(t, brokers, in, faultPartitions)
+	file := writeClickcount(t, t.TempDir(), appName, brokers, "at_least_once", faultPartitions, in, out, "query: "+query+"\n")
+	yaml, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startYAML(t, string(yaml), "", false)
+	a.waitReady()
+	return a, brokers, in
+}
+
+// A watch whose client reads more slowly than its keys change keeps a
+// bounded queue, then ends with the reason, while the app goes on.
+func TestASlowWatchEndsWithTheReason(t *testing.T) {
+	a, brokers, in := startWatchLimited(t, "{watch_buffer: 16, watch_coalesce_keys: 64}")
+	conn := openUnread(t, a)
+	clickMany(t, brokers, in, 0, 500)
+	waitFor(t, 60*time.Second, "the slow watch to end", func() bool {
+		_, body := a.get("/metrics")
+		return strings.Contains(body, "streamrt_watches 0") && strings.Contains(body, `streamrt_watches_ended_total{reason="slow"}`)
+	})
+	// Its last event says why.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	var last string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the watch up to its end: %v (last data: %s)", err, last)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			last = line
+		}
+		if strings.HasPrefix(line, "event: end") {
+			line, _ = r.ReadString('\n')
+			if !strings.Contains(line, "read too slowly") {
+				t.Fatalf("the watch ended with %s, want the reason: too slow", line)
+			}
+			break
+		}
+	}
+	a.waitGet(t, "/v1/stores/click-counts/keys/"+fmt.Sprintf("key-0-0-%s", strings.Repeat("x", 2000)), "1")
+}
+
+// A client that never reads at all: once its connection's buffers are
+// full, the write times out and the connection is closed.
+func TestAWatchThatIsNeverReadIsDisconnected(t *testing.T) {
+	a, brokers, in := startWatchLimited(t, "{watch_buffer: 100000, watch_coalesce_keys: 100000}")
+	conn := openUnread(t, a)
+	for round := 0; round < 10; round++ {
+		clickMany(t, brokers, in, round, 2000)
+		if _, body := a.get("/metrics"); strings.Contains(body, "streamrt_watches 0") {
+			break
+		}
+	}
+	waitFor(t, 90*time.Second, "the unread watch to be disconnected", func() bool {
+		_, body := a.get("/metrics")
+		return strings.Contains(body, "streamrt_watches 0") && strings.Contains(body, `streamrt_watches_ended_total{reason="slow"}`)
+	})
+	// The server closed the connection: reading drains what was sent,
+	// then meets its end.
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if n, err := io.Copy(io.Discard, conn); err != nil {
+		t.Errorf("the server did not close the unread watch's connection (read %d bytes): %v", n, err)
+	}
+	a.waitGet(t, "/v1/stores/click-counts/keys/"+fmt.Sprintf("key-0-0-%s", strings.Repeat("x", 2000)), "1")
 }

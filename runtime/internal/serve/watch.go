@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,8 +124,8 @@ func (s *Server) watchStore(w http.ResponseWriter, r *http.Request) int {
 	h.Set("X-Accel-Buffering", "no") // a proxy must pass each event on as it comes
 	h.Set(HeaderServedBy, s.self())
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	if err := rc.Flush(); err != nil {
+	out := s.newEventWriter(w)
+	if out.flush() != nil {
 		return http.StatusOK
 	}
 
@@ -138,52 +139,78 @@ func (s *Server) watchStore(w http.ResponseWriter, r *http.Request) int {
 			positions[p] = n
 		}
 	}
+	// write writes ev and reports whether the watch goes on.
+	write := func(ev watchEvent) bool {
+		if ev.kind != "end" {
+			positions[ev.Partition] = ev.Position
+		}
+		writeEvent(out.bw, ev, positions)
+		return ev.kind != "end"
+	}
 	beat := time.NewTicker(watchHeartbeat)
 	defer beat.Stop()
-	bw := bufio.NewWriter(w)
 	for {
+		out.begin()
+		goOn := true
 		select {
 		case <-ctx.Done():
 			return http.StatusOK
 		case <-s.watchStop:
-			writeEvent(bw, watchEvent{kind: "end", Store: spec.st.Name, Reason: "the instance is stopping"}, positions)
-			bw.Flush()
-			rc.Flush()
-			return http.StatusOK
+			goOn = write(watchEvent{kind: "end", Store: spec.st.Name, Reason: "the instance is stopping"})
 		case <-beat.C:
-			bw.WriteString(": keep-alive\n\n")
+			out.bw.WriteString(": keep-alive\n\n")
 		case ev := <-events:
-			if ev.kind != "end" {
-				positions[ev.Partition] = ev.Position
-			}
-			writeEvent(bw, ev, positions)
-			if ev.kind == "end" {
-				bw.Flush()
-				rc.Flush()
-				return http.StatusOK
-			}
 			// Send what has queued since in the same write.
-			for more := true; more; {
+			for more := write(ev); more && goOn; {
 				select {
 				case ev := <-events:
-					if ev.kind != "end" {
-						positions[ev.Partition] = ev.Position
-					}
-					writeEvent(bw, ev, positions)
-					if ev.kind == "end" {
-						bw.Flush()
-						rc.Flush()
-						return http.StatusOK
-					}
+					goOn = write(ev)
 				default:
 					more = false
 				}
 			}
+			goOn = goOn && ev.kind != "end"
 		}
-		if bw.Flush() != nil || rc.Flush() != nil {
-			return http.StatusOK // the client went away
+		if out.flush() != nil || !goOn {
+			return http.StatusOK // the client went away, or the watch ended
 		}
 	}
+}
+
+// watchWriteTimeout bounds each write of a watch: a client that has
+// stopped reading is disconnected once its socket's buffers are full and
+// this passes, rather than holding its handler and its buffers forever.
+var watchWriteTimeout = 10 * time.Second
+
+// eventWriter writes a watch's events, each batch within
+// watchWriteTimeout.
+type eventWriter struct {
+	s  *Server
+	bw *bufio.Writer
+	rc *http.ResponseController
+}
+
+func (s *Server) newEventWriter(w http.ResponseWriter) *eventWriter {
+	return &eventWriter{s: s, bw: bufio.NewWriter(w), rc: http.NewResponseController(w)}
+}
+
+// begin starts a batch of writes: they must be done by the deadline.
+func (e *eventWriter) begin() {
+	_ = e.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout)) // unsupported only off HTTP/1 and 2
+}
+
+// flush sends the batch, and counts a write that timed out as a watch
+// ended for a slow client.
+func (e *eventWriter) flush() error {
+	err := e.bw.Flush()
+	if err == nil {
+		err = e.rc.Flush()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		e.s.metrics.WatchesEnded.WithLabelValues("slow").Inc()
+		e.s.log.Warn("a watching client stopped reading; its watch is disconnected", "timeout", watchWriteTimeout)
+	}
+	return err
 }
 
 // writeEvent writes ev as a Server-Sent Event whose id is the watch's

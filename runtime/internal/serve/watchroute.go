@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -135,12 +134,12 @@ func (s *Server) watchRoute(w http.ResponseWriter, r *http.Request, rt config.Ro
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	bw := bufio.NewWriter(w)
+	out := s.newEventWriter(w)
 	sendEvent := func(kind string, data any) bool {
 		b, _ := json.Marshal(data) // plain fields: cannot fail
-		fmt.Fprintf(bw, "event: %s\ndata: %s\n\n", kind, b)
-		return bw.Flush() == nil && rc.Flush() == nil
+		out.begin()
+		fmt.Fprintf(out.bw, "event: %s\ndata: %s\n\n", kind, b)
+		return out.flush() == nil
 	}
 	last := first
 	if !sendEvent("answer", answerData(first)) {
@@ -153,8 +152,9 @@ func (s *Server) watchRoute(w http.ResponseWriter, r *http.Request, rt config.Ro
 		switch {
 		case err == nil:
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			bw.WriteString(": keep-alive\n\n")
-			if bw.Flush() != nil || rc.Flush() != nil {
+			out.begin()
+			out.bw.WriteString(": keep-alive\n\n")
+			if out.flush() != nil {
 				return http.StatusOK
 			}
 			continue
