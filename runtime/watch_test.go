@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -429,4 +431,58 @@ func TestAWatchThatIsNeverReadIsDisconnected(t *testing.T) {
 		t.Errorf("the server did not close the unread watch's connection (read %d bytes): %v", n, err)
 	}
 	a.waitGet(t, "/v1/stores/click-counts/keys/"+fmt.Sprintf("key-0-0-%s", strings.Repeat("x", 2000)), "1")
+}
+
+// Ten thousand watches opened at once: the instance keeps
+// query.max_watches of them and refuses the others with 503 and the
+// reason, and serves on.
+func TestTenThousandWatchesAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 10,000 connections; skipped under -short")
+	}
+	a, brokers, in := startWatchLimited(t, "{max_watches: 1000, max_watches_per_client: 100000}")
+	const total, workers = 10_000, 100
+	var mu sync.Mutex
+	codes := map[int]int{}
+	reasons := map[string]bool{}
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: workers}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range total / workers {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/v1/stores/click-counts/keys/k-%d-%d/watch", a.http, w, i), nil)
+				resp, err := client.Do(req)
+				mu.Lock()
+				if err != nil {
+					codes[-1]++
+					mu.Unlock()
+					continue
+				}
+				codes[resp.StatusCode]++
+				if resp.StatusCode != http.StatusOK {
+					b, _ := io.ReadAll(resp.Body)
+					reasons[string(b)] = true
+					resp.Body.Close()
+				}
+				mu.Unlock()
+				// An open watch stays open until the test ends.
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("answers: %v", codes)
+	if codes[http.StatusOK] != 1000 || codes[http.StatusServiceUnavailable] != total-1000 {
+		t.Fatalf("answers by status %v, want 1000 watches open and %d refused with 503", codes, total-1000)
+	}
+	for r := range reasons {
+		if !strings.Contains(r, "query.max_watches") {
+			t.Fatalf("a refusal said %s, want the limit named", r)
+		}
+	}
+	testkafka.Produce(t, brokers, in, "k-0-0", "c")
+	a.waitGet(t, "/v1/stores/click-counts/keys/k-0-0", "1")
 }
